@@ -127,7 +127,7 @@ def collect(
                 for k in np.flatnonzero(done):
                     final_obs[(t, int(k))] = info["final_obs"][k]
             if progress is not None:
-                progress(num_envs)
+                progress(min(num_envs, n_transitions - t * num_envs))
         obs_buf[steps] = obs
     finally:
         env.close()

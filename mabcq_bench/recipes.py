@@ -1,0 +1,256 @@
+"""Dataset recipes: the tiers (``smoke``, ``lite``, ``paper``) as TOML files under ``datasets/``.
+
+A recipe file holds the defaults of a tier plus optional per-task tables (``[tasks.ant.expert]``)
+that override them. :func:`load_recipe` reads and checks a file; :meth:`RecipeFile.for_task`
+gives the resolved :class:`Recipe` of one task, whose :attr:`Recipe.fingerprint` identifies the
+data it makes: a dataset or an expert made by another fingerprint is never reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mabcq_bench.errors import UserError
+
+#: Bump when the generation code changes what a recipe produces (invalidates cached data).
+DATA_FORMAT_VERSION = 1
+
+#: The four parts of every agent's dataset (paper §4.1), in the order they are written.
+PARTS = ("early", "self_intermediate", "self_expert", "all_expert")
+
+#: Where the shipped tier files live (the repository's ``datasets/``); override with
+#: ``MABCQ_BENCH_RECIPES``.
+RECIPES_DIR = Path(os.environ.get("MABCQ_BENCH_RECIPES", Path(__file__).resolve().parent.parent / "datasets"))
+
+
+@dataclass(frozen=True)
+class ExpertRecipe:
+    """How the joint SAC expert is trained (Stable-Baselines3 SAC, MlpPolicy)."""
+
+    total_steps: int  # environment steps of SAC training; the final policy is the expert
+    intermediate_step: int  # step at which the intermediate policy is saved
+    early_steps: int  # the first steps of training whose experience is the "early" part
+    checkpoint_every: int  # training is saved every this many steps (resume granularity)
+    learning_starts: int = 1000  # SB3: uniform random steps before the first update
+    net_arch: tuple[int, ...] = (256, 256)  # SB3 actor and critic hidden sizes
+    batch_size: int = 256  # SB3 SAC minibatch
+    learning_rate: float = 3e-4  # SB3 SAC learning rate (actor, critic, entropy)
+    torch_threads: int = 1  # fixed so a recipe gives the same numbers on any machine; >1 collapses when another job shares the cores
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that determines one task's expert and its agents' datasets."""
+
+    tier: str  # name of the tier, part of the dataset ids (mabcq/<task>/<tier>-agent<i>-v0)
+    task: str  # task name in the registry
+    seed: int  # master seed: expert training, rollouts and noise derive from it
+    transitions_per_agent: int  # size of every agent's dataset
+    mixture: dict[str, float]  # fraction of each part (PARTS), summing to 1
+    policy_noise: float  # std of the Gaussian noise added to the policies of the last three parts
+    num_envs: int  # environments stepped as one batch during collection
+    eval_episodes: int  # episodes (one per evaluation seed) for the reference returns
+    eval_seed: int  # first evaluation seed
+    expert: ExpertRecipe
+    description: str = ""  # one paragraph about the tier, copied into the dataset card
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the datasets (not the description)."""
+        d = self.as_dict()
+        d.pop("description")
+        return _digest({"data_format": DATA_FORMAT_VERSION, **d})
+
+    @property
+    def expert_fingerprint(self) -> str:
+        """Hash of everything that changes the expert: reused across dataset sizes and noise."""
+        return _digest(
+            {
+                "data_format": DATA_FORMAT_VERSION,
+                "task": self.task,
+                "seed": self.seed,
+                "expert": dataclasses.asdict(self.expert),
+                "eval": [self.eval_episodes, self.eval_seed],
+            }
+        )
+
+    def part_sizes(self) -> dict[str, int]:
+        """Transitions of each part; rounding by largest remainder so they sum exactly."""
+        exact = {p: self.mixture[p] * self.transitions_per_agent for p in PARTS}
+        sizes = {p: int(v) for p, v in exact.items()}
+        short = self.transitions_per_agent - sum(sizes.values())
+        for p in sorted(PARTS, key=lambda p: (sizes[p] - exact[p], PARTS.index(p)))[:short]:
+            sizes[p] += 1
+        return sizes
+
+    def dataset_id(self, agent: int) -> str:
+        return f"mabcq/{self.task}/{self.tier}-agent{agent}-v0"
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RecipeFile:
+    """A parsed recipe file: tier defaults plus per-task overrides."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def tier(self) -> str:
+        return self.data["tier"]
+
+    def for_task(self, task: str) -> Recipe:
+        merged = copy.deepcopy({k: v for k, v in self.data.items() if k != "tasks"})
+        _deep_merge(merged, self.data.get("tasks", {}).get(task, {}))
+        return _build(merged, task, self.path)
+
+
+def available_tiers() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def load_recipe(preset: str) -> RecipeFile:
+    """Load a tier by name (``lite``) or a recipe file by path, checking every field.
+
+    Raises:
+        UserError: unknown tier, unreadable or malformed file.
+    """
+    path = Path(preset)
+    if not (preset.endswith(".toml") or path.exists()):
+        path = RECIPES_DIR / f"{preset}.toml"
+        if not path.exists():
+            raise UserError(f"unknown tier {preset!r}; valid tiers: {', '.join(available_tiers())} (or a path to a .toml recipe)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"recipe file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"malformed recipe {path}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read recipe {path}: {exc.strerror}") from None
+    if not isinstance(data.get("tier"), str) or not data["tier"].replace("_", "").replace("-", "").isalnum():
+        raise UserError(f"malformed recipe {path}: 'tier' must be a name of letters, digits, '-' or '_'")
+    recipe = RecipeFile(path, data)
+    tasks = data.get("tasks", {})
+    if not isinstance(tasks, dict):
+        raise UserError(f"malformed recipe {path}: [tasks] must be a table of per-task overrides")
+    from mabcq_bench.tasks import TASKS
+
+    for name in tasks:
+        if name not in TASKS:
+            raise UserError(f"malformed recipe {path}: [tasks.{name}] is not a task; valid tasks: {', '.join(TASKS)}")
+    for name in TASKS:  # check every task's resolved recipe now, not halfway through a run
+        recipe.for_task(name)
+    return recipe
+
+
+def _deep_merge(base: dict, override: dict) -> None:
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _build(d: dict[str, Any], task: str, path: Path) -> Recipe:
+    def bad(msg: str) -> UserError:
+        return UserError(f"malformed recipe {path} (task {task}): {msg}")
+
+    def take(table: dict, cls, context: str) -> dict[str, Any]:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(table) - set(fields) - {"tier", "tasks", "expert", "task"}
+        if unknown:
+            raise bad(f"unknown key(s) {', '.join(sorted(unknown))} in {context}")
+        out = {}
+        for name, f in fields.items():
+            if name in ("task", "expert"):
+                continue
+            if name not in table:
+                if f.default is dataclasses.MISSING:
+                    raise bad(f"missing key {name!r} in {context}")
+                continue
+            out[name] = _check_type(table[name], f.type, f"{context}.{name}", bad)
+        return out
+
+    expert_table = d.get("expert")
+    if not isinstance(expert_table, dict):
+        raise bad("missing table [expert]")
+    expert = ExpertRecipe(**take(expert_table, ExpertRecipe, "expert"))
+    fields = take(d, Recipe, "recipe")
+    recipe = Recipe(task=task, expert=expert, **fields)
+    _validate(recipe, bad)
+    return recipe
+
+
+def _check_type(value: Any, annotation: str, where: str, bad) -> Any:
+    ann = str(annotation)
+    if ann == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(f"{where} must be an integer, got {value!r}")
+        return value
+    if ann == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if ann == "str":
+        if not isinstance(value, str):
+            raise bad(f"{where} must be a string, got {value!r}")
+        return value
+    if ann.startswith("tuple"):
+        if not isinstance(value, list) or not all(isinstance(v, int) and v > 0 for v in value):
+            raise bad(f"{where} must be a list of positive integers, got {value!r}")
+        return tuple(value)
+    if ann.startswith("dict"):
+        if not isinstance(value, dict):
+            raise bad(f"{where} must be a table, got {value!r}")
+        return dict(value)
+    raise TypeError(ann)
+
+
+def _validate(r: Recipe, bad) -> None:
+    e = r.expert
+    positive = {
+        "transitions_per_agent": r.transitions_per_agent,
+        "num_envs": r.num_envs,
+        "eval_episodes": r.eval_episodes,
+        "expert.total_steps": e.total_steps,
+        "expert.checkpoint_every": e.checkpoint_every,
+        "expert.batch_size": e.batch_size,
+        "expert.torch_threads": e.torch_threads,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise bad(f"{name} must be positive, got {value}")
+    if set(r.mixture) != set(PARTS):
+        raise bad(f"mixture must give exactly the parts {', '.join(PARTS)}, got {', '.join(r.mixture) or 'none'}")
+    if any(not isinstance(v, float) and not isinstance(v, int) or v < 0 for v in r.mixture.values()):
+        raise bad("mixture fractions must be non-negative numbers")
+    if abs(sum(r.mixture.values()) - 1.0) > 1e-9:
+        raise bad(f"mixture fractions must sum to 1, got {sum(r.mixture.values()):g}")
+    if r.policy_noise < 0:
+        raise bad(f"policy_noise must be >= 0, got {r.policy_noise}")
+    if not 0 < e.intermediate_step < e.total_steps:
+        raise bad(f"expert.intermediate_step must be in (0, total_steps), got {e.intermediate_step}")
+    if not 0 < e.early_steps <= e.total_steps:
+        raise bad(f"expert.early_steps must be in (0, total_steps], got {e.early_steps}")
+    if not 0 <= e.learning_starts < e.total_steps:
+        raise bad(f"expert.learning_starts must be in [0, total_steps), got {e.learning_starts}")
+    if e.learning_rate <= 0:
+        raise bad(f"expert.learning_rate must be positive, got {e.learning_rate}")
+    need = r.part_sizes()["early"]
+    if need > e.early_steps:
+        raise bad(f"the early part needs {need} transitions but expert.early_steps is {e.early_steps}")

@@ -1,0 +1,102 @@
+"""Small shared helpers: atomic files, locks, derived seeds, package versions."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import importlib.metadata
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from mabcq_bench.errors import UserError
+
+#: Packages whose versions every artifact records (scores are comparable only on equal versions).
+TRACKED_PACKAGES = (
+    "mabcq-bench",
+    "torch",
+    "numpy",
+    "gymnasium",
+    "gymnasium-robotics",
+    "mujoco",
+    "stable-baselines3",
+    "minari",
+    "h5py",
+)
+
+
+def home() -> Path:
+    """mabcq-bench's own cache (experts, staging): ``$MABCQ_BENCH_HOME`` or ``~/.mabcq-bench``."""
+    return Path(os.environ.get("MABCQ_BENCH_HOME", Path.home() / ".mabcq-bench"))
+
+
+def derive_seed(*keys: int | str) -> int:
+    """A 32-bit seed derived from a tuple of ints and strings (stable across runs and machines)."""
+    words = [k if isinstance(k, int) else int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "little") for k in keys]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; on success it replaces ``target`` atomically.
+
+    On any error the temporary file is removed and ``target`` is left as it was.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix or ".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_json(target: Path, obj: Any) -> None:
+    """Write JSON atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path``, or fail at once if another process has it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise UserError(f"another mabcq-bench process is working on {what} (lock {path}); wait for it to finish") from None
+            raise
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_writable(folder: Path, what: str) -> None:
+    """Fail with one line if ``folder`` cannot be created or written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to the {what} {folder}: {exc.strerror or exc}") from None
