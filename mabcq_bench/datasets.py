@@ -123,11 +123,14 @@ def verify_dataset(dataset_id: str, recipe: Recipe) -> dict | None:
         )
     if md.get("total_steps") != recipe.transitions_per_agent or "checksum" not in md:
         raise UserError(f"dataset {dataset_id} at {path} is corrupt (incomplete); delete it and rerun make-data")
+    if md["computed_checksum"] != md["checksum"]:
+        raise UserError(f"dataset {dataset_id} at {path} is corrupt (its data does not match its checksum); delete it and rerun make-data")
     return md
 
 
 def read_metadata(dataset_id: str) -> dict:
-    """The dataset's Minari metadata, with a one-line error when it cannot be read."""
+    """The dataset's Minari metadata, read in full: ``computed_checksum`` is recomputed from
+    the data, so a damaged data file is caught here. One-line error when it cannot be read."""
     import minari
 
     path = dataset_path(dataset_id)
@@ -136,6 +139,7 @@ def read_metadata(dataset_id: str) -> dict:
             ds = minari.load_dataset(dataset_id)
             md = dict(ds.storage.metadata)
             md["total_steps"] = int(ds.total_steps)
+            md["computed_checksum"] = dataset_checksum(ds)
     except Exception as exc:
         raise UserError(f"dataset {dataset_id} at {path} is corrupt ({type(exc).__name__}: {_first_line(exc)}); delete it and rerun make-data") from None
     return md
@@ -306,7 +310,7 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     md = read_metadata(dataset_id)
-    if md.get("checksum") != checksum:
+    if md.get("checksum") != checksum or md["computed_checksum"] != checksum:
         raise UserError(f"dataset {dataset_id} at {final} did not read back as written")
     return md
 

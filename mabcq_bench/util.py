@@ -31,6 +31,10 @@ TRACKED_PACKAGES = (
 )
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def home() -> Path:
     """mabcq-bench's own cache (experts, staging): ``$MABCQ_BENCH_HOME`` or ``~/.mabcq-bench``."""
     return Path(os.environ.get("MABCQ_BENCH_HOME", Path.home() / ".mabcq-bench"))
@@ -63,6 +67,7 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,250 @@
+"""make-data end to end: Minari round trip, mixture, determinism, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import minari
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mabcq_bench.cli import main
+from mabcq_bench.datasets import dataset_path, make_data
+from mabcq_bench.errors import UserError
+from mabcq_bench.experts import expert_dir, load_expert
+from mabcq_bench.recipes import load_recipe
+from mabcq_bench.tasks import TASKS
+
+from conftest import tiny_recipe_text
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+def _use(store: dict, monkeypatch) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", store["MINARI_DATASETS_PATH"])
+    monkeypatch.setenv("MABCQ_BENCH_HOME", store["MABCQ_BENCH_HOME"])
+
+
+# --- the smoke tier, end to end -----------------------------------------------------------------
+
+
+def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch):
+    _use(smoke_hopper, monkeypatch)
+    recipe = smoke_hopper["recipe"]
+    expert = load_expert(recipe)
+    for agent in range(3):
+        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v0")
+        md = ds.storage.metadata
+        assert ds.total_steps == 5000
+        assert ds.action_space.shape == (1,)  # its own action only
+        assert ds.observation_space.shape == (11,)  # the full state
+        assert md["ref_min_score"] == pytest.approx(expert.returns["random"]["mean"])
+        assert md["ref_max_score"] == pytest.approx(expert.returns["expert"]["mean"])
+        scores = minari.get_normalized_score(ds, np.array([md["ref_min_score"], md["ref_max_score"]]))
+        np.testing.assert_allclose(scores, [0.0, 1.0])
+        assert md["mixture"] == {"early": 1000, "self_intermediate": 1750, "self_expert": 1750, "all_expert": 500}
+        assert md["intermediate_return"]["mean"] == pytest.approx(expert.returns["intermediate"]["mean"])
+        assert md["recipe"]["tier"] == "smoke" and md["seed"] == 0 and "stable-baselines3" in md["versions"]
+        assert "paper §4.1" in md["description"] and "never holds another agent's action" in md["description"]
+        assert ds.recover_environment(eval_env=True).spec.id == "Hopper-v5"
+
+
+def test_parts_are_where_the_metadata_says(smoke_hopper, monkeypatch):
+    _use(smoke_hopper, monkeypatch)
+    ds = minari.load_dataset("mabcq/hopper/smoke-agent1-v0")
+    ranges = ds.storage.metadata["mixture_episodes"]
+    sizes = ds.storage.metadata["mixture"]
+    episodes = list(ds.iterate_episodes())
+    for part, (start, stop) in ranges.items():
+        assert sum(len(e.rewards) for e in episodes[start:stop]) == sizes[part]
+    for e in episodes:  # each episode is a consistent piece of one trajectory
+        done = e.terminations | e.truncations
+        assert done[-1] and not done[:-1].any()
+        assert np.all(np.abs(e.actions) <= 1.0)
+
+
+def test_early_part_is_each_agents_slice_of_sacs_experience(smoke_hopper, monkeypatch):
+    _use(smoke_hopper, monkeypatch)
+    early = load_expert(smoke_hopper["recipe"]).early()
+    for agent, part in enumerate(TASKS["hopper"].partition):
+        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v0")
+        start, stop = ds.storage.metadata["mixture_episodes"]["early"]
+        eps = list(ds.iterate_episodes(range(start, stop)))
+        actions = np.concatenate([e.actions for e in eps])
+        obs = np.concatenate([e.observations[:-1] for e in eps])
+        np.testing.assert_array_equal(actions, early["actions"][:1000][:, list(part)])
+        np.testing.assert_array_equal(obs, early["observations"][:1000])
+
+
+def test_rerun_reuses_finished_datasets(smoke_hopper, monkeypatch):
+    _use(smoke_hopper, monkeypatch)
+    files = sorted(Path(smoke_hopper["MINARI_DATASETS_PATH"]).rglob("*.hdf5"))
+    before = [(f, f.stat().st_mtime_ns) for f in files]
+    statuses = make_data(smoke_hopper["recipe"], **QUIET)
+    assert [s.created for s in statuses] == [False, False, False]
+    assert [s.checksum for s in statuses] == [s.checksum for s in smoke_hopper["statuses"]]
+    assert [(f, f.stat().st_mtime_ns) for f in files] == before
+
+
+def test_cli_make_data_reports_kept_datasets(smoke_hopper, monkeypatch):
+    _use(smoke_hopper, monkeypatch)
+    result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "mabcq/hopper/smoke-agent2-v0\t5000 transitions" in result.output and "kept" in result.output
+
+
+def test_experts_are_ordinary_sb3_checkpoints(smoke_hopper, monkeypatch):
+    from stable_baselines3 import SAC
+
+    _use(smoke_hopper, monkeypatch)
+    d = expert_dir(smoke_hopper["recipe"])
+    for name in ("intermediate", "expert"):
+        model = SAC.load(d / f"{name}.zip")
+        action, _ = model.predict(np.zeros(11), deterministic=True)
+        assert action.shape == (3,)
+    returns = json.loads((d / "returns.json").read_text())
+    assert len(returns["expert"]["returns"]) == 3 and returns["eval_seeds"] == [10000, 10001, 10002]
+    assert not (d / "training").exists()  # the replay buffer is removed once the expert is done
+
+
+# --- determinism and resume (a recipe smaller than smoke) ----------------------------------
+
+
+def _tiny(tmp_path: Path, **overrides):
+    path = tmp_path / "tiny.toml"
+    path.write_text(tiny_recipe_text(**overrides))
+    return path, load_recipe(str(path)).for_task("hopper")
+
+
+def _stores(tmp_path: Path, name: str) -> dict[str, str]:
+    return {"MINARI_DATASETS_PATH": str(tmp_path / name / "minari"), "MABCQ_BENCH_HOME": str(tmp_path / name / "home")}
+
+
+def _make_in(store: dict, recipe, monkeypatch):
+    _use(store, monkeypatch)
+    return [s.checksum for s in make_data(recipe, **QUIET)]
+
+
+def test_same_recipe_and_seed_give_identical_datasets(tmp_path, monkeypatch):
+    _, recipe = _tiny(tmp_path)
+    a = _make_in(_stores(tmp_path, "a"), recipe, monkeypatch)
+    b = _make_in(_stores(tmp_path, "b"), recipe, monkeypatch)
+    assert a == b and len(set(a)) == 3  # identical runs; different agents' data differ
+    _, other_seed = _tiny(tmp_path, seed=1)
+    assert _make_in(_stores(tmp_path, "c"), other_seed, monkeypatch) != a
+
+
+def _run_and_kill(path: Path, store: dict, ready) -> None:
+    """Start the real CLI, SIGKILL it once ``ready()`` holds (a hard crash, no cleanup)."""
+    env = {**os.environ, **store}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mabcq_bench.cli", "make-data", "--env", "hopper", "--preset", str(path), "--no-progress"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job finished before it could be interrupted"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("when", ["expert training", "dataset writing"])
+def test_killed_run_resumes_to_the_same_datasets(tmp_path, monkeypatch, when):
+    path, recipe = _tiny(tmp_path)
+    reference = _make_in(_stores(tmp_path, "ref"), recipe, monkeypatch)
+
+    store = _stores(tmp_path, "killed")
+    root = Path(store["MINARI_DATASETS_PATH"])
+    home = Path(store["MABCQ_BENCH_HOME"])
+    if when == "expert training":
+        ready = lambda: any(home.glob("experts/hopper/*/training/state.json"))  # noqa: E731
+    else:
+        ready = lambda: (root / "mabcq/hopper/tiny-agent0-v0").exists()  # noqa: E731
+    _run_and_kill(path, store, ready)
+    # no half-written dataset is visible under its id after the crash
+    _use(store, monkeypatch)
+    visible = sorted(minari.list_local_datasets()) if root.exists() else []
+    assert all(minari.load_dataset(i).total_steps == 1500 for i in visible)
+    assert _make_in(store, recipe, monkeypatch) == reference
+
+
+# --- bad input: one clear line, non-zero exit, nothing lost -----------------------------------
+
+
+def _cli(args: list[str]):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_unknown_task_and_tier_list_valid_ones():
+    assert "unknown task 'swimmer'; valid tasks: halfcheetah, walker, hopper, ant" in _cli(["make-data", "--env", "swimmer"])
+    assert "unknown tier 'huge'; valid tiers: lite, paper, smoke" in _cli(["make-data", "--preset", "huge"])
+
+
+def test_malformed_recipe_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("tier = 'x'\nseed = \n")
+    assert "malformed recipe" in _cli(["make-data", "--preset", str(bad)])
+
+
+def test_unwritable_dataset_folder(tmp_path, monkeypatch, tiny_recipe_file):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(blocker / "datasets"))
+    assert "cannot write to the Minari dataset folder" in _cli(["make-data", "--preset", str(tiny_recipe_file)])
+
+
+def test_corrupt_dataset_is_reported_and_others_kept(tmp_path, monkeypatch):
+    path, recipe = _tiny(tmp_path)
+    checksums = _make_in(_stores(tmp_path, "s"), recipe, monkeypatch)
+    victim = next((dataset_path(recipe.dataset_id(1)) / "data").glob("*.hdf5"))
+    victim.write_bytes(b"not an hdf5 file")
+    line = _cli(["make-data", "--preset", str(path)])
+    assert "mabcq/hopper/tiny-agent1-v0" in line and "is corrupt" in line
+    assert minari.load_dataset(recipe.dataset_id(0)).storage.metadata["checksum"] == checksums[0]
+
+
+def test_dataset_from_another_recipe_is_not_overwritten(tmp_path, monkeypatch):
+    path, recipe = _tiny(tmp_path)
+    checksums = _make_in(_stores(tmp_path, "s"), recipe, monkeypatch)
+    path.write_text(tiny_recipe_text(policy_noise=0.3))  # same tier name, other data
+    line = _cli(["make-data", "--preset", str(path)])
+    assert "was made by a different recipe" in line
+    assert minari.load_dataset(recipe.dataset_id(0)).storage.metadata["checksum"] == checksums[0]
+
+
+def test_library_raises_user_error_not_a_traceback(tmp_path, monkeypatch):
+    path, recipe = _tiny(tmp_path)
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(blocker))
+    with pytest.raises(UserError):
+        make_data(recipe, **QUIET)
+
+
+def test_missing_dataset_is_remade_without_retraining_the_expert(tmp_path, monkeypatch):
+    import shutil
+
+    _, recipe = _tiny(tmp_path)
+    checksums = _make_in(_stores(tmp_path, "s"), recipe, monkeypatch)
+    returns = expert_dir(recipe) / "returns.json"
+    stamp = returns.stat().st_mtime_ns
+    shutil.rmtree(dataset_path(recipe.dataset_id(2)))
+    statuses = make_data(recipe, **QUIET)
+    assert [s.created for s in statuses] == [False, False, True]
+    assert [s.checksum for s in statuses] == checksums
+    assert returns.stat().st_mtime_ns == stamp
