@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -87,6 +86,8 @@ def make_data(recipe: Recipe, progress: bool = True, log: Callable[[str], None] 
     expert = train_expert(recipe, progress=progress, log=log)
     out = []
     with exclusive_lock(root / STAGING / f"{task.name}-{recipe.tier}.lock", f"the {task.name} {recipe.tier} datasets"):
+        for stale in (root / STAGING).glob(f"{task.name}-{recipe.tier}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed mid-write
         for agent, dataset_id in enumerate(ids):
             info = existing[agent] or verify_dataset(dataset_id, recipe)
             if info is not None:
@@ -259,7 +260,7 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
     obs_space = gym.spaces.Box(-np.inf, np.inf, (task.state_dim,), np.float64)
     act_space = gym.spaces.Box(joint_space.low[own_idx], joint_space.high[own_idx], dtype=np.float32)
     root = datasets_root()
-    staging = root / STAGING / uuid.uuid4().hex
+    staging = root / STAGING / f"{task.name}-{recipe.tier}-{uuid.uuid4().hex}"
     final = dataset_path(dataset_id)
     try:
         with _minari_root(staging), _quiet():

@@ -176,6 +176,7 @@ def test_killed_run_resumes_to_the_same_datasets(tmp_path, monkeypatch, when):
     visible = sorted(minari.list_local_datasets()) if root.exists() else []
     assert all(minari.load_dataset(i).total_steps == 1500 for i in visible)
     assert _make_in(store, recipe, monkeypatch) == reference
+    assert not [p for p in (root / ".mabcq-staging").iterdir() if p.is_dir()]  # stale staging cleared
 
 
 # --- bad input: one clear line, non-zero exit, nothing lost -----------------------------------
