@@ -20,8 +20,11 @@ from typing import Any
 
 from mabcq_bench.errors import UserError
 
-#: Bump when the generation code changes what a recipe produces (invalidates cached data).
-DATA_FORMAT_VERSION = 1
+#: Bump when the generation code changes the datasets a recipe produces (invalidates them).
+#: 2: SAC actors evaluated with torch's functional ops during collection.
+DATA_FORMAT_VERSION = 2
+#: Bump when the expert training changes (invalidates cached experts and, with them, datasets).
+EXPERT_FORMAT_VERSION = 1
 
 #: The four parts of every agent's dataset (paper §4.1), in the order they are written.
 PARTS = ("early", "self_intermediate", "self_expert", "all_expert")
@@ -77,7 +80,7 @@ class Recipe:
         """Hash of everything that changes the expert: reused across dataset sizes and noise."""
         return _digest(
             {
-                "data_format": DATA_FORMAT_VERSION,
+                "data_format": EXPERT_FORMAT_VERSION,
                 "task": self.task,
                 "seed": self.seed,
                 "expert": dataclasses.asdict(self.expert),
