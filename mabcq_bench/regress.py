@@ -1,0 +1,220 @@
+"""Score regression check for CI: today's smoke-tier scores against a committed reference.
+
+The reference (``leaderboard/regress-reference.json``) is a JSON object::
+
+    {"tier": "smoke", "tasks": ["hopper"], "algos": ["mabcq", "bcq"], "seeds": [0, 1],
+     "tolerance": 10.0, "tolerance_note": "why this tolerance",
+     "scores": {"hopper/mabcq": 12.3, "hopper/bcq": 8.1},
+     "fingerprints": {"hopper/mabcq": "0123456789abcdef", ...}}
+
+``scores`` maps ``"<task>/<variant>"`` to the mean final normalized score over ``seeds``;
+``tolerance`` is the largest allowed ``|now − reference|``, in normalized-score points.
+``fingerprints`` (optional) holds each entry's config fingerprint: a changed one is reported
+beside the table as the likely reason of a drift, but does not fail the check by itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from mabcq_bench.errors import UserError
+from mabcq_bench.leaderboard import DASH, group_runs
+from mabcq_bench.util import atomic_path
+
+
+def _key(task: str, algo: str) -> str:
+    return f"{task}/{algo}"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _reference_problem(ref: Any) -> str | None:
+    """What is wrong with a parsed reference, or None."""
+    if not isinstance(ref, dict):
+        return "is not a JSON object"
+    missing = [k for k in ("tier", "tasks", "algos", "seeds", "tolerance", "tolerance_note", "scores") if k not in ref]
+    if missing:
+        return f"lacks required keys {', '.join(missing)}"
+    if not isinstance(ref["tier"], str) or not ref["tier"]:
+        return "has no tier name"
+    for key in ("tasks", "algos"):
+        if not isinstance(ref[key], list) or not ref[key] or not all(isinstance(x, str) and x for x in ref[key]):
+            return f"has {key} {ref[key]!r}; expected a non-empty list of names"
+    if not isinstance(ref["seeds"], list) or not ref["seeds"] or not all(isinstance(s, int) and not isinstance(s, bool) for s in ref["seeds"]):
+        return f"has seeds {ref['seeds']!r}; expected a non-empty list of integers"
+    if not _is_number(ref["tolerance"]) or ref["tolerance"] < 0:
+        return f"has tolerance {ref['tolerance']!r}; expected a number >= 0"
+    if not isinstance(ref["tolerance_note"], str):
+        return "has a tolerance_note that is not a string"
+    scores = ref["scores"]
+    if not isinstance(scores, dict) or not scores:
+        return "has no scores"
+    for key, value in scores.items():
+        if "/" not in key or not _is_number(value):
+            return f"has score entry {key!r}: {value!r}; expected \"<task>/<algo>\": number"
+    if not isinstance(ref.get("fingerprints", {}), dict):
+        return "has fingerprints that are not an object"
+    return None
+
+
+def load_reference(path: str | Path) -> dict:
+    """Read and check a regression reference file.
+
+    Raises:
+        UserError: the file is missing, unreadable, not JSON, or lacks/mistypes a field.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"regression reference {path} not found; make one from a finished sweep of its tier first") from None
+    except OSError as exc:
+        raise UserError(f"cannot read regression reference {path}: {exc.strerror or exc}") from None
+    try:
+        ref = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"regression reference {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    problem = _reference_problem(ref)
+    if problem:
+        raise UserError(f"regression reference {path} {problem}")
+    return ref
+
+
+def _current(records: Iterable[dict], tier: str, seeds: Sequence[int]) -> dict[str, list[dict]]:
+    """"task/algo" -> the records of ``tier`` whose seed is among ``seeds`` (fingerprint-checked)."""
+    wanted = set(seeds)
+    return {
+        _key(task, algo): [r for r in recs if r["seed"] in wanted]
+        for (task, algo), recs in group_runs(records, tier).items()
+    }
+
+
+def reference_from_records(
+    records: Iterable[dict],
+    tier: str,
+    tasks: Sequence[str],
+    algos: Sequence[str],
+    seeds: Sequence[int],
+    tolerance: float,
+    note: str,
+) -> dict:
+    """A reference from the runs of a finished sweep: every (task, algo) over every seed.
+
+    Args:
+        records: run records (e.g. ``leaderboard.load_records(results)``).
+        tier: the sweep's tier.
+        tasks, algos, seeds: what the reference covers; ``algos`` are variant names.
+        tolerance: largest allowed ``|now − reference|`` in normalized-score points.
+        note: why this tolerance (e.g. the spread seen between machines).
+
+    Raises:
+        UserError: a (task, algo, seed) without a finished run, mixed fingerprints, bad tolerance.
+    """
+    if not _is_number(tolerance) or tolerance < 0:
+        raise UserError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    current = _current(records, tier, seeds)
+    scores, fingerprints = {}, {}
+    for task in tasks:
+        for algo in algos:
+            key = _key(task, algo)
+            recs = current.get(key, [])
+            missing = sorted(set(seeds) - {r["seed"] for r in recs})
+            if missing:
+                raise UserError(f"cannot make the reference: no finished {tier} run of {key} for seed(s) {', '.join(map(str, missing))}")
+            scores[key] = float(np.mean([r["final"]["normalized_score"] for r in recs]))
+            fingerprints[key] = recs[0]["config_fingerprint"]
+    return {
+        "tier": tier,
+        "tasks": list(tasks),
+        "algos": list(algos),
+        "seeds": [int(s) for s in seeds],
+        "tolerance": float(tolerance),
+        "tolerance_note": note,
+        "scores": scores,
+        "fingerprints": fingerprints,
+    }
+
+
+def write_reference(path: str | Path, ref: Mapping[str, Any]) -> Path:
+    """Check ``ref`` and write it as JSON, atomically (sorted keys, so diffs stay small)."""
+    problem = _reference_problem(dict(ref))
+    if problem:
+        raise UserError(f"refusing to write a regression reference that {problem}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(ref, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Mapping[str, str]) -> tuple[str, bool]:
+    """Today's scores beside the reference's.
+
+    Every reference entry gets a status: ``ok`` (|delta| ≤ tolerance), ``DRIFT`` (|delta| >
+    tolerance), ``FAILED`` (its run failed: ``failures`` names it), or ``MISSING`` (no finished
+    run for some of the reference's seeds; "now" is then the mean over the seeds there are, or
+    "–"). A failure of an entry the reference lacks is listed as ``FAILED`` too.
+
+    Args:
+        reference: a reference (see :func:`load_reference`).
+        records: today's run records; only the reference's tier and seeds are used.
+        failures: "task/algo" -> one-line reason, for runs of today's sweep that failed.
+
+    Returns:
+        ``(table, ok)``: the plain-text table (columns task/algo, reference, now, delta, status;
+        then one line per failure reason and per changed config fingerprint), and whether every
+        entry is ``ok``.
+    """
+    problem = _reference_problem(dict(reference))
+    if problem:
+        raise UserError(f"the regression reference {problem}")
+    tol = float(reference["tolerance"])
+    seeds = reference["seeds"]
+    current = _current(records, reference["tier"], seeds)
+    fingerprints = reference.get("fingerprints", {})
+
+    lines = [["task/algo", "reference", "now", "delta", "status"]]
+    notes = []
+    ok = True
+    for key in list(reference["scores"]) + sorted(set(failures) - set(reference["scores"])):
+        ref_score = reference["scores"].get(key)
+        recs = current.get(key, [])
+        now = float(np.mean([r["final"]["normalized_score"] for r in recs])) if recs else None
+        delta = now - ref_score if now is not None and ref_score is not None else None
+        if key in failures:
+            status = "FAILED"
+            notes.append(f"{key} FAILED: {failures[key]}")
+        elif len({r["seed"] for r in recs}) < len(set(seeds)):
+            status = "MISSING"
+            have = sorted({r["seed"] for r in recs})
+            notes.append(f"{key} MISSING: finished runs for seed(s) {have or 'none'} of {sorted(set(seeds))}")
+        elif abs(delta) > tol:
+            status = "DRIFT"
+        else:
+            status = "ok"
+        ok = ok and status == "ok"
+        if recs and key in fingerprints and recs[0]["config_fingerprint"] != fingerprints[key]:
+            notes.append(f"{key}: config fingerprint {recs[0]['config_fingerprint']} differs from the reference's {fingerprints[key]}")
+        lines.append([
+            key,
+            DASH if ref_score is None else f"{ref_score:.1f}",
+            DASH if now is None else f"{now:.1f}",
+            DASH if delta is None else f"{delta:+.1f}",
+            status,
+        ])
+
+    widths = [max(len(line[i]) for line in lines) for i in range(5)]
+    text = [
+        "  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+        for line in lines
+    ]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    verdict = "ok" if ok else "FAILED"
+    text.append(f"tier {reference['tier']}, seeds {', '.join(map(str, seeds))}, tolerance ±{tol:g} normalized-score points: {verdict}")
+    return "\n".join(text + notes), ok

@@ -1,0 +1,193 @@
+"""Leaderboard tables and plots from fixed fake run records (no training)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mabcq_bench.errors import UserError
+from mabcq_bench.leaderboard import TASK_ORDER, build_tables, format_table, load_records, write_leaderboard
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_record(task, variant, seed, score, gap, *, algo=None, eps=None, tier="lite", fingerprint=None):
+    """A finished schema-1 run record; its curve rises from 0.2*score to score (gap falls)."""
+    algo = algo or variant.split()[0]
+    fingerprint = fingerprint or hashlib.sha256(f"{tier}/{task}/{variant}".encode()).hexdigest()[:16]
+    return {
+        "schema": 1,
+        "status": "finished",
+        "tier": tier,
+        "task": task,
+        "algo": algo,
+        "variant": variant,
+        "epsilon": eps,
+        "seed": seed,
+        "config_fingerprint": fingerprint,
+        "config": {},
+        "versions": {},
+        "datasets": [{"id": f"mabcq/{task}/{tier}-agent0-v0", "checksum": "0" * 64}],
+        "ref_min_score": 0.0,
+        "ref_max_score": 1000.0,
+        "final": {"returns": [10.0 * score], "return_mean": 10.0 * score, "normalized_score": score, "coordination_gap": gap},
+        "curve": [
+            {"updates": u, "return_mean": 10.0 * score * f, "normalized_score": score * f, "coordination_gap": None if gap is None else gap / f}
+            for u, f in ((0, 0.2), (50, 0.6), (100, 1.0))
+        ],
+        "updates": 100,
+        "wall_s": 1.0,
+    }
+
+
+# variant -> task -> [(score, gap) per seed]; the expected cells are worked out in the tests.
+FAKE = {
+    ("mabcq", "mabcq", 0.8): {"hopper": [(40, 1.0), (50, 2.0), (60, 3.0)], "walker": [(70, 4.0), (80, 4.0), (90, 4.0)]},
+    ("bcq", "bcq", None): {"hopper": [(20, 0.5), (30, 0.5), (40, 0.5)], "walker": [(10, 1.5), (10, 1.5), (10, 1.5)]},
+    ("behavior", "behavior", None): {"hopper": [(5, None)], "walker": [(15, None)]},
+    ("mabcq eps=0.4", "mabcq", 0.4): {"hopper": [(30, 2.0), (50, 2.0)]},
+}
+
+
+def fake_records(with_eps_sweep=True):
+    return [
+        make_record(task, variant, seed, float(score), gap, algo=algo, eps=eps)
+        for (variant, algo, eps), tasks in FAKE.items()
+        if with_eps_sweep or variant != "mabcq eps=0.4"
+        for task, runs in tasks.items()
+        for seed, (score, gap) in enumerate(runs)
+    ]
+
+
+def write_store(root: Path, records) -> Path:
+    for rec in records:
+        path = root / rec["tier"] / rec["task"] / rec["variant"] / f"seed{rec['seed']}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+    return root
+
+
+def assert_png(path: Path):
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and data.endswith(b"IEND\xaeB`\x82") and len(data) > 2000, path
+
+
+def test_task_order_is_the_registry_order():
+    from mabcq_bench.tasks import TASKS
+
+    assert TASK_ORDER == tuple(TASKS)
+
+
+def test_tables_cells_and_row_order():
+    board = build_tables(fake_records(), "lite", reps=300)
+    assert board.tasks == ["walker", "hopper"]  # the fixed order, not the order seen
+    assert [r.variant for r in board.rows] == ["mabcq", "mabcq eps=0.4", "bcq", "behavior"]
+    texts = {r.variant: r.texts() for r in board.rows}
+    assert texts["mabcq"][:3] == ["mabcq", "80.0 ± 10.0 (3)", "50.0 ± 10.0 (3)"]
+    assert texts["mabcq"][3].startswith("65.0 [")  # IQM of 40..90 by 10: mean(50, 60, 70, 80)
+    assert texts["mabcq"][4] == "3.00"  # mean over tasks of mean gaps (hopper 2, walker 4)
+    assert texts["bcq"][1:3] == ["10.0 ± 0.0 (3)", "30.0 ± 10.0 (3)"]
+    assert texts["bcq"][4] == "1.00"
+    assert texts["behavior"][1:] == ["15.0 ± 0.0 (1)", "5.0 ± 0.0 (1)", "10.0 [10.0, 10.0]", "–"]
+    assert texts["mabcq eps=0.4"][1:3] == ["–", "40.0 ± 14.1 (2)"]
+    assert texts["mabcq eps=0.4"][3] == "40.0 [30.0, 50.0] *"  # fewer tasks than the table
+    assert not board.rows[1].complete and board.rows[0].complete
+
+    text = format_table(board)
+    assert text == format_table(board.rows)
+    lines = text.splitlines()
+    assert lines[0].split() == ["variant", "walker", "hopper", "IQM", "[low,", "high]", "coord.", "gap"]
+    assert [line.split()[0] for line in lines[2:]] == ["mabcq", "mabcq", "bcq", "behavior"]
+    assert "80.0 ± 10.0 (3)" in lines[2] and "40.0 ± 14.1 (2)" in lines[3]
+
+
+def test_write_leaderboard_files(tmp_path):
+    store = write_store(tmp_path / "results", fake_records())
+    out = tmp_path / "leaderboard"
+    written = write_leaderboard(load_records(store), out, reps=300)
+    names = ["lite.md", "lite.csv", "lite-curves.png", "lite-coordination.png", "lite-epsilon.png"]
+    assert written == [out / n for n in names]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temporary files left
+    for name in names[2:]:
+        assert_png(out / name)
+
+    md = (out / "lite.md").read_text(encoding="utf-8")
+    assert "tier `lite`" in md and "0 = random policy, 100 = the expert" in md
+    assert "Seeds: 3 (0, 1, 2)" in md and "95% percentile interval" in md and "300 resamples" in md
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table[0] == "| variant | walker | hopper | IQM [low, high] | coord. gap |"
+    assert table[2].startswith("| mabcq | 80.0 ± 10.0 (3) | 50.0 ± 10.0 (3) | 65.0 [") and table[2].endswith("| 3.00 |")
+    assert table[5] == "| behavior | 15.0 ± 0.0 (1) | 5.0 ± 0.0 (1) | 10.0 [10.0, 10.0] | – |"
+    assert "![lite-epsilon](lite-epsilon.png)" in md
+
+    with open(out / "lite.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["variant", "walker", "hopper", "IQM [low, high]", "coord. gap"]
+    assert [r[0] for r in rows[1:]] == ["mabcq", "mabcq eps=0.4", "bcq", "behavior"]
+    assert rows[3][:3] == ["bcq", "10.0 ± 0.0 (3)", "30.0 ± 10.0 (3)"]
+
+    # Without a second ε there is no ε plot, and the old one is not left behind to mislead.
+    written = write_leaderboard(fake_records(with_eps_sweep=False), out, reps=300)
+    assert out / "lite-epsilon.png" not in written and not (out / "lite-epsilon.png").exists()
+
+
+def test_coordination_plot_skips_algorithms_without_q(tmp_path):
+    records = [make_record("ant", "behavior", s, 10.0 + s, None, tier="smoke") for s in range(2)]
+    written = write_leaderboard(records, tmp_path, reps=50)
+    assert [p.name for p in written] == ["smoke.md", "smoke.csv", "smoke-curves.png"]
+    assert_png(tmp_path / "smoke-curves.png")
+
+
+def test_mixed_fingerprints_in_one_cell_are_refused(tmp_path):
+    records = [
+        make_record("hopper", "mabcq", 0, 50.0, 1.0, fingerprint="aaaaaaaaaaaaaaaa"),
+        make_record("hopper", "mabcq", 1, 60.0, 1.0, fingerprint="bbbbbbbbbbbbbbbb"),
+    ]
+    with pytest.raises(UserError, match="aaaaaaaaaaaaaaaa.*bbbbbbbbbbbbbbbb"):
+        build_tables(records, "lite")
+    store = write_store(tmp_path / "results", records)
+    with pytest.raises(UserError, match=r"seed0\.json.*seed1\.json"):
+        write_leaderboard(load_records(store), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_records_of_one_seed_are_refused():
+    rec = make_record("hopper", "mabcq", 0, 50.0, 1.0)
+    with pytest.raises(UserError, match="two records of seed 0"):
+        build_tables([rec, dict(rec)], "lite")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"schema": 1, "status": "fini', "is not valid JSON"),
+        (json.dumps({**make_record("hopper", "bcq", 1, 5.0, 1.0), "status": "running"}), "status 'running'"),
+        (json.dumps({k: v for k, v in make_record("hopper", "bcq", 1, 5.0, 1.0).items() if k != "final"}), "lacks required keys final"),
+        (json.dumps({**make_record("hopper", "bcq", 1, 5.0, 1.0), "task": "walker"}), "is filed under lite/hopper"),
+    ],
+)
+def test_a_bad_record_is_named_and_left_untouched(tmp_path, content, message):
+    store = write_store(tmp_path, [make_record("hopper", "bcq", 0, 5.0, 1.0)])
+    bad = store / "lite" / "hopper" / "bcq" / "seed1.json"
+    bad.write_text(content)
+    before = (bad.read_bytes(), os.stat(bad).st_mtime_ns)
+    with pytest.raises(UserError, match=message) as info:
+        load_records(store)
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)
+    assert (bad.read_bytes(), os.stat(bad).st_mtime_ns) == before
+
+
+def test_load_records_reads_only_records(tmp_path):
+    store = write_store(tmp_path, [make_record("hopper", "bcq", 0, 5.0, 1.0)])
+    (store / "lite" / "hopper" / "bcq" / ".seed1.json.x1.tmp").write_text("{half")  # a writer's temp file
+    records = load_records(store)
+    assert [(r["variant"], r["seed"], Path(r["_file"]).name) for r in records] == [("bcq", 0, "seed0.json")]
+    with pytest.raises(UserError, match="does not exist"):
+        load_records(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="no finished runs"):
+        write_leaderboard([], tmp_path / "out")

@@ -1,0 +1,125 @@
+"""The score regression check, from fixed fake run records (no training)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from mabcq_bench.errors import UserError
+from mabcq_bench.regress import compare, load_reference, reference_from_records, write_reference
+
+
+def make_record(task, algo, seed, score, fingerprint="f" * 16, tier="smoke"):
+    """A finished schema-1 run record with the fields the regression check reads."""
+    return {
+        "schema": 1,
+        "status": "finished",
+        "tier": tier,
+        "task": task,
+        "algo": algo,
+        "variant": algo,
+        "epsilon": None,
+        "seed": seed,
+        "config_fingerprint": fingerprint,
+        "final": {"returns": [score], "return_mean": score, "normalized_score": score, "coordination_gap": None},
+        "curve": [{"updates": 10, "normalized_score": score, "coordination_gap": None}],
+    }
+
+
+SCORES = {("hopper", "mabcq"): [12.0, 14.0], ("hopper", "bcq"): [8.0, 9.0]}
+
+
+def records(drop=()):
+    return [
+        make_record(task, algo, seed, score)
+        for (task, algo), scores in SCORES.items()
+        for seed, score in enumerate(scores)
+        if (task, algo, seed) not in drop
+    ]
+
+
+def reference():
+    return reference_from_records(records(), "smoke", ["hopper"], ["mabcq", "bcq"], [0, 1], 10.0, "spread seen between runs")
+
+
+def status_of(table: str, key: str) -> str:
+    return next(line.split()[-1] for line in table.splitlines() if line.startswith(key + " "))
+
+
+def test_reference_round_trip(tmp_path):
+    ref = reference()
+    assert ref["scores"] == {"hopper/mabcq": 13.0, "hopper/bcq": 8.5}
+    assert ref["tolerance"] == 10.0 and ref["seeds"] == [0, 1] and ref["tier"] == "smoke"
+    path = write_reference(tmp_path / "leaderboard" / "regress-reference.json", ref)
+    assert load_reference(path) == ref
+    assert [p.name for p in path.parent.iterdir()] == ["regress-reference.json"]  # atomic, no temp left
+
+
+def test_compare_passes_on_the_same_records():
+    table, ok = compare(reference(), records(), {})
+    assert ok
+    assert status_of(table, "hopper/mabcq") == "ok" and status_of(table, "hopper/bcq") == "ok"
+    assert table.splitlines()[0].split() == ["task/algo", "reference", "now", "delta", "status"]
+    assert table.splitlines()[2].split() == ["hopper/mabcq", "13.0", "13.0", "+0.0", "ok"]
+
+
+def test_compare_flags_drift_beyond_the_tolerance():
+    ref = reference()
+    ref["scores"]["hopper/bcq"] += 9.5  # within ±10: still ok
+    ref["scores"]["hopper/mabcq"] -= 25.0
+    table, ok = compare(ref, records(), {})
+    assert not ok
+    assert status_of(table, "hopper/mabcq") == "DRIFT" and status_of(table, "hopper/bcq") == "ok"
+    assert "+25.0" in table
+
+
+def test_compare_reports_failed_and_missing_runs():
+    failures = {"hopper/bcq": "CUDA error: out of memory", "walker/mabcq": "diverged (NaN loss)"}
+    table, ok = compare(reference(), records(drop={("hopper", "bcq", 0), ("hopper", "bcq", 1)}), failures)
+    assert not ok
+    assert status_of(table, "hopper/bcq") == "FAILED" and status_of(table, "walker/mabcq") == "FAILED"
+    assert "hopper/bcq FAILED: CUDA error: out of memory" in table
+    assert status_of(table, "hopper/mabcq") == "ok"
+
+    table, ok = compare(reference(), records(drop={("hopper", "mabcq", 1)}), {})
+    assert not ok and status_of(table, "hopper/mabcq") == "MISSING"
+    assert "seed(s) [0] of [0, 1]" in table
+
+    table, ok = compare(reference(), [], {})
+    assert not ok and status_of(table, "hopper/bcq") == "MISSING"
+
+
+def test_compare_notes_a_changed_configuration():
+    ref = reference()
+    ref["fingerprints"]["hopper/mabcq"] = "0" * 16
+    table, ok = compare(ref, records(), {})
+    assert ok and f"differs from the reference's {'0' * 16}" in table
+
+
+def test_reference_needs_every_seed_and_one_configuration():
+    with pytest.raises(UserError, match="hopper/bcq for seed\\(s\\) 1"):
+        reference_from_records(records(drop={("hopper", "bcq", 1)}), "smoke", ["hopper"], ["mabcq", "bcq"], [0, 1], 10.0, "")
+    mixed = records() + [make_record("hopper", "bcq", 2, 1.0, fingerprint="e" * 16)]
+    with pytest.raises(UserError, match="e{16}"):
+        compare(reference(), mixed, {})
+
+
+def test_load_reference_rejects_bad_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_reference(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"tier": "smoke",')
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_reference(bad)
+    ref = reference()
+    del ref["tolerance"]
+    bad.write_text(json.dumps(ref))
+    with pytest.raises(UserError, match="lacks required keys tolerance"):
+        load_reference(bad)
+    ref = copy.deepcopy(reference())
+    ref["scores"]["hopper/bcq"] = "high"
+    bad.write_text(json.dumps(ref))
+    with pytest.raises(UserError, match="hopper/bcq"):
+        load_reference(bad)
