@@ -25,7 +25,9 @@ class AgentData(NamedTuple):
     next_observations: np.ndarray
     terminals: np.ndarray
 
-    def __len__(self) -> int:
+    @property
+    def size(self) -> int:
+        """Number of transitions (``len()`` of a NamedTuple is its field count, so not that)."""
         return len(self.rewards)
 
     @classmethod

@@ -65,3 +65,11 @@ def test_unknown_task_lists_valid_ones():
         get_task("swimmer")
     assert [t.name for t in resolve_tasks("all")] == list(TASKS)
     assert [t.name for t in resolve_tasks("hopper,ant")] == ["hopper", "ant"]
+
+
+def test_agent_data_is_a_plain_namedtuple():
+    from mabcq_bench.buffer import AgentData
+
+    d = AgentData(*(np.zeros((4, k), np.float32) for k in (11, 1)), np.zeros(4, np.float32), np.zeros((4, 11), np.float32), np.zeros(4, np.float32))
+    assert d.size == 4 and len(d) == 5  # five fields; the transition count is .size
+    assert d._replace(rewards=np.ones(4, np.float32)).rewards.sum() == 4

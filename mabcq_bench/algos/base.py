@@ -1,0 +1,280 @@
+"""What every learner shares: the batch type, the learner interface, seeding and checkpoints.
+
+A *learner* is one agent's algorithm. It sees only its own dataset B_i (batches of
+``(s, a_i, r, s', terminal)``), never another agent's actions or parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import ctypes
+import dataclasses
+import math
+import platform
+from typing import Any, Iterator, NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mabcq_bench.buffer import AgentData
+
+
+class Batch(NamedTuple):
+    """A minibatch (or a whole dataset) of one agent's transitions as tensors on one device.
+
+    Attributes:
+        states: ``(B, state_dim)`` s.
+        actions: ``(B, action_dim)`` the agent's own a_i, in [-1, 1].
+        rewards: ``(B,)`` r.
+        next_states: ``(B, state_dim)`` s'.
+        terminals: ``(B,)`` 1.0 where s' is terminal (no bootstrapping), else 0.0.
+    """
+
+    states: Tensor
+    actions: Tensor
+    rewards: Tensor
+    next_states: Tensor
+    terminals: Tensor
+
+    @classmethod
+    def from_agent_data(cls, data: AgentData, device: torch.device | str = "cpu") -> "Batch":
+        """The whole of ``data`` as float32 tensors on ``device``."""
+        fields = (data.observations, data.actions, data.rewards, data.next_observations, data.terminals)
+        return cls(*(torch.as_tensor(np.asarray(f, dtype=np.float32), device=device) for f in fields))
+
+    def take(self, index: Tensor) -> "Batch":
+        """The rows ``index`` (a 1-D integer tensor on the same device)."""
+        return Batch(*(t.index_select(0, index) for t in self))
+
+    @property
+    def size(self) -> int:
+        """Number of transitions (``len()`` is the tuple's, 5, as for any NamedTuple)."""
+        return self.rewards.shape[0]
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """The interface the decentralized trainer, the benchmark and the tests use."""
+
+    #: False for learners without a Q-function (then :meth:`value` returns NaN).
+    has_value: bool
+
+    def train(self, batch: Batch) -> dict[str, float]:
+        """One update on a minibatch; returns namespaced metrics (``losses/q``, ``weights/...``)."""
+
+    def act(self, states: np.ndarray) -> np.ndarray:
+        """The agent's action ``(B, action_dim)`` float32 for states ``(B, state_dim)``."""
+
+    def value(self, states: np.ndarray) -> np.ndarray:
+        """``(B,)`` Q_i(s, π_i(s)), the agent's own estimate of the state's value."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training bit for bit: nets, optimizers, RNG states."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (the learner must have the same config)."""
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run a block with ``torch.set_num_threads(threads)`` (``None``: as it is), then restore it.
+
+    Yields the thread count in force. CPU results are bitwise reproducible for a fixed count.
+    """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the process instead of returning it to the OS (glibc only).
+
+    An update allocates and frees the same few-MB activations every step. With glibc's defaults
+    blocks of that size come from ``mmap`` and go back on ``free``, so every step touches fresh
+    pages, and page faults cost more than the update's arithmetic on some machines (measured:
+    one 10240-row decoder pass 4.2 ms with the defaults, 1.8 ms with this). Sets
+    ``M_MMAP_THRESHOLD`` to its maximum (32 MiB) and ``M_TRIM_THRESHOLD`` to 256 MiB, for the whole
+    process. Returns whether it applied (False off glibc).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 256 << 20))
+
+
+def derived_seeds(seed: int, count: int) -> list[int]:
+    """``count`` independent 63-bit seeds from one seed (init, training noise, acting noise...)."""
+    words = np.random.SeedSequence(seed).generate_state(count, dtype=np.uint64)
+    return [int(w) >> 1 for w in words]
+
+
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Polyak averaging θ' ← (1 − τ)θ' + τθ, one fused call over the nets' flat parameters."""
+    targets, onlines = flat_params([target]), flat_params([online])
+    torch._foreach_lerp_([t for t, _ in targets], [o for o, _ in onlines], tau)
+
+
+def target_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` to serve as its target network."""
+    target = copy.deepcopy(module)
+    rebind(target)
+    target.requires_grad_(False)
+    return target
+
+
+def rebind(module: nn.Module) -> None:
+    """Re-create the flat parameter storage of every ``nets.MLP`` in ``module`` (after a copy or
+    a move, which give each parameter its own storage)."""
+    from mabcq_bench.algos.nets import MLP
+
+    for m in module.modules():
+        if isinstance(m, MLP):
+            m.rebind()
+
+
+def flat_params(modules: list[nn.Module]) -> list[tuple[Tensor, Tensor]]:
+    """``(flat, flat_grad)`` of every ``nets.MLP`` in ``modules``: what the optimizer steps."""
+    from mabcq_bench.algos.nets import MLP
+
+    return [(m.flat, m.flat_grad) for module in modules for m in module.modules() if isinstance(m, MLP)]
+
+
+def to_floats(logs: dict[str, Tensor]) -> dict[str, float]:
+    """Scalar tensors to floats with one device sync."""
+    values = torch.stack(list(logs.values())).tolist()
+    return dict(zip(logs.keys(), values))
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) over flat parameter tensors, in a handful of fused calls.
+
+    The same update as ``torch.optim.Adam`` without weight decay or amsgrad, written out because
+    at these network sizes the general optimizer's bookkeeping costs more than its arithmetic.
+    It steps ``(param, grad)`` pairs of flat tensors (see ``nets.MLP``); :meth:`zero_grad` zeroes
+    the gradient buffers in place, where autograd accumulates.
+    """
+
+    def __init__(self, pairs: list[tuple[Tensor, Tensor]], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params = [p for p, _ in pairs]
+        self.grads = [g for _, g in pairs]
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.steps = 0
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        torch._foreach_zero_(self.grads)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        self.steps += 1
+        grads = self.grads
+        torch._foreach_lerp_(self.exp_avg, grads, 1.0 - beta1)  # m ← β1·m + (1 − β1)·g
+        torch._foreach_mul_(self.exp_avg_sq, beta2)  # v ← β2·v + (1 − β2)·g²
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1.0 - beta2)
+        bias1 = 1.0 - beta1**self.steps
+        bias2 = 1.0 - beta2**self.steps
+        denom = torch._foreach_sqrt(self.exp_avg_sq)  # sqrt(v / (1 − β2^t)) + eps
+        torch._foreach_div_(denom, math.sqrt(bias2))
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, self.exp_avg, denom, -self.lr / bias1)  # θ ← θ − lr·m̂/denom
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "exp_avg": [t.clone() for t in self.exp_avg], "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"])):
+            mine.copy_(saved)
+
+
+def adam(module: nn.Module | list[nn.Module], lr: float) -> Adam:
+    """Adam over the networks of one or more modules.
+
+    One optimizer over several modules is the same as one per module: Adam's state is per
+    parameter, and the step count is the same for all.
+    """
+    return Adam(flat_params(module if isinstance(module, list) else [module]), lr)
+
+
+class TorchLearner:
+    """Base of the learners here: seeding, device, step counter, and checkpoints.
+
+    A subclass fills :attr:`modules`, :attr:`optimizers` and :attr:`generators` in ``__init__``;
+    :meth:`state_dict` / :meth:`load_state_dict` then cover all of them.
+
+    Three random streams, derived from the seed: ``init`` (initial weights, drawn on the CPU so
+    they are the same on every device), ``train`` (the noise of updates), ``act`` (the noise of
+    acting; kept apart so that evaluating does not change the training trajectory).
+    """
+
+    has_value = True
+
+    def __init__(self, config: Any, seed: int, device: torch.device | str) -> None:
+        self.config = config
+        self.seed = seed
+        self.device = torch.device(device)
+        init_seed, train_seed, act_seed = derived_seeds(seed, 3)
+        self.init_generator = torch.Generator().manual_seed(init_seed)
+        self.generators: dict[str, torch.Generator] = {
+            "train": torch.Generator(device=self.device).manual_seed(train_seed),
+            "act": torch.Generator(device=self.device).manual_seed(act_seed),
+        }
+        self.modules: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, Adam] = {}
+        self.updates = 0
+
+    def _finish_init(self) -> None:
+        """Move the modules to the device (call after creating them, before the optimizers)."""
+        for module in self.modules.values():
+            module.to(self.device)
+            rebind(module)
+
+    def _states(self, states: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.asarray(states, dtype=np.float32), device=self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": config_dict(self.config),
+            "updates": self.updates,
+            "modules": {k: m.state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "generators": {k: g.get_state() for k, g in self.generators.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = config_dict(self.config)
+        if plain(state["config"]) != mine:
+            raise ValueError(f"checkpoint config {state['config']} differs from this learner's {mine}")
+        self.updates = int(state["updates"])
+        for k, m in self.modules.items():
+            m.load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, g in self.generators.items():
+            g.set_state(state["generators"][k].cpu())
+
+
+def plain(obj: Any) -> Any:
+    """Tuples as lists (recursively), so a config compares equal after a checkpoint round trip."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a dict of plain values (what checkpoints and results store)."""
+    return plain(dataclasses.asdict(config))

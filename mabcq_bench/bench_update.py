@@ -1,0 +1,210 @@
+"""Speed of one training update of BCQ and MABCQ at Table 6's sizes (paper Appendix C).
+
+The paper reports 10 ms (BCQ) and 18 ms (MABCQ) per update on a GTX 1080Ti for HalfCheetah
+(batch 1024, MLP (64, 64), n = 10, state 17, action 3). :func:`bench_update` times both updates
+on this machine, counts the update's floating-point work analytically (the matmuls of the
+forward and backward passes, as the learner performs them) and sets the achieved rate beside the
+machine's own fp32 matmul peak, so a reader sees how close to the hardware limit the update runs.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from mabcq_bench.algos import ALGOS, Batch, MABCQConfig
+from mabcq_bench.algos.base import torch_threads, tune_malloc
+from mabcq_bench.errors import UserError
+
+#: HalfCheetah's sizes in Table 6 (the paper's Table 5 row we compare with).
+STATE_DIM, ACTION_DIM = 17, 3
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One batched matmul of a forward pass and which gradients its backward computes."""
+
+    rows: int  # M
+    fan_in: int  # K
+    fan_out: int  # N
+    heads: int
+    weight_grad: bool
+    input_grad: bool
+
+    def flops(self, backward: bool) -> int:
+        f = 2 * self.heads * self.rows * self.fan_in * self.fan_out
+        return f * (1 + self.weight_grad + self.input_grad) if backward else f
+
+
+def _mlp(
+    state_rows: int,
+    sample_rows: int,
+    cond_dim: int,
+    x_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    *,
+    heads: int = 1,
+    weight_grad: bool,
+    x_grad: bool = False,
+) -> list[_Layer]:
+    """The matmuls of ``nets.MLP``: the first layer split into its condition part (one row per
+    state) and its input part (one row per sample), then the other layers on the sample rows.
+    Conditions (states) never need a gradient here."""
+    layers = [_Layer(state_rows, cond_dim, hidden[0], heads, weight_grad, False)]
+    if x_dim:
+        layers.append(_Layer(sample_rows, x_dim, hidden[0], heads, weight_grad, x_grad))
+    dims = [*hidden, out_dim]
+    downstream = weight_grad or x_grad  # does anything before these layers need a gradient?
+    layers += [_Layer(sample_rows, i, o, heads, weight_grad, downstream) for i, o in zip(dims[:-1], dims[1:])]
+    return layers
+
+
+def update_flops(config: MABCQConfig, state_dim: int = STATE_DIM, action_dim: int = ACTION_DIM) -> int:
+    """Floating-point operations of one :class:`~mabcq_bench.algos.MABCQ` update (any of its
+    ablations), counting the matmuls of the forward and backward passes as the learner runs them."""
+    c, b, n, h, z = config, config.batch_size, config.n_actions, config.hidden, config.latent_dim
+    s, a = state_dim, action_dim
+    trained: list[_Layer] = []  # forward and backward
+    forward_only: list[_Layer] = []
+
+    # 1. VAEs: encoders (s[, s'], a) -> (μ, log σ); decoders (s[, s'], z) -> a, z carries a gradient.
+    vaes = [s] + ([2 * s] if c.use_tn else [])
+    for cond in vaes:
+        trained += _mlp(b, b, cond, a, h, 2 * z, weight_grad=True)
+        trained += _mlp(b, b, cond, z, h, a, weight_grad=True, x_grad=True)
+    # 2. Target pass: G¹ decodes n actions per s', ξ̂ perturbs them, the twin Q̂ values them
+    #    (and (s, a) too when λ_vd needs E).
+    forward_only += _mlp(b, b * n, s, z, h, a, weight_grad=False)
+    forward_only += _mlp(b, b * n, s, a, h, a, weight_grad=False)
+    q_states, q_rows = (2 * b, b * (n + 1)) if c.use_vd else (b, b * n)
+    forward_only += _mlp(q_states, q_rows, s, a, h, 1, heads=2, weight_grad=False)
+    # 3. Critic on (s, a).
+    trained += _mlp(b, b, s, a, h, 1, heads=2, weight_grad=True)
+    # 4. ξ: G¹ samples one action per s (no gradient), ξ perturbs it, Q1 (frozen) values it.
+    if c.xi_actions == "vae":
+        forward_only += _mlp(b, b, s, z, h, a, weight_grad=False)
+    trained += _mlp(b, b, s, a, h, a, weight_grad=True)
+    trained += _mlp(b, b, s, a, h, 1, weight_grad=False, x_grad=True)
+    return sum(l.flops(True) for l in trained) + sum(l.flops(False) for l in forward_only)
+
+
+def matmul_peak_gflops(device: torch.device, repeats: int = 5) -> float:
+    """This machine's fp32 matmul rate: the median of ``repeats`` timings of one large square
+    matmul (2048² on CPU, 8192² on GPU)."""
+    n = 8192 if device.type == "cuda" else 2048
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(n, n, device=device, generator=gen)
+    y = torch.randn(n, n, device=device, generator=gen)
+    out = torch.empty(n, n, device=device)
+    times = []
+    for i in range(repeats + 2):
+        _sync(device)
+        t = time.perf_counter()
+        torch.mm(x, y, out=out)
+        _sync(device)
+        if i >= 2:  # the first two warm up
+            times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def bench_update(device: str = "cpu", repeats: int = 7, updates: int = 10, threads: int | None = None) -> dict[str, Any]:
+    """Time one update of ``bcq`` and ``mabcq`` at Table 6's sizes.
+
+    Calls :func:`~mabcq_bench.algos.base.tune_malloc` first, as the trainer does.
+
+    The two learners alternate, ``repeats`` blocks of ``updates`` updates each, on a fixed random
+    batch; each figure is the median over blocks (robust to other work on the machine).
+
+    Args:
+        device: torch device.
+        repeats: timed blocks per algorithm.
+        updates: updates per block.
+        threads: torch CPU threads (``None``: leave torch's setting, all cores by default).
+
+    Returns:
+        ``bcq_ms``, ``mabcq_ms``, ``ratio`` (MABCQ/BCQ), ``gflops`` (MABCQ's update), ``peak_gflops``,
+        and for context ``bcq_gflops``, ``bcq_gflop``/``mabcq_gflop`` (work per update),
+        ``device``, ``threads``, ``repeats``, ``load_avg`` (1-minute load average before the run, where
+        the OS reports it: other work on the machine inflates CPU timings).
+    """
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; e.g. cpu, cuda, cuda:1") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available to torch here")
+    if repeats < 1 or updates < 1:
+        raise UserError("--repeats must be at least 1")
+    load_avg = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # before we add to it
+    tune_malloc()
+    with torch_threads(threads):
+        return {**_bench(dev, repeats, updates), "load_avg": load_avg}
+
+
+def _bench(dev: torch.device, repeats: int, updates: int) -> dict[str, Any]:
+    learners = {name: ALGOS[name].learner(STATE_DIM, ACTION_DIM, ALGOS[name].config(), seed=0, device=dev) for name in ("bcq", "mabcq")}
+    config = learners["mabcq"].config
+    gen = torch.Generator(device=dev).manual_seed(0)
+    b = config.batch_size
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen, device=dev)
+
+    batch = Batch(rand(b, STATE_DIM) * 2 - 1, rand(b, ACTION_DIM) * 2 - 1, rand(b), rand(b, STATE_DIM) * 2 - 1, (rand(b) < 0.01).float())
+    for learner in learners.values():
+        for _ in range(5):
+            learner.train(batch)
+    times: dict[str, list[float]] = {name: [] for name in learners}
+    for _ in range(repeats):
+        for name, learner in learners.items():
+            _sync(dev)
+            t = time.perf_counter()
+            for _ in range(updates):
+                learner.train(batch)
+            _sync(dev)
+            times[name].append((time.perf_counter() - t) / updates)
+
+    bcq_s, mabcq_s = statistics.median(times["bcq"]), statistics.median(times["mabcq"])
+    bcq_flop = update_flops(learners["bcq"].config)
+    mabcq_flop = update_flops(config)
+    return {
+        "bcq_ms": round(bcq_s * 1e3, 3),
+        "mabcq_ms": round(mabcq_s * 1e3, 3),
+        "ratio": round(mabcq_s / bcq_s, 3),
+        "gflops": round(mabcq_flop / mabcq_s / 1e9, 1),
+        "peak_gflops": round(matmul_peak_gflops(dev), 1),
+        "bcq_gflops": round(bcq_flop / bcq_s / 1e9, 1),
+        "bcq_gflop": round(bcq_flop / 1e9, 4),
+        "mabcq_gflop": round(mabcq_flop / 1e9, 4),
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+    }
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The human-readable form of :func:`bench_update`'s result."""
+    lines = [
+        f"one update, Table 6 sizes (batch 1024, MLP (64, 64), n = 10, state {STATE_DIM}, action {ACTION_DIM}), "
+        f"{result['device']}, {result['threads']} threads, median of {result['repeats']}:",
+        f"  bcq    {result['bcq_ms']:8.2f} ms   {result['bcq_gflop']:.3f} GFLOP   {result['bcq_gflops']:6.1f} GFLOP/s",
+        f"  mabcq  {result['mabcq_ms']:8.2f} ms   {result['mabcq_gflop']:.3f} GFLOP   {result['gflops']:6.1f} GFLOP/s",
+        f"  mabcq/bcq {result['ratio']:.2f}   (paper, GTX 1080Ti: 18 ms / 10 ms = 1.8)",
+        f"  fp32 matmul peak of this machine: {result['peak_gflops']:.1f} GFLOP/s",
+    ]
+    cores = os.cpu_count() or 1
+    if result["device"] == "cpu" and result["load_avg"] is not None and result["load_avg"] > 0.5:
+        hint = " (with more threads than free cores, try --threads 1)" if result["threads"] > 1 else ""
+        lines.append(f"  note: 1-minute load average {result['load_avg']} on {cores} cores before the run: if other work shares the CPU, timings are inflated{hint}")
+    return "\n".join(lines)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

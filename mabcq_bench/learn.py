@@ -1,0 +1,284 @@
+"""Decentralized offline training of all agents of a task, with joint evaluation.
+
+Every agent i gets its own learner, built from a registry name, and trains on minibatches drawn
+from its own dataset B_i with its own seeded generator. No parameters, actions or critics are
+shared: the agents meet only at evaluation, where their policies act together in the real task
+(:func:`mabcq_bench.rollout.decentralized`).
+
+Runs are resumable: with a checkpoint path, the whole training state (networks, optimizers, the
+learners' torch generators, the samplers' numpy generators, the logs so far) is written atomically
+every ``checkpoint_every`` updates, and a later call with the same arguments continues from it.
+An interrupted and resumed run ends with the same parameters as an uninterrupted one (on the same
+machine and thread count).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from mabcq_bench import rollout
+from mabcq_bench.algos import Batch, Learner, get_algo
+from mabcq_bench.algos.base import config_dict, plain, torch_threads, tune_malloc
+from mabcq_bench.buffer import AgentData
+from mabcq_bench.errors import UserError
+from mabcq_bench.tasks import Task
+from mabcq_bench.util import atomic_path, derive_seed
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class Evaluation:
+    """One joint evaluation during training.
+
+    Attributes:
+        update: updates done (per agent) when it ran.
+        returns: undiscounted return of each evaluation episode.
+        coordination_gap: the paper's Figure 3 diagnostic, mean over a fixed set of states of
+            max_i V_i(s) − min_i V_i(s); ``None`` when an algorithm has no value function.
+    """
+
+    update: int
+    returns: list[float]
+    coordination_gap: float | None
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns))
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_agents` returns.
+
+    Attributes:
+        task, algo, seed: what was run.
+        updates: updates done per agent.
+        config: the algorithm's resolved config (same for all agents).
+        evaluations: the joint evaluations, in order.
+        metrics: per evaluation interval, the learners' training metrics averaged over the
+            interval's updates and over agents (keys as the learners return them, plus ``update``).
+        learners: the trained learners, agent order.
+        threads: torch CPU threads used (results are bitwise reproducible for a given count).
+        wall_s: seconds spent in this call (not in earlier, interrupted ones).
+    """
+
+    task: str
+    algo: str
+    seed: int
+    updates: int
+    config: dict[str, Any]
+    evaluations: list[Evaluation]
+    metrics: list[dict[str, float]]
+    learners: list[Learner] = field(repr=False)
+    threads: int = 1
+    wall_s: float = 0.0
+
+    @property
+    def final_return(self) -> float:
+        return self.evaluations[-1].mean_return
+
+
+def train_agents(
+    task: Task,
+    datasets: Sequence[AgentData],
+    algo: str,
+    *,
+    updates: int,
+    seed: int,
+    eval_every: int = 0,
+    eval_episodes: int = 10,
+    diag_states: int = 1000,
+    checkpoint: Path | str | None = None,
+    checkpoint_every: int = 0,
+    device: str = "cpu",
+    threads: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    on_update: Callable[[int, list[dict[str, float]]], None] | None = None,
+) -> TrainResult:
+    """Train one learner per agent on its own dataset and evaluate them jointly.
+
+    Args:
+        task: the task (its ε goes into the config of algorithms that have one).
+        datasets: agent i's dataset B_i at index i.
+        algo: a name from :data:`mabcq_bench.algos.ALGOS`.
+        updates: updates per agent (each agent takes one step per update, in turn).
+        seed: seeds everything: learners, samplers, evaluation episodes, diagnostic states.
+        eval_every: evaluate every this many updates (0: only at the end; the end always is).
+        eval_episodes: episodes per evaluation, run as one batch of environments.
+        diag_states: how many states of agent 0's dataset make the fixed set of the
+            coordination diagnostic.
+        checkpoint: file of the resumable training state; resumed from when it exists.
+        checkpoint_every: write it every this many updates (0: only at the end).
+        device: torch device of the learners and data.
+        threads: torch CPU threads during the run (restored after); ``None``: torch's setting.
+        overrides: config values over the algorithm's defaults (e.g. ``{"batch_size": 256}``).
+        on_update: called after every update with the update count and each agent's metrics.
+
+    Returns:
+        the :class:`TrainResult`.
+    """
+    _check_datasets(task, datasets)
+    if updates < 1:
+        raise UserError(f"updates must be at least 1, got {updates}")
+    tune_malloc()
+    with torch_threads(threads):
+        return _train(
+            task, datasets, algo, updates, seed, eval_every, eval_episodes, diag_states,
+            checkpoint, checkpoint_every, device, overrides, on_update,
+        )  # fmt: skip
+
+
+def _train(
+    task: Task,
+    datasets: Sequence[AgentData],
+    algo: str,
+    updates: int,
+    seed: int,
+    eval_every: int,
+    eval_episodes: int,
+    diag_states: int,
+    checkpoint: Path | str | None,
+    checkpoint_every: int,
+    device: str,
+    overrides: Mapping[str, Any] | None,
+    on_update: Callable[[int, list[dict[str, float]]], None] | None,
+) -> TrainResult:
+    started = time.perf_counter()
+    spec = get_algo(algo)
+    config = spec.config(task, **dict(overrides or {}))
+    batch_size = int(config.batch_size)
+
+    learners = [
+        spec.learner(task.state_dim, task.action_dims[i], config, seed=derive_seed(seed, "learner", i), device=device)
+        for i in range(task.n_agents)
+    ]
+    samplers = [np.random.default_rng(derive_seed(seed, "sampler", i)) for i in range(task.n_agents)]
+    data = [Batch.from_agent_data(d, device) for d in datasets]
+    diag_rng = np.random.default_rng(derive_seed(seed, "diagnostic"))
+    n0 = datasets[0].size
+    diag = np.asarray(datasets[0].observations)[np.sort(diag_rng.choice(n0, size=min(diag_states, n0), replace=False))]
+    eval_seed = derive_seed(seed, "evaluation")
+
+    identity = {"task": task.name, "algo": algo, "seed": seed, "config": config_dict(config)}
+    done = 0
+    evaluations: list[Evaluation] = []
+    metrics_log: list[dict[str, float]] = []
+    pending: dict[str, float] = {}
+    pending_count = 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.exists():
+        state = _load(path)
+        for key, value in identity.items():
+            if plain(state[key]) != value:
+                raise UserError(f"checkpoint {path} is for {key}={state[key]!r}, not {value!r}; delete it or use another path")
+        if state["threads"] != torch.get_num_threads():
+            warnings.warn(
+                f"checkpoint {path} was written with {state['threads']} torch threads, now {torch.get_num_threads()}: "
+                "the resumed run may differ in the last bits from an uninterrupted one",
+                stacklevel=2,
+            )
+        done = int(state["updates"])
+        if done > updates:
+            raise UserError(f"checkpoint {path} already has {done} updates, more than the {updates} asked for")
+        for learner, saved in zip(learners, state["learners"]):
+            learner.load_state_dict(saved)
+        for sampler, saved in zip(samplers, state["samplers"]):
+            sampler.bit_generator.state = saved
+        evaluations = [Evaluation(**e) for e in state["evaluations"]]
+        metrics_log = list(state["metrics"])
+        pending, pending_count = dict(state["pending"]), int(state["pending_count"])
+
+    def save() -> None:
+        if path is None:
+            return
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            **identity,
+            "threads": torch.get_num_threads(),
+            "updates": done,
+            "learners": [learner.state_dict() for learner in learners],
+            "samplers": [sampler.bit_generator.state for sampler in samplers],
+            "evaluations": [vars(e) for e in evaluations],
+            "metrics": metrics_log,
+            "pending": pending,
+            "pending_count": pending_count,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+
+    while done < updates:
+        step_metrics = []
+        for learner, sampler, d in zip(learners, samplers, data):
+            index = torch.from_numpy(sampler.integers(0, d.size, size=batch_size)).to(d.rewards.device)
+            step_metrics.append(learner.train(d.take(index)))
+        done += 1
+        for m in step_metrics:
+            for key, value in m.items():
+                pending[key] = pending.get(key, 0.0) + value / len(step_metrics)
+        pending_count += 1
+        if on_update is not None:
+            on_update(done, step_metrics)
+        if done == updates or (eval_every and done % eval_every == 0):
+            evaluations.append(_evaluate(task, learners, eval_episodes, eval_seed, diag, done))
+            metrics_log.append({"update": float(done), **{k: v / pending_count for k, v in pending.items()}})
+            pending, pending_count = {}, 0
+        if done == updates or (checkpoint_every and done % checkpoint_every == 0):
+            save()
+
+    return TrainResult(
+        task=task.name,
+        algo=algo,
+        seed=seed,
+        updates=done,
+        config=config_dict(config),
+        evaluations=evaluations,
+        metrics=metrics_log,
+        learners=learners,
+        threads=torch.get_num_threads(),
+        wall_s=time.perf_counter() - started,
+    )
+
+
+def coordination_gap(learners: Sequence[Learner], states: np.ndarray) -> float | None:
+    """Mean over ``states`` of max_i V_i(s) − min_i V_i(s) (paper, Figure 3): how far the agents'
+    own value estimates of the same state disagree. ``None`` if a learner has no value function."""
+    if not all(learner.has_value for learner in learners):
+        return None
+    values = np.stack([learner.value(states) for learner in learners])  # (agents, states)
+    return float(np.mean(values.max(0) - values.min(0)))
+
+
+def _evaluate(task: Task, learners: Sequence[Learner], episodes: int, seed: int, diag: np.ndarray, update: int) -> Evaluation:
+    policy = rollout.decentralized(task, [learner.act for learner in learners])
+    returns = rollout.evaluate(task, policy, episodes, seed)
+    return Evaluation(update=update, returns=[float(r) for r in returns], coordination_gap=coordination_gap(learners, diag))
+
+
+def _check_datasets(task: Task, datasets: Sequence[AgentData]) -> None:
+    if len(datasets) != task.n_agents:
+        raise UserError(f"{task.name} has {task.n_agents} agents, got {len(datasets)} datasets")
+    for i, d in enumerate(datasets):
+        if d.size == 0:
+            raise UserError(f"agent {i}'s dataset is empty")
+        if d.observations.shape[1] != task.state_dim or d.next_observations.shape[1] != task.state_dim:
+            raise UserError(f"agent {i}'s states have {d.observations.shape[1]} dimensions, {task.name} has {task.state_dim}")
+        if d.actions.shape[1] != task.action_dims[i]:
+            raise UserError(f"agent {i}'s actions have {d.actions.shape[1]} dimensions, {task.name} gives it {task.action_dims[i]}")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file
+        raise UserError(f"cannot read checkpoint {path}: {exc}; delete it to start over") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a mabcq-bench training checkpoint (format {CHECKPOINT_FORMAT}); delete it to start over")
+    return state

@@ -1,0 +1,127 @@
+"""The decentralized trainer: a tiny three-agent Hopper run on synthetic data, joint evaluation
+in the real task, the coordination diagnostic, resuming after an interruption, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mabcq_bench.buffer import AgentData
+from mabcq_bench.errors import UserError
+from mabcq_bench.learn import TrainResult, train_agents
+from mabcq_bench.tasks import get_task
+
+HOPPER = get_task("hopper")  # 3 agents, state 11, one action each
+TINY = {"batch_size": 32, "hidden": (16, 16)}
+
+
+def synthetic(agent: int, n: int = 300) -> AgentData:
+    rng = np.random.default_rng(agent)
+    f32 = np.float32
+    return AgentData(
+        rng.normal(size=(n, 11)).astype(f32),
+        rng.uniform(-1, 1, size=(n, 1)).astype(f32),
+        rng.normal(1.0, 0.5, size=n).astype(f32),
+        rng.normal(size=(n, 11)).astype(f32),
+        (rng.random(n) < 0.05).astype(f32),
+    )
+
+
+DATA = [synthetic(i) for i in range(3)]
+
+
+def run(algo: str = "mabcq", updates: int = 20, seed: int = 0, **kwargs) -> TrainResult:
+    options = {"eval_every": 10, "eval_episodes": 2, "diag_states": 50, "threads": 1, "overrides": TINY}
+    options.update(kwargs)
+    return train_agents(HOPPER, DATA, algo, updates=updates, seed=seed, **options)
+
+
+def parameters(result: TrainResult) -> list[torch.Tensor]:
+    return [p.detach() for learner in result.learners for m in learner.modules.values() for p in m.parameters()]
+
+
+def same_parameters(a: TrainResult, b: TrainResult) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(parameters(a), parameters(b)))
+
+
+@pytest.fixture(scope="module")
+def straight() -> TrainResult:
+    return run()
+
+
+def test_tiny_run_trains_every_agent_and_evaluates_jointly(straight):
+    assert straight.updates == 20 and len(straight.learners) == 3
+    assert [e.update for e in straight.evaluations] == [10, 20]
+    for e in straight.evaluations:
+        assert len(e.returns) == 2 and np.isfinite(e.returns).all()
+        assert e.coordination_gap is not None and np.isfinite(e.coordination_gap) and e.coordination_gap >= 0
+    assert [m["update"] for m in straight.metrics] == [10, 20]
+    assert np.isfinite(straight.metrics[-1]["losses/q"])
+    assert straight.config["epsilon"] == HOPPER.epsilon and straight.config["batch_size"] == 32
+    assert all(learner.act(DATA[0].observations[:4]).shape == (4, 1) for learner in straight.learners)
+
+
+def test_agents_learn_independently(straight):
+    # Same algorithm, different data and seeds: no two agents share parameters.
+    critics = [learner.modules["critic"].flat for learner in straight.learners]
+    assert not torch.equal(critics[0], critics[1]) and not torch.equal(critics[1], critics[2])
+
+
+def test_same_seed_same_result_other_seed_other_result(straight):
+    again = run()
+    assert same_parameters(straight, again)
+    assert [e.returns for e in again.evaluations] == [e.returns for e in straight.evaluations]
+    assert again.metrics == straight.metrics
+    assert not same_parameters(straight, run(seed=1))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted(straight, tmp_path):
+    checkpoint = tmp_path / "run.pt"
+
+    def stop_at_15(update: int, metrics: list[dict[str, float]]) -> None:
+        assert len(metrics) == 3
+        if update == 15:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(checkpoint=checkpoint, checkpoint_every=10, on_update=stop_at_15)
+    assert checkpoint.exists()  # written at update 10
+    assert not list(tmp_path.glob(".run.pt.*"))  # no temporary file left behind
+    resumed = run(checkpoint=checkpoint, checkpoint_every=10)
+    assert same_parameters(straight, resumed)
+    assert [(e.update, e.returns, e.coordination_gap) for e in resumed.evaluations] == [
+        (e.update, e.returns, e.coordination_gap) for e in straight.evaluations
+    ]
+    assert resumed.metrics == straight.metrics
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    checkpoint = tmp_path / "run.pt"
+    run("bcq", updates=2, eval_every=0, checkpoint=checkpoint)
+    with pytest.raises(UserError, match="algo"):
+        run("mabcq", updates=2, eval_every=0, checkpoint=checkpoint)
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        run("bcq", updates=2, eval_every=0, checkpoint=checkpoint)
+
+
+def test_behavior_has_no_coordination_gap():
+    result = run("behavior", updates=3, eval_every=0)
+    assert [e.update for e in result.evaluations] == [3]
+    assert result.evaluations[0].coordination_gap is None
+
+
+def test_datasets_must_match_the_task():
+    with pytest.raises(UserError, match="3 agents"):
+        train_agents(HOPPER, DATA[:2], "bcq", updates=1, seed=0)
+    d = DATA[0]
+    wide = AgentData(d.observations, np.zeros((300, 2), np.float32), d.rewards, d.next_observations, d.terminals)
+    with pytest.raises(UserError, match="actions"):
+        train_agents(HOPPER, [wide, DATA[1], DATA[2]], "bcq", updates=1, seed=0)
+    with pytest.raises(UserError, match="valid algorithms"):
+        train_agents(HOPPER, DATA, "cql", updates=1, seed=0)
