@@ -91,3 +91,47 @@ def smoke_hopper(tmp_path_factory):
             else:
                 os.environ[k] = v
     return {"recipe": recipe, "statuses": statuses, **env}
+
+
+#: A protocol small enough for tests: 6 updates, evaluations at 3 and 6, checkpoints every 2.
+TINY_PROTOCOL = {"updates": 6, "eval_every": 3, "eval_episodes": 1, "diag_states": 32, "checkpoint_every": 2, "threads": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory):
+    """Tiny hopper datasets (tier 'tiny') and a matching tiny protocol, made once."""
+    from mabcq_bench import harness
+    from mabcq_bench.datasets import make_data
+    from mabcq_bench.recipes import load_recipe
+
+    base = tmp_path_factory.mktemp("tiny")
+    (base / "recipes").mkdir()
+    (base / "recipes" / "tiny.toml").write_text(tiny_recipe_text())
+    (base / "baselines").mkdir()
+    text = harness.protocol_text("tiny", TINY_PROTOCOL, "test protocol").replace("batch_size = 1024", "batch_size = 32")
+    (base / "baselines" / "tiny.toml").write_text(text)
+    env = {"MINARI_DATASETS_PATH": str(base / "minari"), "MABCQ_BENCH_HOME": str(base / "home")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        make_data(load_recipe(str(base / "recipes" / "tiny.toml")).for_task("hopper"), progress=False, log=lambda _: None)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return {"base": base, **env}
+
+
+@pytest.fixture
+def store(tiny_store, monkeypatch, tmp_path):
+    """The tiny store in use: datasets, experts, and the 'tiny' recipe and protocol as tiers."""
+    from mabcq_bench import harness
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", tiny_store["MINARI_DATASETS_PATH"])
+    monkeypatch.setenv("MABCQ_BENCH_HOME", tiny_store["MABCQ_BENCH_HOME"])
+    monkeypatch.setattr(harness, "BASELINES_DIR", tiny_store["base"] / "baselines")
+    import mabcq_bench.recipes as recipes
+
+    monkeypatch.setattr(recipes, "RECIPES_DIR", tiny_store["base"] / "recipes")
+    return {**tiny_store, "results": tmp_path / "runs"}
+
+

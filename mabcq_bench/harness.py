@@ -1,0 +1,471 @@
+"""The scoring harness: one protocol for every algorithm, a resumable results store, a process pool.
+
+For each (task, algorithm, seed) a run loads every agent's Minari dataset, trains each agent on
+its own (:func:`mabcq_bench.learn.train_agents`), evaluates the joint decentralized policy every
+``eval_every`` updates and at the end on fixed evaluation seeds, and writes one record:
+
+    <results>/<tier>/<task>/<variant>/seed<k>.json
+
+A record is written atomically once the run has finished, so a crashed run never leaves one that
+looks finished. While a run trains, its state is checkpointed next to where the record will be
+(``seed<k>.ckpt``); an interrupted run resumes from it. A rerun skips runs that have a record.
+Every record carries a fingerprint of its configuration (algorithm config, protocol, dataset
+checksums): a results folder holding a run of another configuration under the same name is an
+error, never silently mixed or overwritten.
+
+The protocol and the hyperparameters of every algorithm are data: ``baselines/<tier>.toml``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from mabcq_bench.errors import UserError
+from mabcq_bench.util import versions, write_json
+
+RECORD_SCHEMA = 1
+#: Where the shipped protocol files live (the repository's ``baselines/``).
+BASELINES_DIR = Path(os.environ.get("MABCQ_BENCH_BASELINES", Path(__file__).resolve().parent.parent / "baselines"))
+PROTOCOL_KEYS = {
+    "updates": int,  # updates per agent
+    "eval_every": int,  # learning-curve evaluation every this many updates
+    "eval_episodes": int,  # joint episodes per evaluation (one per evaluation seed)
+    "diag_states": int,  # states of the coordination diagnostic
+    "checkpoint_every": int,  # resumable checkpoint every this many updates
+    "threads": int,  # torch threads per run
+}
+
+
+# --- protocol files ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A tier's run protocol and per-algorithm hyperparameters (``baselines/<tier>.toml``)."""
+
+    tier: str
+    path: Path
+    protocol: dict[str, int]
+    algos: dict[str, dict[str, Any]]  # algo -> {field: value, "tasks": {task: {field: value}}}
+
+    def config(self, algo: str, task: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Hyperparameters of ``algo`` on ``task``: the file's values, its per-task table, then ``overrides``."""
+        table = self.algos.get(algo)
+        if table is None:
+            raise UserError(f"{self.path} has no [algos.{algo}] table; add one (see `mabcq-bench baselines --write`)")
+        values = {k: v for k, v in table.items() if k != "tasks"}
+        values.update(table.get("tasks", {}).get(task, {}))
+        values.update(overrides or {})
+        return values
+
+
+#: The shipped tiers' protocols (what `mabcq-bench baselines --write` puts in baselines/).
+DEFAULT_PROTOCOLS: dict[str, tuple[dict[str, int], str]] = {
+    "smoke": (
+        {"updates": 200, "eval_every": 100, "eval_episodes": 2, "diag_states": 256, "checkpoint_every": 100, "threads": 1},
+        "smoke: CI only (the regression gate). A few hundred updates on the smoke datasets; the scores test the pipeline, not the algorithms.",
+    ),
+    "lite": (
+        {"updates": 10000, "eval_every": 1000, "eval_episodes": 5, "diag_states": 1000, "checkpoint_every": 1000, "threads": 1},
+        "lite: a 2-core laptop, the committed leaderboard. Table 6 hyperparameters, 10k updates per agent.",
+    ),
+    "paper": (
+        {"updates": 300000, "eval_every": 10000, "eval_episodes": 10, "diag_states": 1000, "checkpoint_every": 5000, "threads": 1},
+        "paper: Table 6 hyperparameters on the 1M-transition datasets. The paper does not state its number of updates; 300k is ours.",
+    ),
+}
+
+
+def available_protocols() -> list[str]:
+    return sorted(p.stem for p in BASELINES_DIR.glob("*.toml"))
+
+
+def load_protocol(preset: str) -> Protocol:
+    """Load ``baselines/<tier>.toml`` (or a path), checking it. One-line errors."""
+    path = Path(preset)
+    if not (preset.endswith(".toml") or path.exists()):
+        path = BASELINES_DIR / f"{preset}.toml"
+        if not path.exists():
+            raise UserError(f"unknown tier {preset!r}; valid tiers: {', '.join(available_protocols())} (or a path to a .toml protocol)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"malformed protocol {path}: {exc}") from None
+    proto = data.get("protocol")
+    if not isinstance(data.get("tier"), str) or not isinstance(proto, dict) or not isinstance(data.get("algos"), dict):
+        raise UserError(f"malformed protocol {path}: it needs tier = '...', a [protocol] table and [algos.<name>] tables")
+    for key, kind in PROTOCOL_KEYS.items():
+        if not isinstance(proto.get(key), kind) or isinstance(proto.get(key), bool) or proto[key] < (0 if key == "eval_every" else 1):
+            raise UserError(f"malformed protocol {path}: [protocol] {key} must be a positive integer")
+    unknown = set(proto) - set(PROTOCOL_KEYS)
+    if unknown:
+        raise UserError(f"malformed protocol {path}: unknown [protocol] key(s) {', '.join(sorted(unknown))}")
+    from mabcq_bench.algos import ALGOS
+
+    for name in data["algos"]:
+        if name not in ALGOS:
+            raise UserError(f"malformed protocol {path}: [algos.{name}] is not an algorithm; valid algorithms: {', '.join(ALGOS)}")
+    return Protocol(data["tier"], path, dict(proto), data["algos"])
+
+
+def protocol_text(tier: str, protocol: dict[str, int], note: str) -> str:
+    """A complete protocol file: the protocol plus every registered algorithm's resolved config
+    and its per-task values (ε), so a user sees every hyperparameter without reading code."""
+    from mabcq_bench.algos import ALGOS
+    from mabcq_bench.tasks import TASKS
+
+    lines = [f"# {note}", "# Generated by `mabcq-bench baselines --write`; edit freely: runs record the values they used.", f'tier = "{tier}"', "", "[protocol]"]
+    lines += [f"{k} = {protocol[k]}" for k in PROTOCOL_KEYS]
+    for name, spec in ALGOS.items():
+        base = dataclasses.asdict(spec.config())
+        lines += ["", f"[algos.{name}]  # {spec.summary}"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in base.items() if v is not None]
+        for task in TASKS.values():
+            cfg = dataclasses.asdict(spec.config(task))
+            diff = {k: v for k, v in cfg.items() if base[k] != v}
+            if diff:
+                lines += [f"[algos.{name}.tasks.{task.name}]"] + [f"{k} = {_toml_value(v)}" for k, v in diff.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return repr(v)
+
+
+# --- runs and the results store ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (tier, task, algorithm variant, seed)."""
+
+    tier: str
+    task: str
+    algo: str
+    seed: int
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def variant(self) -> str:
+        """Display name: the algorithm plus its overrides (``mabcq epsilon=0.4``)."""
+        return " ".join([self.algo] + [f"{k}={v}" for k, v in self.overrides])
+
+    def folder(self, results: Path) -> Path:
+        slug = self.variant.replace(" ", "_").replace("/", "-")
+        return results / self.tier / self.task / slug
+
+    def record_path(self, results: Path) -> Path:
+        return self.folder(results) / f"seed{self.seed}.json"
+
+    def checkpoint_path(self, results: Path) -> Path:
+        return self.folder(results) / f"seed{self.seed}.ckpt"
+
+
+def parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """``key=value`` pairs (values parsed as TOML/JSON scalars or lists) into sorted overrides."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set takes key=value, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return tuple(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run with everything resolved: the spec, its config, datasets and fingerprint."""
+
+    spec: RunSpec
+    config: dict[str, Any]
+    protocol: dict[str, int]
+    datasets: tuple[tuple[str, str], ...]  # (id, checksum) per agent
+    ref_min: float
+    ref_max: float
+    epsilon: float | None
+    fingerprint: str
+
+
+def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str) -> list[PreparedRun]:
+    """Resolve configs and check datasets for every run, before any work starts."""
+    from mabcq_bench.algos import get_algo
+    from mabcq_bench.tasks import get_task
+
+    datasets_of: dict[str, tuple[tuple[tuple[str, str], ...], float, float]] = {}
+    out = []
+    for spec in specs:
+        task = get_task(spec.task)
+        algo = get_algo(spec.algo)
+        if spec.task not in datasets_of:
+            datasets_of[spec.task] = check_datasets(task, dataset_tier)
+        values = protocol.config(spec.algo, spec.task, dict(spec.overrides))
+        cfg = dataclasses.asdict(algo.config(task, **values))
+        cfg = json.loads(json.dumps(cfg))  # tuples as lists: what a record holds
+        ids, ref_min, ref_max = datasets_of[spec.task]
+        identity = {"task": spec.task, "algo": spec.algo, "config": cfg, "protocol": protocol.protocol, "datasets": ids}
+        fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        out.append(PreparedRun(spec, cfg, dict(protocol.protocol), ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp))
+    return out
+
+
+def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float, float]:
+    """Every agent's dataset of ``task`` at ``tier``: present, readable, and shaped for the task.
+
+    Returns ((id, checksum) per agent, ref_min_score, ref_max_score).
+    """
+    from mabcq_bench.datasets import dataset_path, read_metadata
+
+    ids = [f"mabcq/{task.name}/{tier}-agent{i}-v0" for i in range(task.n_agents)]
+    missing = [i for i in ids if not dataset_path(i).exists()]
+    if missing:
+        raise UserError(f"datasets {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {task.name} --preset {tier}`")
+    out, refs = [], set()
+    for agent, dataset_id in enumerate(ids):
+        md = read_metadata(dataset_id)
+        shape_ok = (
+            md.get("task") == task.name
+            and md.get("agent") == agent
+            and md.get("n_agents") == task.n_agents
+            and tuple(md["observation_space"].shape) == (task.state_dim,)
+            and tuple(md["action_space"].shape) == (task.action_dims[agent],)
+        )
+        if not shape_ok:
+            raise UserError(f"dataset {dataset_id} does not match task {task.name} (agent {agent}: state {task.state_dim}, action {task.action_dims[agent]}); remake it with make-data")
+        if md.get("computed_checksum") != md.get("checksum"):
+            raise UserError(f"dataset {dataset_id} is corrupt (its data does not match its checksum); remake it with make-data")
+        if md.get("ref_min_score") is None or md.get("ref_max_score") is None:
+            raise UserError(f"dataset {dataset_id} has no reference scores; remake it with make-data")
+        refs.add((float(md["ref_min_score"]), float(md["ref_max_score"]), md.get("recipe_fingerprint")))
+        out.append((dataset_id, md["checksum"]))
+    if len(refs) != 1:
+        raise UserError(f"the {task.name} {tier} datasets come from different recipes; remake them with make-data")
+    (ref_min, ref_max, _), = refs
+    return tuple(out), ref_min, ref_max
+
+
+def existing_record(run: PreparedRun, results: Path) -> dict | None:
+    """The finished record of ``run``, ``None`` if absent; a record of another configuration
+    under the same name, or an unreadable one, is an error."""
+    path = run.spec.record_path(results)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"result record {path} is corrupt; move it away to rerun that run") from None
+    if not isinstance(record, dict) or record.get("status") != "finished":
+        raise UserError(f"result record {path} is corrupt; move it away to rerun that run")
+    if record.get("config_fingerprint") != run.fingerprint:
+        raise UserError(
+            f"{results} holds {run.spec.task}/{run.spec.variant} seed {run.spec.seed} of another configuration "
+            f"(fingerprint {record.get('config_fingerprint')}, now {run.fingerprint}); use another --results folder"
+        )
+    return record
+
+
+# --- executing --------------------------------------------------------------------------------
+
+
+def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | None = None) -> dict:
+    """Train and evaluate one run (resuming from its checkpoint) and write its record."""
+    import numpy as np
+
+    from mabcq_bench.aggregate import normalized_score
+    from mabcq_bench.learn import train_agents
+    from mabcq_bench.tasks import get_task
+
+    spec, proto = run.spec, run.protocol
+    task = get_task(spec.task)
+    started = time.time()
+    ckpt = spec.checkpoint_path(results)
+    marker = ckpt.with_suffix(".ckpt.json")
+    if ckpt.exists():
+        saved = json.loads(marker.read_text()) if marker.exists() else {}
+        if saved.get("config_fingerprint") != run.fingerprint:
+            raise UserError(f"checkpoint {ckpt} belongs to another configuration; use another --results folder")
+    else:
+        write_json(marker, {"config_fingerprint": run.fingerprint})
+    datasets = [_agent_data(dataset_id, checksum) for dataset_id, checksum in run.datasets]
+    last = [0]
+
+    def on_update(done: int, _metrics) -> None:
+        if progress is not None and (done - last[0] >= 25 or done == proto["updates"]):
+            progress(done - last[0])
+            last[0] = done
+
+    values = {k: v for k, v in run.config.items()}
+    result = train_agents(
+        task,
+        datasets,
+        spec.algo,
+        updates=proto["updates"],
+        seed=spec.seed,
+        eval_every=proto["eval_every"],
+        eval_episodes=proto["eval_episodes"],
+        diag_states=proto["diag_states"],
+        checkpoint=ckpt,
+        checkpoint_every=proto["checkpoint_every"],
+        threads=proto["threads"],
+        overrides=values,
+        on_update=on_update,
+    )
+
+    def score(returns) -> float:
+        return float(normalized_score(float(np.mean(returns)), run.ref_min, run.ref_max))
+
+    final = result.evaluations[-1]
+    record = {
+        "schema": RECORD_SCHEMA,
+        "status": "finished",
+        "tier": spec.tier,
+        "task": spec.task,
+        "algo": spec.algo,
+        "variant": spec.variant,
+        "overrides": {k: v for k, v in spec.overrides},
+        "epsilon": run.epsilon,
+        "seed": spec.seed,
+        "config_fingerprint": run.fingerprint,
+        "config": run.config,
+        "protocol": proto,
+        "versions": versions(),
+        "datasets": [{"id": i, "checksum": c} for i, c in run.datasets],
+        "ref_min_score": run.ref_min,
+        "ref_max_score": run.ref_max,
+        "final": {
+            "returns": final.returns,
+            "return_mean": final.mean_return,
+            "normalized_score": score(final.returns),
+            "coordination_gap": final.coordination_gap,
+        },
+        "curve": [
+            {"updates": e.update, "return_mean": e.mean_return, "normalized_score": score(e.returns), "coordination_gap": e.coordination_gap}
+            for e in result.evaluations
+        ],
+        "metrics": result.metrics,
+        "updates": result.updates,
+        "wall_s": round(time.time() - started, 1),
+    }
+    write_json(spec.record_path(results), record)
+    ckpt.unlink(missing_ok=True)
+    marker.unlink(missing_ok=True)
+    return record
+
+
+_DATA_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _agent_data(dataset_id: str, checksum: str):
+    """Agent data, cached per worker process (a worker runs many seeds of one task)."""
+    from mabcq_bench.datasets import load_agent_data
+
+    key = (dataset_id, checksum)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = load_agent_data(dataset_id)
+    return _DATA_CACHE[key]
+
+
+def _worker(run: PreparedRun, results: str, events) -> tuple[str, dict | None, str | None]:
+    """Pool entry point: never raises, reports (key, record, error line)."""
+    key = f"{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"
+    try:
+        record = execute(run, Path(results), progress=lambda n: events.put(n))
+        return key, record, None
+    except UserError as exc:
+        return key, None, str(exc)
+    except Exception as exc:  # a crash: the run has no record and will be retried on rerun
+        return key, None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+@dataclass
+class SweepResult:
+    records: list[dict]
+    skipped: int
+    failures: dict[str, str]
+    wall_s: float
+
+
+def run_sweep(
+    runs: Sequence[PreparedRun],
+    results: Path,
+    workers: int,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SweepResult:
+    """Run every run without a record on ``workers`` processes; skip the finished ones."""
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    done_records, pending = [], []
+    for run in runs:
+        record = existing_record(run, results)
+        (done_records.append(record) if record is not None else pending.append(run))
+    if done_records:
+        log(f"{len(done_records)} of {len(runs)} runs already finished in {results}; skipping them")
+    failures: dict[str, str] = {}
+    if not pending:
+        return SweepResult(done_records, len(done_records), failures, time.perf_counter() - started)
+
+    results.mkdir(parents=True, exist_ok=True)
+    total = sum(r.protocol["updates"] for r in pending)
+    bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=None if progress else True, dynamic_ncols=True)
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    events = manager.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                bar.update(events.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+
+    pumper = threading.Thread(target=pump, daemon=True)
+    pumper.start()
+    new_records = []
+    try:
+        with cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx) as pool:
+            futures = [pool.submit(_worker, run, str(results), events) for run in pending]
+            for future in cf.as_completed(futures):
+                key, record, error = future.result()
+                if error is not None:
+                    failures[key] = error
+                    log(f"FAILED {key}: {error}")
+                else:
+                    new_records.append(record)
+                    bar.set_postfix_str(f"{key} {record['final']['normalized_score']:.1f}")
+    finally:
+        stop.set()
+        pumper.join(timeout=2)
+        bar.close()
+        manager.shutdown()
+    return SweepResult(done_records + new_records, len(done_records), failures, time.perf_counter() - started)
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,174 @@
+"""The scoring harness: records, skip and resume, foreign configurations, bad input, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from mabcq_bench import harness
+from mabcq_bench.cli import main
+from mabcq_bench.errors import UserError
+from mabcq_bench.tasks import TASKS
+
+
+def _runs(algo="mabcq", seeds=(0,), overrides=()):
+    protocol = harness.load_protocol("tiny")
+    specs = [harness.RunSpec("tiny", "hopper", algo, s, tuple(overrides)) for s in seeds]
+    return harness.prepare(specs, protocol, "tiny")
+
+
+def test_record_holds_what_the_leaderboard_needs(store):
+    (run,) = _runs()
+    record = harness.execute(run, store["results"])
+    path = store["results"] / "tiny" / "hopper" / "mabcq" / "seed0.json"
+    assert json.loads(path.read_text()) == record
+    assert record["status"] == "finished" and record["updates"] == 6
+    assert [p["updates"] for p in record["curve"]] == [3, 6]
+    assert record["config"]["batch_size"] == 32 and record["config"]["epsilon"] == TASKS["hopper"].epsilon
+    lo, hi = record["ref_min_score"], record["ref_max_score"]
+    expected = 100 * (record["final"]["return_mean"] - lo) / (hi - lo)
+    assert record["final"]["normalized_score"] == pytest.approx(expected)
+    assert record["final"]["coordination_gap"] >= 0
+    assert [d["id"] for d in record["datasets"]] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
+    assert not run.spec.checkpoint_path(store["results"]).exists()
+
+
+def test_interrupted_run_resumes_to_the_same_record(store):
+    (run,) = _runs(seeds=(1,))
+    straight = harness.execute(run, store["results"] / "a")
+
+    class Stop(Exception):
+        pass
+
+    import mabcq_bench.learn as learn
+
+    original = learn.train_agents
+
+    def train_with_hook(*args, on_update=None, **kwargs):
+        def hook(done, metrics):
+            if done == 5:
+                raise Stop
+            on_update(done, metrics)
+
+        return original(*args, on_update=hook, **kwargs)
+
+    learn.train_agents = train_with_hook
+    try:
+        with pytest.raises(Stop):
+            harness.execute(run, store["results"] / "b")
+    finally:
+        learn.train_agents = original
+    assert run.spec.checkpoint_path(store["results"] / "b").exists()
+    assert not run.spec.record_path(store["results"] / "b").exists()  # a crashed run has no record
+    resumed = harness.execute(run, store["results"] / "b")
+    for key in ("final", "curve", "config_fingerprint"):
+        assert resumed[key] == straight[key]
+
+
+def test_rerun_skips_finished_runs(store):
+    runs = _runs(seeds=(0, 1))
+    first = harness.run_sweep(runs, store["results"], workers=1, progress=False, log=lambda _: None)
+    assert first.skipped == 0 and len(first.records) == 2 and not first.failures
+    stamps = [r.spec.record_path(store["results"]).stat().st_mtime_ns for r in runs]
+    again = harness.run_sweep(runs, store["results"], workers=1, progress=False, log=lambda _: None)
+    assert again.skipped == 2 and [r["final"] for r in again.records] == [r["final"] for r in first.records]
+    assert [r.spec.record_path(store["results"]).stat().st_mtime_ns for r in runs] == stamps
+
+
+def test_runs_of_another_configuration_are_refused_not_overwritten(store):
+    (run,) = _runs()
+    harness.execute(run, store["results"])
+    before = run.spec.record_path(store["results"]).read_text()
+    path = harness.BASELINES_DIR / "tiny.toml"
+    original = path.read_text()
+    path.write_text(original.replace("lr_q = 0.001", "lr_q = 0.002", 1))
+    try:
+        (changed,) = _runs()
+        assert changed.fingerprint != run.fingerprint
+        with pytest.raises(UserError, match="holds hopper/mabcq seed 0 of another configuration"):
+            harness.run_sweep([changed], store["results"], workers=1, progress=False, log=lambda _: None)
+    finally:
+        path.write_text(original)
+    assert run.spec.record_path(store["results"]).read_text() == before
+
+
+def test_overrides_name_the_variant_and_change_the_config(store):
+    (run,) = _runs(overrides=harness.parse_overrides(["epsilon=0.4"]))
+    assert run.spec.variant == "mabcq epsilon=0.4" and run.config["epsilon"] == 0.4 and run.epsilon == 0.4
+    (bcq,) = _runs(algo="bcq")
+    assert bcq.epsilon is None  # no value deviation, no ε
+
+
+def test_corrupt_record_is_reported(store):
+    (run,) = _runs()
+    path = run.spec.record_path(store["results"])
+    path.parent.mkdir(parents=True)
+    path.write_text("{ not json")
+    with pytest.raises(UserError, match="is corrupt"):
+        harness.run_sweep([run], store["results"], workers=1, progress=False, log=lambda _: None)
+    assert path.read_text() == "{ not json"
+
+
+def test_missing_datasets_name_the_make_data_command(store):
+    with pytest.raises(UserError, match=r"make them with `mabcq-bench make-data --env walker --preset tiny`"):
+        harness.prepare([harness.RunSpec("tiny", "walker", "bcq", 0)], harness.load_protocol("tiny"), "tiny")
+
+
+def test_datasets_that_do_not_match_the_task(store, tmp_path, monkeypatch):
+    root = tmp_path / "minari"
+    shutil.copytree(store["MINARI_DATASETS_PATH"], root)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    agent0, agent1 = root / "mabcq/hopper/tiny-agent0-v0", root / "mabcq/hopper/tiny-agent1-v0"
+    shutil.rmtree(agent0)
+    shutil.copytree(agent1, agent0)  # agent 1's data under agent 0's id
+    with pytest.raises(UserError, match="does not match task hopper"):
+        _runs()
+
+
+def _cli(args):
+    result = CliRunner().invoke(main, args)
+    return result
+
+
+def test_cli_errors_are_one_line():
+    for args, message in [
+        (["run", "--algo", "sac"], "unknown algorithm 'sac'; valid algorithms: mabcq, mabcq-no-tn, mabcq-no-vd, bcq, ddpg, behavior"),
+        (["run", "--env", "swimmer"], "unknown task 'swimmer'"),
+        (["run", "--preset", "huge"], "unknown tier 'huge'"),
+        (["run", "--seeds", "x"], "--seeds takes a count"),
+        (["run", "--set", "nonsense"], "--set takes key=value"),
+        (["leaderboard", "--results", "/nonexistent/runs"], "does not exist"),
+    ]:
+        result = _cli(args)
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code != 0 and len(lines) == 1 and message in lines[0], result.output
+
+
+def test_cli_run_then_leaderboard(store, tmp_path):
+    out = tmp_path / "board"
+    result = _cli(["run", "--algo", "bcq,behavior", "--env", "hopper", "--preset", "tiny", "--seeds", "2", "--results", str(store["results"]), "--workers", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "bcq" in result.output and "4 runs finished" in result.output
+    result = _cli(["leaderboard", "--results", str(store["results"]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "tiny.md").exists() and (out / "tiny.csv").exists() and (out / "tiny-curves.png").stat().st_size > 0
+    assert "| bcq |" in (out / "tiny.md").read_text()
+
+
+def test_regress_passes_on_its_reference_and_fails_when_tampered(store, tmp_path):
+    ref = tmp_path / "ref.json"
+    ref.write_text(json.dumps({"tier": "tiny", "tasks": ["hopper"], "algos": ["bcq"], "seeds": [0], "tolerance": 0.5, "tolerance_note": "test", "scores": {"hopper/bcq": 0.0}}))
+    result = _cli(["regress", "--reference", str(ref), "--update", "--no-progress", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(ref.read_text())["tolerance"] == 0.5
+    result = _cli(["regress", "--reference", str(ref), "--no-progress", "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "hopper/bcq" in result.output and "within" in result.output
+    data = json.loads(ref.read_text())
+    data["scores"]["hopper/bcq"] += 5.0
+    ref.write_text(json.dumps(data))
+    result = _cli(["regress", "--reference", str(ref), "--no-progress", "--workers", "1"])
+    assert result.exit_code != 0 and "DRIFT" in result.output
