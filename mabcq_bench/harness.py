@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.util import versions, write_json
+from mabcq_bench.util import read_tier_file, versions, write_json
 
 RECORD_SCHEMA = 1
 #: Where the shipped protocol files live (the repository's ``baselines/``).
@@ -88,21 +88,9 @@ DEFAULT_PROTOCOLS: dict[str, tuple[dict[str, int], str]] = {
 }
 
 
-def available_protocols() -> list[str]:
-    return sorted(p.stem for p in BASELINES_DIR.glob("*.toml"))
-
-
 def load_protocol(preset: str) -> Protocol:
     """Load ``baselines/<tier>.toml`` (or a path), checking it. One-line errors."""
-    path = Path(preset)
-    if not (preset.endswith(".toml") or path.exists()):
-        path = BASELINES_DIR / f"{preset}.toml"
-        if not path.exists():
-            raise UserError(f"unknown tier {preset!r}; valid tiers: {', '.join(available_protocols())} (or a path to a .toml protocol)")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"malformed protocol {path}: {exc}") from None
+    path, data = read_tier_file(preset, BASELINES_DIR, "protocol")
     proto = data.get("protocol")
     if not isinstance(data.get("tier"), str) or not isinstance(proto, dict) or not isinstance(data.get("algos"), dict):
         raise UserError(f"malformed protocol {path}: it needs tier = '...', a [protocol] table and [algos.<name>] tables")

@@ -13,12 +13,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mabcq_bench.errors import UserError
+from mabcq_bench.util import read_tier_file
 
 #: Bump when the generation code changes the datasets a recipe produces (invalidates them).
 #: 2: SAC actors evaluated with torch's functional ops during collection.
@@ -122,29 +122,13 @@ class RecipeFile:
         return _build(merged, task, self.path)
 
 
-def available_tiers() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
-
-
 def load_recipe(preset: str) -> RecipeFile:
     """Load a tier by name (``lite``) or a recipe file by path, checking every field.
 
     Raises:
         UserError: unknown tier, unreadable or malformed file.
     """
-    path = Path(preset)
-    if not (preset.endswith(".toml") or path.exists()):
-        path = RECIPES_DIR / f"{preset}.toml"
-        if not path.exists():
-            raise UserError(f"unknown tier {preset!r}; valid tiers: {', '.join(available_tiers())} (or a path to a .toml recipe)")
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"recipe file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"malformed recipe {path}: {exc}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read recipe {path}: {exc.strerror}") from None
+    path, data = read_tier_file(preset, RECIPES_DIR, "recipe")
     if not isinstance(data.get("tier"), str) or not data["tier"].replace("_", "").replace("-", "").isalnum():
         raise UserError(f"malformed recipe {path}: 'tier' must be a name of letters, digits, '-' or '_'")
     recipe = RecipeFile(path, data)

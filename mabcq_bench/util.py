@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import os
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -105,3 +106,25 @@ def ensure_writable(folder: Path, what: str) -> None:
             pass
     except OSError as exc:
         raise UserError(f"cannot write to the {what} {folder}: {exc.strerror or exc}") from None
+
+
+def read_tier_file(preset: str, folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
+    """A tier's TOML file, by name (``<folder>/<name>.toml``) or by path, parsed.
+
+    Raises:
+        UserError: an unknown tier (listing the valid ones), a missing, unreadable or malformed file.
+    """
+    path = Path(preset)
+    if not (preset.endswith(".toml") or path.exists()):
+        path = folder / f"{preset}.toml"
+        if not path.exists():
+            valid = ", ".join(sorted(p.stem for p in folder.glob("*.toml")))
+            raise UserError(f"unknown tier {preset!r}; valid tiers: {valid} (or a path to a .toml {kind})")
+    try:
+        return path, tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{kind} file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"malformed {kind} {path}: {exc}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {kind} {path}: {exc.strerror}") from None

@@ -249,3 +249,20 @@ def test_missing_dataset_is_remade_without_retraining_the_expert(tmp_path, monke
     assert [s.created for s in statuses] == [False, False, True]
     assert [s.checksum for s in statuses] == checksums
     assert returns.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_smoke_tier_for_every_task():
+    """`make-data --env all --preset smoke`: every task's agents get datasets of the right shapes."""
+    recipe_file = load_recipe("smoke")
+    for name, task in TASKS.items():
+        statuses = make_data(recipe_file.for_task(name), **QUIET)
+        assert len(statuses) == task.n_agents
+        for agent, status in enumerate(statuses):
+            ds = minari.load_dataset(status.dataset_id)
+            assert ds.total_steps == 5000
+            assert ds.observation_space.shape == (task.state_dim,)
+            assert ds.action_space.shape == (task.action_dims[agent],)
+            md = ds.storage.metadata
+            assert np.isfinite([md["ref_min_score"], md["ref_max_score"]]).all()
+            assert md["partition"] == [list(p) for p in task.partition]
