@@ -25,6 +25,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 import tomllib
@@ -375,11 +376,21 @@ def _agent_data(dataset_id: str, checksum: str):
     return _DATA_CACHE[key]
 
 
-def _worker(run: PreparedRun, results: str, events) -> tuple[str, dict | None, str | None]:
+_EVENTS = None  # the worker's end of the progress queue (set by _init_worker)
+
+
+def _init_worker(events) -> None:
+    """Pool worker start: Ctrl-C is the parent's to handle (it stops the workers itself)."""
+    global _EVENTS
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _EVENTS = events
+
+
+def _worker(run: PreparedRun, results: str) -> tuple[str, dict | None, str | None]:
     """Pool entry point: never raises, reports (key, record, error line)."""
     key = f"{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"
     try:
-        record = execute(run, Path(results), progress=lambda n: events.put(n))
+        record = execute(run, Path(results), progress=_EVENTS.put if _EVENTS is not None else None)
         return key, record, None
     except UserError as exc:
         return key, None, str(exc)
@@ -420,8 +431,7 @@ def run_sweep(
     total = sum(r.protocol["updates"] for r in pending)
     bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=None if progress else True, dynamic_ncols=True)
     ctx = mp.get_context("spawn")
-    manager = ctx.Manager()
-    events = manager.Queue()
+    events = ctx.Queue()
     stop = threading.Event()
 
     def pump() -> None:
@@ -430,28 +440,36 @@ def run_sweep(
                 bar.update(events.get(timeout=0.2))
             except queue.Empty:
                 continue
-            except (EOFError, OSError):
+            except (EOFError, OSError, ValueError):
                 return
 
     pumper = threading.Thread(target=pump, daemon=True)
     pumper.start()
     new_records = []
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx, initializer=_init_worker, initargs=(events,))
     try:
-        with cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx) as pool:
-            futures = [pool.submit(_worker, run, str(results), events) for run in pending]
-            for future in cf.as_completed(futures):
-                key, record, error = future.result()
-                if error is not None:
-                    failures[key] = error
-                    log(f"FAILED {key}: {error}")
-                else:
-                    new_records.append(record)
-                    bar.set_postfix_str(f"{key} {record['final']['normalized_score']:.1f}")
+        futures = [pool.submit(_worker, run, str(results)) for run in pending]
+        for future in cf.as_completed(futures):
+            key, record, error = future.result()
+            if error is not None:
+                failures[key] = error
+                log(f"FAILED {key}: {error}")
+            else:
+                new_records.append(record)
+                bar.set_postfix_str(f"{key} {record['final']['normalized_score']:.1f}")
+        pool.shutdown()
+    except BaseException:
+        # Ctrl-C (or any error here): stop now. Killing a worker mid-run is safe: checkpoints and
+        # records are written atomically, so a rerun resumes every unfinished run.
+        workers_alive = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers_alive:
+            proc.terminate()
+        raise
     finally:
         stop.set()
         pumper.join(timeout=2)
         bar.close()
-        manager.shutdown()
     return SweepResult(done_records + new_records, len(done_records), failures, time.perf_counter() - started)
 
 

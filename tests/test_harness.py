@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -172,3 +173,29 @@ def test_regress_passes_on_its_reference_and_fails_when_tampered(store, tmp_path
     ref.write_text(json.dumps(data))
     result = _cli(["regress", "--reference", str(ref), "--no-progress", "--workers", "1"])
     assert result.exit_code != 0 and "DRIFT" in result.output
+
+
+def test_ctrl_c_stops_the_sweep_at_once_and_a_rerun_completes_it(store):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    results = store["results"]
+    protocol = str(store["base"] / "baselines" / "tiny.toml")
+    cmd = [sys.executable, "-m", "mabcq_bench.cli", "run", "--algo", "bcq", "--env", "hopper", "--preset", protocol, "--seeds", "8", "--results", str(results), "--workers", "2", "--no-progress"]
+    env = {**os.environ, "MINARI_DATASETS_PATH": store["MINARI_DATASETS_PATH"], "MABCQ_BENCH_HOME": store["MABCQ_BENCH_HOME"]}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 120
+    while not list(results.glob("tiny/hopper/bcq/seed*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "Aborted" in out
+    finished = sorted(results.glob("tiny/hopper/bcq/seed*.json"))
+    assert 1 <= len(finished) < 8  # it stopped; the runs that were cut have no record
+    result = CliRunner().invoke(main, cmd[3:])
+    assert result.exit_code == 0, result.output
+    assert len(list(results.glob("tiny/hopper/bcq/seed*.json"))) == 8
+    assert not list(results.glob("tiny/hopper/bcq/*.ckpt*"))
