@@ -45,7 +45,10 @@ def _plan(env: str, preset: str):
 @click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
 @click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
 @click.option("--progress/--no-progress", default=True, help="Progress bars (shown on a terminal only).")
-def make_data_cmd(env: str, preset: str, progress: bool) -> None:
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: here, one task after another; ray: experts, then agents' datasets, as Ray tasks.")
+@click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto); default: a local Ray.")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="With --executor ray and no --address: CPUs of the local Ray (default: all).")
+def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address: str | None, workers: int | None) -> None:
     """Train the SAC joint expert (if not cached) and write every agent's Minari dataset.
 
     Datasets go to Minari's store (MINARI_DATASETS_PATH, default ~/.minari/datasets) as
@@ -54,9 +57,15 @@ def make_data_cmd(env: str, preset: str, progress: bool) -> None:
     """
     from mabcq_bench.datasets import make_data
 
-    for recipe in _plan(env, preset):
-        for status in make_data(recipe, progress=progress, log=click.echo):
-            click.echo(f"{status.dataset_id}\t{status.total_steps} transitions\tsha256 {status.checksum[:16]}\t{'new' if status.created else 'kept'}")
+    recipes = _plan(env, preset)
+    if executor == "ray":
+        from mabcq_bench.ray_exec import make_data_ray
+
+        statuses = make_data_ray(recipes, address=address, workers=workers, log=click.echo)
+    else:
+        statuses = [status for recipe in recipes for status in make_data(recipe, progress=progress, log=click.echo)]
+    for status in statuses:
+        click.echo(f"{status.dataset_id}\t{status.total_steps} transitions\tsha256 {status.checksum[:16]}\t{'new' if status.created else 'kept'}")
 
 
 @main.command("train-expert")
@@ -113,7 +122,7 @@ def _seeds(text: str) -> list[int]:
     return list(range(count))
 
 
-def _sweep(env, algo, seeds, preset, results, workers, overrides, progress):
+def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu"):
     from pathlib import Path
 
     from mabcq_bench import harness
@@ -125,8 +134,9 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress):
     protocol = harness.load_protocol(preset)
     extra = harness.parse_overrides(overrides)
     specs = [harness.RunSpec(protocol.tier, t.name, a.name, s, extra) for t in tasks for a in algos for s in seeds]
-    runs = harness.prepare(specs, protocol, protocol.tier)
-    return harness.run_sweep(runs, Path(results), workers or harness.default_workers(), progress=progress, log=click.echo), protocol
+    runs = harness.prepare(specs, protocol, protocol.tier, device=device)
+    sweep = harness.run_sweep(runs, Path(results), workers or harness.default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
+    return sweep, protocol
 
 
 @main.command("run")
@@ -138,14 +148,17 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress):
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter, e.g. --set epsilon=0.4 (part of the run's name).")
 @click.option("--progress/--no-progress", default=True, help="Progress bar with ETA (on a terminal).")
-def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress) -> None:
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: a process pool here; ray: one Ray task per run.")
+@click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto, or ray://head:10001); default: a local Ray.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device of the learners (cuda asks Ray for one GPU per run).")
+def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, executor, address, device) -> None:
     """Train and score algorithms on the per-agent datasets, one record per run.
 
     Finished runs are skipped, interrupted ones resume from their checkpoint. Ends with the table.
     """
     from mabcq_bench.leaderboard import build_tables, format_table
 
-    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress)
+    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device)
     if sweep.records:
         click.echo(format_table(build_tables(sweep.records, protocol.tier)))
     click.echo(f"{len(sweep.records)} runs finished ({sweep.skipped} reused), {len(sweep.failures)} failed, {sweep.wall_s:.0f}s")

@@ -76,29 +76,42 @@ def make_data(recipe: Recipe, progress: bool = True, log: Callable[[str], None] 
         UserError: the dataset folder is not writable; a dataset is corrupt or from another recipe.
     """
     task = get_task(recipe.task)
-    root = datasets_root()
-    ensure_writable(root, "Minari dataset folder (MINARI_DATASETS_PATH)")
+    ensure_writable(datasets_root(), "Minari dataset folder (MINARI_DATASETS_PATH)")
     ids = [recipe.dataset_id(i) for i in range(task.n_agents)]
-    existing = {i: verify_dataset(dataset_id, recipe) for i, dataset_id in enumerate(ids)}
-    if all(existing.values()):
+    existing = [verify_dataset(dataset_id, recipe) for dataset_id in ids]
+    if all(existing):
         log(f"[{task.name}] {recipe.tier} datasets are up to date: {', '.join(ids)}")
-        return [_status(existing[i], False) for i in range(task.n_agents)]
+        return [_status(info, False) for info in existing]
     expert = train_expert(recipe, progress=progress, log=log)
-    out = []
-    with exclusive_lock(root / STAGING / f"{task.name}-{recipe.tier}.lock", f"the {task.name} {recipe.tier} datasets"):
-        for stale in (root / STAGING).glob(f"{task.name}-{recipe.tier}-*"):
+    return [make_agent_dataset(recipe, agent, expert, progress=progress, log=log) for agent in range(task.n_agents)]
+
+
+def make_agent_dataset(
+    recipe: Recipe, agent: int, expert: Expert | None = None, progress: bool = True, log: Callable[[str], None] = print
+) -> DatasetStatus:
+    """Make (or reuse) one agent's dataset: the unit of work a cluster runs in parallel.
+
+    The expert must exist or is trained here (``train_expert`` is cached and locked).
+    """
+    task = get_task(recipe.task)
+    dataset_id = recipe.dataset_id(agent)
+    info = verify_dataset(dataset_id, recipe)
+    if info is not None:
+        return _status(info, False)
+    expert = expert or train_expert(recipe, progress=progress, log=log)
+    root = datasets_root()
+    name = f"{task.name}-{recipe.tier}-agent{agent}"
+    with exclusive_lock(root / STAGING / f"{name}.lock", f"dataset {dataset_id}"):
+        info = verify_dataset(dataset_id, recipe)  # another process may have made it meanwhile
+        if info is not None:
+            return _status(info, False)
+        for stale in (root / STAGING).glob(f"{name}-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed mid-write
-        for agent, dataset_id in enumerate(ids):
-            info = existing[agent] or verify_dataset(dataset_id, recipe)
-            if info is not None:
-                out.append(_status(info, False))
-                continue
-            started = time.perf_counter()
-            episodes = agent_episodes(task, recipe, expert, agent, progress=progress)
-            info = write_dataset(task, recipe, expert, agent, episodes)
-            log(f"[{task.name}] wrote {dataset_id}: {info['total_steps']:,} transitions in {time.perf_counter() - started:.1f}s")
-            out.append(_status(info, True))
-    return out
+        started = time.perf_counter()
+        episodes = agent_episodes(task, recipe, expert, agent, progress=progress)
+        info = write_dataset(task, recipe, expert, agent, episodes)
+        log(f"[{task.name}] wrote {dataset_id}: {info['total_steps']:,} transitions in {time.perf_counter() - started:.1f}s")
+    return _status(info, True)
 
 
 def _status(info: dict, created: bool) -> DatasetStatus:
@@ -260,7 +273,7 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
     obs_space = gym.spaces.Box(-np.inf, np.inf, (task.state_dim,), np.float64)
     act_space = gym.spaces.Box(joint_space.low[own_idx], joint_space.high[own_idx], dtype=np.float32)
     root = datasets_root()
-    staging = root / STAGING / f"{task.name}-{recipe.tier}-{uuid.uuid4().hex}"
+    staging = root / STAGING / f"{task.name}-{recipe.tier}-agent{agent}-{uuid.uuid4().hex}"
     final = dataset_path(dataset_id)
     try:
         with _minari_root(staging), _quiet():
@@ -334,12 +347,19 @@ def dataset_checksum(ds) -> str:
 def _ensure_namespaces(task: Task, recipe: Recipe) -> None:
     from minari.namespace import create_namespace, list_local_namespaces
 
+    wanted = {
+        "mabcq": "mabcq-bench: per-agent datasets for offline, fully decentralized multi-agent RL.",
+        f"mabcq/{task.name}": f"Per-agent datasets of the {task.scenario} {task.agent_conf} MaMuJoCo task.",
+    }
     with _minari_root(datasets_root()), _quiet():
-        known = set(list_local_namespaces())
-        if "mabcq" not in known:
-            create_namespace("mabcq", description="mabcq-bench: per-agent datasets for offline, fully decentralized multi-agent RL.")
-        if f"mabcq/{task.name}" not in known:
-            create_namespace(f"mabcq/{task.name}", description=f"Per-agent datasets of the {task.scenario} {task.agent_conf} MaMuJoCo task.")
+        for namespace, description in wanted.items():
+            if namespace in set(list_local_namespaces()):
+                continue
+            try:
+                create_namespace(namespace, description=description)
+            except ValueError:  # made by a concurrent writer (another agent's dataset) meanwhile
+                if namespace not in set(list_local_namespaces()):
+                    raise
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mabcq_bench.errors import UserError
 from mabcq_bench.util import read_tier_file, versions, write_json
@@ -195,9 +195,10 @@ class PreparedRun:
     ref_max: float
     epsilon: float | None
     fingerprint: str
+    device: str = "cpu"  # torch device of the learners (cuda runs ask Ray for a GPU)
 
 
-def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str) -> list[PreparedRun]:
+def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, device: str = "cpu") -> list[PreparedRun]:
     """Resolve configs and check datasets for every run, before any work starts."""
     from mabcq_bench.algos import get_algo
     from mabcq_bench.tasks import get_task
@@ -214,8 +215,10 @@ def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str) -> 
         cfg = json.loads(json.dumps(cfg))  # tuples as lists: what a record holds
         ids, ref_min, ref_max = datasets_of[spec.task]
         identity = {"task": spec.task, "algo": spec.algo, "config": cfg, "protocol": protocol.protocol, "datasets": ids}
+        if device != "cpu":  # other devices give other numbers: never mixed with CPU runs
+            identity["device"] = device
         fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        out.append(PreparedRun(spec, cfg, dict(protocol.protocol), ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp))
+        out.append(PreparedRun(spec, cfg, dict(protocol.protocol), ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device))
     return out
 
 
@@ -288,14 +291,17 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | N
     spec, proto = run.spec, run.protocol
     task = get_task(spec.task)
     started = time.time()
+    done = existing_record(run, results)
+    if done is not None:  # a retry of a run whose worker died after writing its record
+        return done
     ckpt = spec.checkpoint_path(results)
     marker = ckpt.with_suffix(".ckpt.json")
     if ckpt.exists():
         saved = json.loads(marker.read_text()) if marker.exists() else {}
         if saved.get("config_fingerprint") != run.fingerprint:
             raise UserError(f"checkpoint {ckpt} belongs to another configuration; use another --results folder")
-    else:
-        write_json(marker, {"config_fingerprint": run.fingerprint})
+    # the marker names the process working on the run (for a person, or a test, looking in)
+    write_json(marker, {"config_fingerprint": run.fingerprint, "pid": os.getpid(), "host": os.uname().nodename})
     datasets = [_agent_data(dataset_id, checksum) for dataset_id, checksum in run.datasets]
     last = [0]
 
@@ -317,6 +323,7 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | N
         checkpoint=ckpt,
         checkpoint_every=proto["checkpoint_every"],
         threads=proto["threads"],
+        device=run.device,
         overrides=values,
         on_update=on_update,
     )
@@ -398,6 +405,55 @@ def _worker(run: PreparedRun, results: str) -> tuple[str, dict | None, str | Non
         return key, None, f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
+Outcome = tuple[str, "dict | None", "str | None"]  # (run key, record, one-line error)
+
+
+def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_progress: Callable[[int], None], address: str | None = None) -> Iterator[Outcome]:
+    """Run ``pending`` on a pool of ``workers`` spawned processes on this machine."""
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                on_progress(events.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            except (EOFError, OSError, ValueError):
+                return
+
+    pumper = threading.Thread(target=pump, daemon=True)
+    pumper.start()
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx, initializer=_init_worker, initargs=(events,))
+    try:
+        futures = [pool.submit(_worker, run, str(results)) for run in pending]
+        for future in cf.as_completed(futures):
+            yield future.result()
+        pool.shutdown()
+    except BaseException:
+        # Ctrl-C (or the consumer stopping): stop now. Killing a worker mid-run is safe:
+        # checkpoints and records are written atomically, so a rerun resumes every unfinished run.
+        workers_alive = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers_alive:
+            proc.terminate()
+        raise
+    finally:
+        stop.set()
+        pumper.join(timeout=2)
+
+
+def _ray_pool(*args, **kwargs) -> Iterator[Outcome]:
+    from mabcq_bench.ray_exec import ray_pool  # Ray is an optional extra, imported only when asked for
+
+    return ray_pool(*args, **kwargs)
+
+
+#: How runs are executed: name -> generator of outcomes (see :func:`local_pool`).
+EXECUTORS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": local_pool, "ray": _ray_pool}
+
+
 @dataclass
 class SweepResult:
     records: list[dict]
@@ -412,8 +468,18 @@ def run_sweep(
     workers: int,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    executor: str = "local",
+    address: str | None = None,
 ) -> SweepResult:
-    """Run every run without a record on ``workers`` processes; skip the finished ones."""
+    """Run every run without a record; skip the finished ones.
+
+    Args:
+        executor: a name in :data:`EXECUTORS`: ``local`` (a process pool of ``workers`` on this
+            machine) or ``ray`` (one Ray task per run, on the cluster at ``address``, or on a local
+            Ray instance with ``workers`` CPUs when ``address`` is None).
+    """
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -430,45 +496,18 @@ def run_sweep(
     results.mkdir(parents=True, exist_ok=True)
     total = sum(r.protocol["updates"] for r in pending)
     bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=None if progress else True, dynamic_ncols=True)
-    ctx = mp.get_context("spawn")
-    events = ctx.Queue()
-    stop = threading.Event()
-
-    def pump() -> None:
-        while not stop.is_set():
-            try:
-                bar.update(events.get(timeout=0.2))
-            except queue.Empty:
-                continue
-            except (EOFError, OSError, ValueError):
-                return
-
-    pumper = threading.Thread(target=pump, daemon=True)
-    pumper.start()
     new_records = []
-    pool = cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx, initializer=_init_worker, initargs=(events,))
+    outcomes = EXECUTORS[executor](pending, results, workers, bar.update, address)
     try:
-        futures = [pool.submit(_worker, run, str(results)) for run in pending]
-        for future in cf.as_completed(futures):
-            key, record, error = future.result()
+        for key, record, error in outcomes:
             if error is not None:
                 failures[key] = error
                 log(f"FAILED {key}: {error}")
             else:
                 new_records.append(record)
                 bar.set_postfix_str(f"{key} {record['final']['normalized_score']:.1f}")
-        pool.shutdown()
-    except BaseException:
-        # Ctrl-C (or any error here): stop now. Killing a worker mid-run is safe: checkpoints and
-        # records are written atomically, so a rerun resumes every unfinished run.
-        workers_alive = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in workers_alive:
-            proc.terminate()
-        raise
     finally:
-        stop.set()
-        pumper.join(timeout=2)
+        outcomes.close()
         bar.close()
     return SweepResult(done_records + new_records, len(done_records), failures, time.perf_counter() - started)
 
