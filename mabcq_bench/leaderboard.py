@@ -409,7 +409,8 @@ def _figure(n_panels: int):
 
     ncols = min(4, max(1, n_panels))
     nrows = math.ceil(max(1, n_panels) / ncols)
-    fig = Figure(figsize=(4.0 * ncols, 3.2 * nrows + 0.6), layout="constrained")
+    # at least 7 inches wide: the title and the legend's row must fit even with one panel
+    fig = Figure(figsize=(max(7.0, 4.0 * ncols), 3.2 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -426,7 +427,7 @@ def _colors(variants: Sequence[str]) -> dict[str, Any]:
 
 def _save_png(fig, path: Path) -> Path:
     with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")  # never clip a title or legend
     return path
 
 
