@@ -100,7 +100,7 @@ def make_agent_dataset(
         return _status(info, False)
     expert = expert or train_expert(recipe, progress=progress, log=log)
     root = datasets_root()
-    name = f"{task.name}-{recipe.tier}-agent{agent}"
+    name = _staging_prefix(recipe, agent)
     with exclusive_lock(root / STAGING / f"{name}.lock", f"dataset {dataset_id}"):
         info = verify_dataset(dataset_id, recipe)  # another process may have made it meanwhile
         if info is not None:
@@ -112,6 +112,11 @@ def make_agent_dataset(
         info = write_dataset(task, recipe, expert, agent, episodes)
         log(f"[{task.name}] wrote {dataset_id}: {info['total_steps']:,} transitions in {time.perf_counter() - started:.1f}s")
     return _status(info, True)
+
+
+def _staging_prefix(recipe: Recipe, agent: int) -> str:
+    """Names the lock and the staging folders of one dataset (stale ones are found by it)."""
+    return f"{recipe.task}-{recipe.tier}-agent{agent}"
 
 
 def _status(info: dict, created: bool) -> DatasetStatus:
@@ -273,7 +278,7 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
     obs_space = gym.spaces.Box(-np.inf, np.inf, (task.state_dim,), np.float64)
     act_space = gym.spaces.Box(joint_space.low[own_idx], joint_space.high[own_idx], dtype=np.float32)
     root = datasets_root()
-    staging = root / STAGING / f"{task.name}-{recipe.tier}-agent{agent}-{uuid.uuid4().hex}"
+    staging = root / STAGING / f"{_staging_prefix(recipe, agent)}-{uuid.uuid4().hex}"
     final = dataset_path(dataset_id)
     try:
         with _minari_root(staging), _quiet():

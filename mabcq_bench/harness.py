@@ -228,8 +228,9 @@ def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float,
     Returns ((id, checksum) per agent, ref_min_score, ref_max_score).
     """
     from mabcq_bench.datasets import dataset_path, read_metadata
+    from mabcq_bench.recipes import dataset_id as make_id
 
-    ids = [f"mabcq/{task.name}/{tier}-agent{i}-v0" for i in range(task.n_agents)]
+    ids = [make_id(task.name, tier, i) for i in range(task.n_agents)]
     missing = [i for i in ids if not dataset_path(i).exists()]
     if missing:
         raise UserError(f"datasets {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {task.name} --preset {tier}`")

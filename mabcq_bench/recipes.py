@@ -98,7 +98,12 @@ class Recipe:
         return sizes
 
     def dataset_id(self, agent: int) -> str:
-        return f"mabcq/{self.task}/{self.tier}-agent{agent}-v0"
+        return dataset_id(self.task, self.tier, agent)
+
+
+def dataset_id(task: str, tier: str, agent: int) -> str:
+    """The Minari id of agent ``agent``'s dataset of ``task`` at ``tier``."""
+    return f"mabcq/{task}/{tier}-agent{agent}-v0"
 
 
 def _digest(obj: Any) -> str:

@@ -135,3 +135,19 @@ def store(tiny_store, monkeypatch, tmp_path):
     return {**tiny_store, "results": tmp_path / "runs"}
 
 
+
+
+def random_batch(n: int = 32, state_dim: int = 5, action_dim: int = 2, seed: int = 0):
+    """A seeded minibatch of made-up transitions (10 % terminal) for learner tests."""
+    import torch
+
+    from mabcq_bench.algos import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        torch.randn(n, state_dim, generator=g),
+        torch.rand(n, action_dim, generator=g) * 2 - 1,
+        torch.randn(n, generator=g),
+        torch.randn(n, state_dim, generator=g),
+        (torch.rand(n, generator=g) < 0.1).float(),
+    )

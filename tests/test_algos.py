@@ -14,6 +14,7 @@ import torch
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
+from conftest import random_batch
 from mabcq_bench.algos import ALGOS, Batch, Learner, get_algo, make_learner, resolve_algos
 from mabcq_bench.algos.base import torch_threads
 from mabcq_bench.algos.nets import MLP
@@ -33,14 +34,7 @@ def _one_thread():
 
 
 def batch(n: int = 32, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        torch.randn(n, STATE, generator=g),
-        torch.rand(n, ACTION, generator=g) * 2 - 1,
-        torch.randn(n, generator=g),
-        torch.randn(n, STATE, generator=g),
-        (torch.rand(n, generator=g) < 0.1).float(),
-    )
+    return random_batch(n, STATE, ACTION, seed)
 
 
 def states(n: int = 7) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_batch
 from mabcq_bench.algos import ALGOS, Batch, make_learner
 from mabcq_bench.algos.base import torch_threads
 from mabcq_bench.algos.weights import combine, transition_normalization, value_deviation
@@ -106,14 +107,7 @@ def test_epsilon_comes_from_the_task():
 
 
 def _batch(n: int = 64, state_dim: int = 5, action_dim: int = 2, seed: int = 0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        torch.randn(n, state_dim, generator=g),
-        torch.rand(n, action_dim, generator=g) * 2 - 1,
-        torch.randn(n, generator=g),
-        torch.randn(n, state_dim, generator=g),
-        (torch.rand(n, generator=g) < 0.1).float(),
-    )
+    return random_batch(n, state_dim, action_dim, seed)
 
 
 @pytest.mark.parametrize(
