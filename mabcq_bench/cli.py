@@ -66,6 +66,57 @@ def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address:
         statuses = [status for recipe in recipes for status in make_data(recipe, progress=progress, log=click.echo)]
     for status in statuses:
         click.echo(f"{status.dataset_id}\t{status.total_steps} transitions\tsha256 {status.checksum[:16]}\t{'new' if status.created else 'kept'}")
+    _echo_manifest_checks(recipes, only_listed=True)
+
+
+def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
+    """Print each dataset's comparison with its tier's committed manifest; True if all are the same."""
+    from mabcq_bench import manifest
+
+    ok = True
+    for tier in sorted({r.tier for r in recipes}):
+        path = manifest.manifest_path(tier)
+        listed = manifest.read_manifest(path)
+        if not listed:
+            if only_listed:
+                continue
+            raise UserError(f"tier {tier!r} has no published manifest ({path} does not exist); write one with --write")
+        for c in manifest.check([r for r in recipes if r.tier == tier], listed):
+            if only_listed and c.verdict == "unlisted":
+                continue
+            ok &= c.ok
+            click.echo(f"{c.dataset_id}\t{'matches the manifest' if c.ok else c.verdict}\t{c.detail}")
+    return ok
+
+
+@main.command("manifest")
+@click.option("--env", "env", default="all", show_default=True, help=_ENV_HELP)
+@click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
+@click.option("--write", is_flag=True, help="Add the local datasets to datasets/<tier>.manifest.json instead of checking them.")
+def manifest_cmd(env: str, preset: str, write: bool) -> None:
+    """Check the local datasets against the tier's committed manifest (id, size, checksum, returns).
+
+    Exits 1 unless every dataset is there and identical to the published one.
+    """
+    from mabcq_bench import manifest
+
+    recipes = _plan(env, preset)
+    if not write:
+        if not _echo_manifest_checks(recipes, only_listed=False):
+            raise UserError("the local datasets differ from the manifest (see above)")
+        return
+    entries = [e for r in recipes for i in range(_n_agents(r)) if (e := manifest.entry(r.dataset_id(i), r))]
+    if not entries:
+        raise UserError("no local datasets of these tasks to write into the manifest; make them with make-data")
+    path = manifest.manifest_path(recipes[0].tier)
+    manifest.write_manifest(path, recipes[0].tier, entries)
+    click.echo(f"wrote {len(entries)} datasets into {path}")
+
+
+def _n_agents(recipe) -> int:
+    from mabcq_bench.tasks import get_task
+
+    return get_task(recipe.task).n_agents
 
 
 @main.command("train-expert")

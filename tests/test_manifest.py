@@ -1,0 +1,102 @@
+"""Dataset manifests: a user who regenerates a tier's datasets can check they got the same data."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+import minari
+import pytest
+from click.testing import CliRunner
+
+from mabcq_bench import manifest
+from mabcq_bench.cli import main
+from mabcq_bench.recipes import load_recipe
+from mabcq_bench.util import versions
+
+
+def _use(store: dict, monkeypatch) -> None:
+    monkeypatch.setenv("MINARI_DATASETS_PATH", store["MINARI_DATASETS_PATH"])
+    monkeypatch.setenv("MABCQ_BENCH_HOME", store["MABCQ_BENCH_HOME"])
+
+
+def test_committed_smoke_manifest_matches_regenerated_data(smoke_hopper, monkeypatch):
+    """The published smoke manifest is what make-data produces here (same versions, same machine)."""
+    _use(smoke_hopper, monkeypatch)
+    doc = json.loads(manifest.manifest_path("smoke").read_text())
+    listed = {e["dataset_id"]: e for e in doc["datasets"]}
+    assert {f"mabcq/{t}/smoke-agent{i}-v0" for t, n in [("halfcheetah", 2), ("walker", 2), ("hopper", 3), ("ant", 4)] for i in range(n)} == set(listed)
+    if doc["machine"] != platform.machine() or listed["mabcq/hopper/smoke-agent0-v0"]["versions"] != versions():
+        pytest.skip("checksums are only comparable on the manifest's package versions and machine type")
+    checks = manifest.check([smoke_hopper["recipe"]], listed)
+    assert [c.verdict for c in checks] == ["same"] * 3, [c.detail for c in checks]
+    assert [c.dataset_id.split("/")[-1] for c in checks] == [f"smoke-agent{i}-v0" for i in range(3)]
+    result = CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "smoke"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("matches the manifest") == 3
+
+
+@pytest.fixture
+def tiny(store, tmp_path, monkeypatch):
+    """The tiny store, with its recipe folder copied per test (manifests are written beside it)."""
+    import shutil
+
+    from mabcq_bench import recipes
+
+    folder = tmp_path / "recipes"
+    shutil.copytree(recipes.RECIPES_DIR, folder)
+    monkeypatch.setattr(recipes, "RECIPES_DIR", folder)
+    return store
+
+
+def test_write_then_check_round_trip_and_what_a_difference_says(tiny, monkeypatch):
+    recipe = load_recipe("tiny").for_task("hopper")
+    runner = CliRunner()
+    result = runner.invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny"])
+    assert result.exit_code == 1 and "tier 'tiny' has no published manifest" in result.output
+    assert "Traceback" not in result.output
+
+    result = runner.invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny", "--write"])
+    assert result.exit_code == 0, result.output
+    path = manifest.manifest_path("tiny")
+    doc = json.loads(path.read_text())
+    assert [e["dataset_id"] for e in doc["datasets"]] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
+    e0 = doc["datasets"][0]
+    assert e0["transitions"] == 1500 and len(e0["checksum"]) == 64 and e0["episodes"] > 0
+    md = minari.load_dataset("mabcq/hopper/tiny-agent0-v0").storage.metadata
+    assert e0["checksum"] == md["checksum"] and e0["expert_return"] == pytest.approx(md["ref_max_score"], abs=1e-3)
+    assert e0["random_return"] == pytest.approx(md["ref_min_score"], abs=1e-3) and e0["versions"] == md["versions"]
+    assert runner.invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny"]).exit_code == 0
+
+    # a dataset whose data differ is named, with its checksum and the manifest's
+    e0["checksum"] = "0" * 64
+    path.write_text(json.dumps(doc))
+    result = runner.invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny"])
+    assert result.exit_code == 1
+    assert "mabcq/hopper/tiny-agent0-v0\tdiffers\tchecksum" in result.output and "the manifest's 0000000000000000 (same package versions)" in result.output
+    assert "tiny-agent1-v0\tmatches the manifest" in result.output
+    assert result.output.strip().splitlines()[-1] == "Error: the local datasets differ from the manifest (see above)"
+
+    # make-data reports the comparison once a manifest exists
+    result = runner.invoke(main, ["make-data", "--env", "hopper", "--preset", "tiny", "--no-progress"])
+    assert result.exit_code == 0 and "tiny-agent0-v0\tdiffers" in result.output and "tiny-agent2-v0\tmatches the manifest" in result.output
+    assert recipe.dataset_id(0) == "mabcq/hopper/tiny-agent0-v0"
+
+
+def test_write_keeps_other_tasks_entries_and_a_missing_dataset_is_reported(tiny, tmp_path, monkeypatch):
+    path = manifest.manifest_path("tiny")
+    other = {"dataset_id": "mabcq/walker/tiny-agent0-v0", "checksum": "ab" * 32, "recipe_fingerprint": "x", "transitions": 1, "versions": {}}
+    path.write_text(json.dumps({"manifest_version": 1, "tier": "tiny", "machine": platform.machine(), "datasets": [other]}))
+    assert CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny", "--write"]).exit_code == 0
+    ids = [e["dataset_id"] for e in json.loads(path.read_text())["datasets"]]
+    assert ids == ["mabcq/hopper/tiny-agent0-v0", "mabcq/hopper/tiny-agent1-v0", "mabcq/hopper/tiny-agent2-v0", "mabcq/walker/tiny-agent0-v0"]
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
+    result = CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny"])
+    assert result.exit_code == 1 and result.output.count("\tmissing\t") == 3 and "make it with make-data" in result.output
+
+
+def test_malformed_manifest_is_one_line(tiny):
+    manifest.manifest_path("tiny").write_text("{not json")
+    result = CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny"])
+    assert result.exit_code == 1 and result.output.startswith("Error: manifest ") and "malformed" in result.output
+    assert len(result.output.strip().splitlines()) == 1
