@@ -49,6 +49,7 @@ TIER_ORDER = ("smoke", "lite", "paper")
 
 #: The algorithm whose ε sweeps make the ε plot.
 EPSILON_ALGO = "mabcq"
+EPSILON_ZERO = "mabcq-no-vd"  # ε = 0 of the ε sweep
 
 _REQUIRED = ("schema", "status", "tier", "task", "algo", "variant", "epsilon", "seed", "config_fingerprint", "final", "curve")
 _REQUIRED_FINAL = ("normalized_score", "coordination_gap")
@@ -469,13 +470,24 @@ def _plot_over_training(board: Leaderboard, key: str, ylabel: str, title: str, p
 
 
 def epsilon_points(board: Leaderboard, task: str) -> list[tuple[float, float, float, str]]:
-    """(ε, mean, std, variant) of every ``mabcq`` variant with an ε on ``task``, by ε."""
+    """(ε, mean, std, variant) of every ``mabcq`` variant with an ε on ``task``, by ε.
+
+    The plain ``mabcq-no-vd`` ablation is the ε = 0 point: clipping λ_vd to [1, 1] is the same
+    learner, parameter for parameter (tested), so its runs are not made twice.
+    """
     points = []
     for row in board.rows:
         recs = board.runs.get((task, row.variant))
-        if row.algo == EPSILON_ALGO and recs and recs[0]["epsilon"] is not None:
-            cell = row.cells[task]
-            points.append((float(recs[0]["epsilon"]), cell.mean, cell.std, row.variant))
+        if not recs:
+            continue
+        if row.algo == EPSILON_ALGO and recs[0]["epsilon"] is not None:
+            eps = float(recs[0]["epsilon"])
+        elif row.variant == EPSILON_ZERO:
+            eps = 0.0
+        else:
+            continue
+        cell = row.cells[task]
+        points.append((eps, cell.mean, cell.std, row.variant))
     return sorted(points)
 
 

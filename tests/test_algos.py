@@ -269,3 +269,17 @@ def batch_for(n: int, state_dim: int, action_dim: int) -> Batch:
         torch.randn(n, state_dim, generator=g),
         (torch.rand(n, generator=g) < 0.1).float(),
     )
+
+
+def test_epsilon_zero_is_exactly_mabcq_without_value_deviation():
+    """ε = 0 clips λ_vd to [1, 1]: the same learner as mabcq-no-vd, parameter for parameter, so the
+    ablation's runs are the ε = 0 point of the ε sweep (Figure 4); ε > 0 changes the update."""
+    zero = make_learner("mabcq", STATE, ACTION, seed=3, epsilon=0.0, **SMALL)
+    no_vd = make_learner("mabcq-no-vd", STATE, ACTION, seed=3, **SMALL)
+    some = make_learner("mabcq", STATE, ACTION, seed=3, epsilon=0.5, **SMALL)
+    for i in range(5):
+        for l in (zero, no_vd, some):
+            l.train(batch(seed=i))
+    for pa, pb in zip(params(zero), params(no_vd)):
+        assert torch.equal(pa, pb)
+    assert not all(torch.equal(pa, pc) for pa, pc in zip(params(zero), params(some)))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.leaderboard import TASK_ORDER, build_tables, format_table, load_records, write_leaderboard
+from mabcq_bench.leaderboard import TASK_ORDER, build_tables, epsilon_points, format_table, load_records, write_leaderboard
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -134,6 +134,15 @@ def test_write_leaderboard_files(tmp_path):
     # Without a second ε there is no ε plot, and the old one is not left behind to mislead.
     written = write_leaderboard(fake_records(with_eps_sweep=False), out, reps=300)
     assert out / "lite-epsilon.png" not in written and not (out / "lite-epsilon.png").exists()
+
+
+def test_epsilon_points_take_the_no_vd_ablation_as_epsilon_zero():
+    records = fake_records() + [make_record("hopper", "mabcq-no-vd", s, sc, 1.0, eps=0.8) for s, sc in enumerate((10.0, 20.0, 30.0))]
+    board = build_tables(records, "lite", reps=100)
+    points = epsilon_points(board, "hopper")
+    assert [(e, v) for e, _, _, v in points] == [(0.0, "mabcq-no-vd"), (0.4, "mabcq eps=0.4"), (0.8, "mabcq")]
+    assert points[0][1] == pytest.approx(20.0) and points[2][1] == pytest.approx(50.0)
+    assert epsilon_points(board, "walker") == [(0.8, 80.0, pytest.approx(10.0), "mabcq")]  # one ε: no sweep there
 
 
 def test_coordination_plot_skips_algorithms_without_q(tmp_path):
