@@ -10,7 +10,8 @@ rows (one per variant: an algorithm plus its overrides) and columns (one per tas
 - ``<tier>.md`` / ``<tier>.csv``: per task "mean ± std (n)" of the final normalized score over
   seeds, the aggregate "IQM [low, high]" over all runs of all tasks (stratified bootstrap, see
   :func:`mabcq_bench.aggregate.stratified_bootstrap_iqm`) and the coordination diagnostic;
-  rows by aggregate IQM, best first.
+  rows by aggregate IQM, best first. ``<tier>.md`` ends with where the algorithms separate
+  over training (:mod:`mabcq_bench.separation`).
 - ``<tier>-curves.png``: normalized score over training, per task (the paper's Figure 2).
 - ``<tier>-coordination.png``: coordination gap over training, per task (Figure 3); only
   variants with a Q-function.
@@ -33,6 +34,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from mabcq_bench import separation
 from mabcq_bench.aggregate import mean_std, stratified_bootstrap_iqm
 from mabcq_bench.errors import UserError
 from mabcq_bench.util import atomic_path
@@ -564,7 +566,8 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
     for tier in [t for t in TIER_ORDER if t in tiers] + sorted(tiers - set(TIER_ORDER)):
         board = build_tables(records, tier, reps=reps, ci=ci, seed=seed)
         plots = write_plots(board, out)
-        written.append(_write_text(out / f"{tier}.md", format_markdown(board, plots)))
+        text = format_markdown(board, plots) + "\n" + separation.format_markdown(separation.separations(board))
+        written.append(_write_text(out / f"{tier}.md", text.rstrip("\n") + "\n"))
         written.append(_write_text(out / f"{tier}.csv", format_csv(board)))
         written.extend(plots)
     return written

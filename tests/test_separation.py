@@ -1,0 +1,53 @@
+"""Where algorithms separate: the smallest budget from which every seed of one beats every seed of the other."""
+
+from __future__ import annotations
+
+import pytest
+
+from mabcq_bench import separation
+from mabcq_bench.leaderboard import build_tables, write_leaderboard
+
+from test_leaderboard import make_record
+
+
+def _run(variant: str, seed: int, scores: list[float]) -> dict:
+    rec = make_record("hopper", variant, seed, scores[-1], 1.0)
+    rec["curve"] = [{"updates": 1000 * (i + 1), "return_mean": 10 * s, "normalized_score": s, "coordination_gap": 1.0} for i, s in enumerate(scores)]
+    return rec
+
+
+def _board(curves: dict[str, list[list[float]]]):
+    return build_tables([_run(v, k, c) for v, seeds in curves.items() for k, c in enumerate(seeds)], "lite", reps=50)
+
+
+def test_separates_from_the_first_point_of_the_final_streak():
+    board = _board({
+        # mabcq is above bcq at 2k, crosses back at 3k, and stays above from 4k on
+        "mabcq": [[5, 30, 20, 50, 60], [6, 31, 21, 51, 61], [7, 32, 22, 52, 62]],
+        "bcq": [[5, 10, 25, 40, 40], [8, 11, 26, 41, 41], [9, 12, 27, 42, 42]],
+        "ddpg": [[50, 50, 50, 50, 70], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]],  # one seed overlaps to the end
+    })
+    s = separation.compare(board, "hopper", "mabcq", "bcq")
+    assert s.above_from == 4000 and s.below_from is None and s.verdict == "mabcq above from 4,000 updates"
+    assert s.updates == (1000, 2000, 3000, 4000, 5000) and s.mean_a[-1] == pytest.approx(61.0) and s.mean_b[-1] == pytest.approx(41.0)
+    assert s.p_final == pytest.approx(0.05)  # 3 v 3, every run of one above every run of the other: 1/20
+    d = separation.compare(board, "hopper", "mabcq", "ddpg")
+    assert d.above_from is None and d.below_from is None and d.verdict == "not separated" and d.p_final > 0.05
+    back = separation.compare(board, "hopper", "bcq", "mabcq")
+    assert back.below_from == 4000 and back.p_final == pytest.approx(1.0)
+    assert separation.compare(board, "hopper", "mabcq", "behavior") is None  # no runs of behavior
+    assert [(x.a, x.b) for x in separation.separations(board)] == [("mabcq", "bcq"), ("mabcq", "ddpg")]
+
+
+def test_only_points_every_run_has_are_compared():
+    board = _board({"mabcq": [[10, 90], [11, 91]], "bcq": [[1, 2, 3], [2, 3, 4]]})
+    s = separation.compare(board, "hopper", "mabcq", "bcq")
+    assert s.updates == (1000, 2000) and s.above_from == 1000
+
+
+def test_leaderboard_markdown_has_the_section(tmp_path):
+    board_records = [_run(v, k, c) for v, seeds in {"mabcq": [[5, 60], [6, 61], [7, 62]], "bcq": [[9, 40], [8, 41], [7, 42]]}.items() for k, c in enumerate(seeds)]
+    write_leaderboard(board_records, tmp_path, reps=50)
+    md = (tmp_path / "lite.md").read_text()
+    assert "## Where the algorithms separate" in md
+    assert "| hopper | mabcq vs bcq (3 v 3 runs) | 61.0 vs 41.0 at 2,000 | 0.05 | mabcq above from 2,000 updates |" in md
