@@ -46,8 +46,24 @@ def entry(dataset_id: str, recipe: Recipe) -> dict | None:
         "random_return": round(float(md["random_return"]["mean"]), 3),
         "intermediate_return": round(float(md["intermediate_return"]["mean"]), 3),
         "expert_return": round(float(md["expert_return"]["mean"]), 3),
+        "parts": _parts(dataset_id, md),
         "versions": md["versions"],
     }
+
+
+def _parts(dataset_id: str, md: dict) -> dict[str, dict]:
+    """Per part of the mixture: transitions, episodes and the mean return of its episodes (what
+    quality of data each part holds; an episode cut at the end of a part counts as it is)."""
+    import minari
+    import numpy as np
+
+    ds = minari.load_dataset(dataset_id)
+    returns = np.array([float(np.sum(ep.rewards)) for ep in ds.iterate_episodes()])
+    out = {}
+    for part, (lo, hi) in md["mixture_episodes"].items():
+        r = returns[int(lo) : int(hi)]
+        out[part] = {"transitions": int(md["mixture"][part]), "episodes": int(hi) - int(lo), "mean_return": round(float(r.mean()), 1) if r.size else None}
+    return out
 
 
 def read_manifest(path: Path) -> dict[str, dict]:

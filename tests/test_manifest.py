@@ -6,6 +6,7 @@ import json
 import platform
 
 import minari
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -66,6 +67,11 @@ def test_write_then_check_round_trip_and_what_a_difference_says(tiny, monkeypatc
     md = minari.load_dataset("mabcq/hopper/tiny-agent0-v0").storage.metadata
     assert e0["checksum"] == md["checksum"] and e0["expert_return"] == pytest.approx(md["ref_max_score"], abs=1e-3)
     assert e0["random_return"] == pytest.approx(md["ref_min_score"], abs=1e-3) and e0["versions"] == md["versions"]
+    assert {p: v["transitions"] for p, v in e0["parts"].items()} == md["mixture"]
+    assert sum(v["episodes"] for v in e0["parts"].values()) == e0["episodes"]
+    lo, hi = md["mixture_episodes"]["all_expert"]
+    expect = np.mean([ep.rewards.sum() for ep in minari.load_dataset("mabcq/hopper/tiny-agent0-v0").iterate_episodes(range(lo, hi))])
+    assert e0["parts"]["all_expert"]["mean_return"] == pytest.approx(expect, abs=0.05)
     assert runner.invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny"]).exit_code == 0
 
     # a dataset whose data differ is named, with its checksum and the manifest's
