@@ -362,7 +362,8 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | N
         ],
         "metrics": result.metrics,
         "updates": result.updates,
-        "wall_s": round(time.time() - started, 1),
+        "wall_s": round(time.time() - started, 1),  # this call: loading, training, scoring
+        "train_wall_s": round(result.total_wall_s, 1),  # training over every call of this run
     }
     write_json(spec.record_path(results), record)
     ckpt.unlink(missing_ok=True)

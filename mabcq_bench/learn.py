@@ -68,6 +68,9 @@ class TrainResult:
         learners: the trained learners, agent order.
         threads: torch CPU threads used (results are bitwise reproducible for a given count).
         wall_s: seconds spent in this call (not in earlier, interrupted ones).
+        total_wall_s: seconds spent training this run, summed over this call and the interrupted
+            ones it resumed (up to their last checkpoint; checkpoints from before this field
+            count as 0).
     """
 
     task: str
@@ -80,6 +83,7 @@ class TrainResult:
     learners: list[Learner] = field(repr=False)
     threads: int = 1
     wall_s: float = 0.0
+    total_wall_s: float = 0.0
 
     @property
     def final_return(self) -> float:
@@ -173,6 +177,7 @@ def _train(
     metrics_log: list[dict[str, float]] = []
     pending: dict[str, float] = {}
     pending_count = 0
+    earlier_s = 0.0  # training time of interrupted calls, from the checkpoint
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         state = _load(path)
@@ -195,6 +200,7 @@ def _train(
         evaluations = [Evaluation(**e) for e in state["evaluations"]]
         metrics_log = list(state["metrics"])
         pending, pending_count = dict(state["pending"]), int(state["pending_count"])
+        earlier_s = float(state.get("elapsed_s", 0.0))
 
     def save() -> None:
         if path is None:
@@ -210,6 +216,7 @@ def _train(
             "metrics": metrics_log,
             "pending": pending,
             "pending_count": pending_count,
+            "elapsed_s": earlier_s + time.perf_counter() - started,
         }
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
@@ -233,6 +240,7 @@ def _train(
         if done == updates or (checkpoint_every and done % checkpoint_every == 0):
             save()
 
+    elapsed = time.perf_counter() - started
     return TrainResult(
         task=task.name,
         algo=algo,
@@ -243,7 +251,8 @@ def _train(
         metrics=metrics_log,
         learners=learners,
         threads=torch.get_num_threads(),
-        wall_s=time.perf_counter() - started,
+        wall_s=elapsed,
+        total_wall_s=earlier_s + elapsed,
     )
 
 

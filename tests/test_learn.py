@@ -3,6 +3,8 @@ in the real task, the coordination diagnostic, resuming after an interruption, e
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,8 @@ def test_resume_after_interruption_equals_uninterrupted(straight, tmp_path):
 
     def stop_at_15(update: int, metrics: list[dict[str, float]]) -> None:
         assert len(metrics) == 3
+        if update == 5:
+            time.sleep(0.5)  # before the checkpoint at 10: the resumed run's total time includes it
         if update == 15:
             raise Interrupt
 
@@ -98,6 +102,7 @@ def test_resume_after_interruption_equals_uninterrupted(straight, tmp_path):
         (e.update, e.returns, e.coordination_gap) for e in straight.evaluations
     ]
     assert resumed.metrics == straight.metrics
+    assert resumed.total_wall_s >= resumed.wall_s + 0.5 and straight.total_wall_s == straight.wall_s
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
