@@ -23,14 +23,18 @@ from scipy.stats import mannwhitneyu
 if TYPE_CHECKING:
     from mabcq_bench.leaderboard import Leaderboard
 
-#: The comparisons the paper's claims are about (A first: the claim is "A beats B").
-PAIRS: tuple[tuple[str, str], ...] = (
-    ("mabcq", "bcq"),
-    ("mabcq", "ddpg"),
-    ("mabcq", "behavior"),
-    ("mabcq", "mabcq-no-vd"),
-    ("mabcq", "mabcq-no-tn"),
-    ("bcq", "behavior"),
+SCORE, GAP = "normalized_score", "coordination_gap"
+
+#: The comparisons the paper's claims are about: (A, B, curve quantity). Scores: Figure 2 and the
+#: ablations; the coordination gap of MABCQ against MABCQ without λ_tn: Figure 3 (lower is the claim).
+PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("mabcq", "bcq", SCORE),
+    ("mabcq", "ddpg", SCORE),
+    ("mabcq", "behavior", SCORE),
+    ("mabcq", "mabcq-no-vd", SCORE),
+    ("mabcq", "mabcq-no-tn", SCORE),
+    ("bcq", "behavior", SCORE),
+    ("mabcq", "mabcq-no-tn", GAP),
 )
 
 
@@ -43,6 +47,7 @@ class Separation:
     b: str
     n_a: int
     n_b: int
+    key: str  # the curve quantity compared
     updates: tuple[int, ...]  # evaluation points both variants' runs all have
     mean_a: tuple[float, ...]
     mean_b: tuple[float, ...]
@@ -59,9 +64,9 @@ class Separation:
         return "not separated"
 
 
-def _per_seed(recs: Sequence[dict]) -> dict[int, np.ndarray]:
-    """Evaluation point -> the runs' normalized scores there (points every run has)."""
-    curves = [{int(p["updates"]): float(p["normalized_score"]) for p in rec["curve"]} for rec in recs]
+def _per_seed(recs: Sequence[dict], key: str) -> dict[int, np.ndarray]:
+    """Evaluation point -> the runs' values of ``key`` there (points every run has a number at)."""
+    curves = [{int(p["updates"]): float(p[key]) for p in rec["curve"] if p.get(key) is not None} for rec in recs]
     common = set.intersection(*(set(c) for c in curves))
     return {u: np.array([c[u] for c in curves]) for u in sorted(common)}
 
@@ -74,12 +79,13 @@ def _first_of_final_streak(flags: Sequence[bool], points: Sequence[int]) -> int 
     return start
 
 
-def compare(board: "Leaderboard", task: str, a: str, b: str) -> Separation | None:
-    """Compare two variants on one task; None when either has no runs there or no common points."""
+def compare(board: "Leaderboard", task: str, a: str, b: str, key: str = SCORE) -> Separation | None:
+    """Compare two variants' ``key`` curves on one task; None when either has no runs there or
+    they share no evaluation point."""
     ra, rb = board.runs.get((task, a)), board.runs.get((task, b))
     if not ra or not rb:
         return None
-    sa, sb = _per_seed(ra), _per_seed(rb)
+    sa, sb = _per_seed(ra, key), _per_seed(rb, key)
     points = [u for u in sa if u in sb]
     if not points:
         return None
@@ -88,15 +94,15 @@ def compare(board: "Leaderboard", task: str, a: str, b: str) -> Separation | Non
     last = points[-1]
     p = float(mannwhitneyu(sa[last], sb[last], alternative="greater", method="exact").pvalue)
     return Separation(
-        task, a, b, len(ra), len(rb), tuple(points),
+        task, a, b, len(ra), len(rb), key, tuple(points),
         tuple(float(sa[u].mean()) for u in points), tuple(float(sb[u].mean()) for u in points),
         p, _first_of_final_streak(above, points), _first_of_final_streak(below, points),
     )
 
 
-def separations(board: "Leaderboard", pairs: Sequence[tuple[str, str]] = PAIRS) -> list[Separation]:
-    """Every pair of ``pairs`` on every task of the board where both have runs."""
-    return [s for task in board.tasks for a, b in pairs if (s := compare(board, task, a, b)) is not None]
+def separations(board: "Leaderboard", pairs: Sequence[tuple[str, str, str]] = PAIRS) -> list[Separation]:
+    """Every comparison of ``pairs`` on every task of the board where both variants have runs."""
+    return [s for task in board.tasks for a, b, key in pairs if (s := compare(board, task, a, b, key)) is not None]
 
 
 def format_markdown(seps: Sequence[Separation]) -> str:
@@ -106,15 +112,16 @@ def format_markdown(seps: Sequence[Separation]) -> str:
     lines = [
         "## Where the algorithms separate",
         "",
-        "From the learning curves of the same runs: *above from u* means every seed of the first variant scores "
-        "higher than every seed of the second at u updates and at every later evaluation (with 3 seeds against 3, "
+        "From the learning curves of the same runs: *above from u* means every seed of the first variant has a "
+        "higher value (score, or coordination gap) than every seed of the second at u updates and at every later evaluation (with 3 seeds against 3, "
         "the one-sided exact Mann–Whitney test at p = 0.05). p is that test's p-value at the last evaluation.",
         "",
-        "| task | comparison | mean at the end | p (end) | separation |",
-        "|---|---|---:|---:|---|",
+        "| task | comparison | quantity | mean at the end | p (end) | separation |",
+        "|---|---|---|---:|---:|---|",
     ]
     for s in seps:
         means = f"{s.mean_a[-1]:.1f} vs {s.mean_b[-1]:.1f} at {s.updates[-1]:,}"
-        lines.append(f"| {s.task} | {s.a} vs {s.b} ({s.n_a} v {s.n_b} runs) | {means} | {s.p_final:.2f} | {s.verdict} |")
+        what = "score" if s.key == SCORE else "coord. gap" if s.key == GAP else s.key
+        lines.append(f"| {s.task} | {s.a} vs {s.b} ({s.n_a} v {s.n_b} runs) | {what} | {means} | {s.p_final:.2f} | {s.verdict} |")
     return "\n".join(lines) + "\n"
 

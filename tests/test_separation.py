@@ -10,9 +10,10 @@ from mabcq_bench.leaderboard import build_tables, write_leaderboard
 from test_leaderboard import make_record
 
 
-def _run(variant: str, seed: int, scores: list[float]) -> dict:
-    rec = make_record("hopper", variant, seed, scores[-1], 1.0)
-    rec["curve"] = [{"updates": 1000 * (i + 1), "return_mean": 10 * s, "normalized_score": s, "coordination_gap": 1.0} for i, s in enumerate(scores)]
+def _run(variant: str, seed: int, scores: list[float], gaps: list[float] | None = None) -> dict:
+    gaps = gaps or [1.0] * len(scores)
+    rec = make_record("hopper", variant, seed, scores[-1], gaps[-1])
+    rec["curve"] = [{"updates": 1000 * (i + 1), "return_mean": 10 * s, "normalized_score": s, "coordination_gap": g} for i, (s, g) in enumerate(zip(scores, gaps))]
     return rec
 
 
@@ -36,7 +37,23 @@ def test_separates_from_the_first_point_of_the_final_streak():
     back = separation.compare(board, "hopper", "bcq", "mabcq")
     assert back.below_from == 4000 and back.p_final == pytest.approx(1.0)
     assert separation.compare(board, "hopper", "mabcq", "behavior") is None  # no runs of behavior
-    assert [(x.a, x.b) for x in separation.separations(board)] == [("mabcq", "bcq"), ("mabcq", "ddpg")]
+    assert [(x.a, x.b, x.key) for x in separation.separations(board)] == [("mabcq", "bcq", "normalized_score"), ("mabcq", "ddpg", "normalized_score")]
+
+
+def test_coordination_gap_of_mabcq_against_no_tn():
+    runs = [_run("mabcq", k, [10, 20], [1.0 + k, 2.0 + k]) for k in range(3)]
+    runs += [_run("mabcq-no-tn", k, [10, 20], [0.5 + k, 9.0 + k]) for k in range(3)]
+    board = build_tables(runs, "lite", reps=50)
+    (score, gap) = separation.separations(board)
+    assert score.key == "normalized_score" and score.verdict == "not separated"
+    assert gap.key == "coordination_gap" and gap.below_from == 2000 and gap.mean_a == (2.0, 3.0) and gap.mean_b == (1.5, 10.0)
+    behavior = [_run("behavior", k, [5, 5]) for k in range(3)]
+    for rec in behavior:  # no Q-function: its curve has no gap, only its score is compared
+        for point in rec["curve"]:
+            point["coordination_gap"] = None
+    board = build_tables(runs + behavior, "lite", reps=50)
+    assert [(x.b, x.key) for x in separation.separations(board)] == [
+        ("behavior", "normalized_score"), ("mabcq-no-tn", "normalized_score"), ("mabcq-no-tn", "coordination_gap")]
 
 
 def test_only_points_every_run_has_are_compared():
@@ -50,4 +67,4 @@ def test_leaderboard_markdown_has_the_section(tmp_path):
     write_leaderboard(board_records, tmp_path, reps=50)
     md = (tmp_path / "lite.md").read_text()
     assert "## Where the algorithms separate" in md
-    assert "| hopper | mabcq vs bcq (3 v 3 runs) | 61.0 vs 41.0 at 2,000 | 0.05 | mabcq above from 2,000 updates |" in md
+    assert "| hopper | mabcq vs bcq (3 v 3 runs) | score | 61.0 vs 41.0 at 2,000 | 0.05 | mabcq above from 2,000 updates |" in md
