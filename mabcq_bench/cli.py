@@ -185,7 +185,7 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     protocol = harness.load_protocol(preset)
     extra = harness.parse_overrides(overrides)
     specs = [harness.RunSpec(protocol.tier, t.name, a.name, s, extra) for t in tasks for a in algos for s in seeds]
-    runs = harness.prepare(specs, protocol, protocol.tier, device=device)
+    runs = harness.prepare(specs, protocol, protocol.datasets, device=device)
     sweep = harness.run_sweep(runs, Path(results), workers or harness.default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
     return sweep, protocol
 

@@ -199,3 +199,22 @@ def test_ctrl_c_stops_the_sweep_at_once_and_a_rerun_completes_it(store):
     assert result.exit_code == 0, result.output
     assert len(list(results.glob("tiny/hopper/bcq/seed*.json"))) == 8
     assert not list(results.glob("tiny/hopper/bcq/*.ckpt*"))
+
+
+def test_a_tier_can_train_on_another_tiers_datasets(store, tmp_path):
+    """A budget tier (more updates) runs on an existing tier's datasets: ``datasets = "<tier>"``."""
+    text = (store["base"] / "baselines" / "tiny.toml").read_text()
+    longer = text.replace('tier = "tiny"', 'tier = "tiny-long"\ndatasets = "tiny"').replace("updates = 6", "updates = 9")
+    path = tmp_path / "tiny-long.toml"
+    path.write_text(longer)
+    protocol = harness.load_protocol(str(path))
+    assert (protocol.tier, protocol.datasets, protocol.protocol["updates"]) == ("tiny-long", "tiny", 9)
+    assert harness.load_protocol("tiny").datasets == "tiny"
+    result = _cli(["run", "--algo", "bcq", "--env", "hopper", "--preset", str(path), "--seeds", "1", "--results", str(store["results"]), "--workers", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((store["results"] / "tiny-long" / "hopper" / "bcq" / "seed0.json").read_text())
+    assert record["tier"] == "tiny-long" and record["updates"] == 9 and [p["updates"] for p in record["curve"]] == [3, 6, 9]
+    assert [d["id"] for d in record["datasets"]] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
+    path.write_text(longer.replace('datasets = "tiny"', "datasets = 3"))
+    result = _cli(["run", "--preset", str(path)])
+    assert result.exit_code == 1 and "datasets = '<tier>'" in result.output
