@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.util import read_tier_file, versions, write_json
+from mabcq_bench.util import exclusive_lock, read_tier_file, versions, write_json
 
 RECORD_SCHEMA = 1
 #: Where the shipped protocol files live (the repository's ``baselines/``).
@@ -294,7 +294,24 @@ def existing_record(run: PreparedRun, results: Path) -> dict | None:
 
 
 def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | None = None) -> dict:
-    """Train and evaluate one run (resuming from its checkpoint) and write its record."""
+    """Train and evaluate one run (resuming from its checkpoint) and write its record.
+
+    A run is locked while it trains (``seed<k>.lock``, released by the OS if the process dies):
+    a second process given the same run, such as two sweeps over one store, fails it with one
+    line instead of training it twice.
+    """
+    done = existing_record(run, results)
+    if done is not None:  # a retry of a run whose worker died after writing its record
+        return done
+    lock = run.spec.checkpoint_path(results).with_suffix(".lock")
+    with exclusive_lock(lock, f"run {run.spec.tier}/{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"):
+        done = existing_record(run, results)  # finished by another process while we waited to start
+        record = done if done is not None else _train_and_record(run, results, progress)
+    lock.unlink(missing_ok=True)
+    return record
+
+
+def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int], None] | None) -> dict:
     import numpy as np
 
     from mabcq_bench.aggregate import normalized_score
@@ -304,9 +321,6 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | N
     spec, proto = run.spec, run.protocol
     task = get_task(spec.task)
     started = time.time()
-    done = existing_record(run, results)
-    if done is not None:  # a retry of a run whose worker died after writing its record
-        return done
     ckpt = spec.checkpoint_path(results)
     marker = ckpt.with_suffix(".ckpt.json")
     if ckpt.exists():

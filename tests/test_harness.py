@@ -218,3 +218,16 @@ def test_a_tier_can_train_on_another_tiers_datasets(store, tmp_path):
     path.write_text(longer.replace('datasets = "tiny"', "datasets = 3"))
     result = _cli(["run", "--preset", str(path)])
     assert result.exit_code == 1 and "datasets = '<tier>'" in result.output
+
+
+def test_a_run_another_process_is_training_is_refused_not_trained_twice(store):
+    from mabcq_bench.util import exclusive_lock
+
+    (run,) = _runs(seeds=(3,))
+    lock = run.spec.checkpoint_path(store["results"]).with_suffix(".lock")
+    with exclusive_lock(lock, "a run"):  # as another sweep over the same store holds it
+        with pytest.raises(UserError, match=r"another mabcq-bench process is working on run tiny/hopper/mabcq/seed3"):
+            harness.execute(run, store["results"])
+    assert not run.spec.record_path(store["results"]).exists()
+    record = harness.execute(run, store["results"])
+    assert record["seed"] == 3 and not lock.exists() and not run.spec.checkpoint_path(store["results"]).exists()
