@@ -287,8 +287,8 @@ def baselines_cmd(write: bool) -> None:
     from mabcq_bench import harness
     from mabcq_bench.util import atomic_path
 
-    for tier, (protocol, note) in harness.DEFAULT_PROTOCOLS.items():
-        text = harness.protocol_text(tier, protocol, note)
+    for tier, (protocol, note, datasets) in harness.DEFAULT_PROTOCOLS.items():
+        text = harness.protocol_text(tier, protocol, note, datasets)
         path = harness.BASELINES_DIR / f"{tier}.toml"
         if write:
             with atomic_path(path) as tmp:

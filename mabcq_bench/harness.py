@@ -31,7 +31,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from mabcq_bench.errors import UserError
 from mabcq_bench.util import exclusive_lock, read_tier_file, versions, write_json
@@ -77,17 +77,28 @@ class Protocol:
         return values
 
 
+class TierProtocol(NamedTuple):
+    protocol: dict[str, int]
+    note: str  # the file's first line
+    datasets: str | None = None  # the datasets' tier, when not the tier itself
+
+
 #: The shipped tiers' protocols (what `mabcq-bench baselines --write` puts in baselines/).
-DEFAULT_PROTOCOLS: dict[str, tuple[dict[str, int], str]] = {
-    "smoke": (
+DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
+    "smoke": TierProtocol(
         {"updates": 200, "eval_every": 100, "eval_episodes": 2, "diag_states": 256, "checkpoint_every": 100, "threads": 1},
         "smoke: CI only (the regression gate). A few hundred updates on the smoke datasets; the scores test the pipeline, not the algorithms.",
     ),
-    "lite": (
+    "lite": TierProtocol(
         {"updates": 10000, "eval_every": 1000, "eval_episodes": 5, "diag_states": 1000, "checkpoint_every": 1000, "threads": 1},
         "lite: a 2-core laptop, the committed leaderboard. Table 6 hyperparameters, 10k updates per agent.",
     ),
-    "paper": (
+    "lite-long": TierProtocol(
+        {"updates": 50000, "eval_every": 2500, "eval_episodes": 5, "diag_states": 1000, "checkpoint_every": 2500, "threads": 1},
+        "lite-long: the lite datasets with 5x lite's training budget (50k updates per agent), to see where the algorithms separate (leaderboard/FINDINGS.md).",
+        "lite",
+    ),
+    "paper": TierProtocol(
         {"updates": 300000, "eval_every": 10000, "eval_episodes": 10, "diag_states": 1000, "checkpoint_every": 5000, "threads": 1},
         "paper: Table 6 hyperparameters on the 1M-transition datasets. The paper does not state its number of updates; 300k is ours.",
     ),

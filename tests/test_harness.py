@@ -231,3 +231,12 @@ def test_a_run_another_process_is_training_is_refused_not_trained_twice(store):
     assert not run.spec.record_path(store["results"]).exists()
     record = harness.execute(run, store["results"])
     assert record["seed"] == 3 and not lock.exists() and not run.spec.checkpoint_path(store["results"]).exists()
+
+
+def test_shipped_protocol_files_are_what_the_registry_generates():
+    """baselines/<tier>.toml lists every hyperparameter: regenerate it when a default changes."""
+    for tier, (protocol, note, datasets) in harness.DEFAULT_PROTOCOLS.items():
+        path = harness.BASELINES_DIR / f"{tier}.toml"
+        assert path.read_text() == harness.protocol_text(tier, protocol, note, datasets), f"run `mabcq-bench baselines --write` ({path})"
+    long = harness.load_protocol("lite-long")
+    assert long.datasets == "lite" and long.protocol["updates"] == 5 * harness.load_protocol("lite").protocol["updates"]
