@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 SCORE, GAP = "normalized_score", "coordination_gap"
 
+#: Runs each side needs before a separation is called (with fewer, "every seed above every seed"
+#: is too easy to meet by chance: 1 v 3 happens with probability 1/4).
+MIN_RUNS = 3
+
 #: The comparisons the paper's claims are about: (A, B, curve quantity). Scores: Figure 2 and the
 #: ablations; the coordination gap of MABCQ against MABCQ without λ_tn: Figure 3 (lower is the claim).
 PAIRS: tuple[tuple[str, str, str], ...] = (
@@ -57,6 +61,8 @@ class Separation:
 
     @property
     def verdict(self) -> str:
+        if min(self.n_a, self.n_b) < MIN_RUNS:
+            return f"too few runs to tell (needs {MIN_RUNS} each)"
         if self.above_from is not None:
             return f"{self.a} above from {self.above_from:,} updates"
         if self.below_from is not None:

@@ -57,9 +57,15 @@ def test_coordination_gap_of_mabcq_against_no_tn():
 
 
 def test_only_points_every_run_has_are_compared():
-    board = _board({"mabcq": [[10, 90], [11, 91]], "bcq": [[1, 2, 3], [2, 3, 4]]})
+    board = _board({"mabcq": [[10, 90], [11, 91], [12, 92]], "bcq": [[1, 2, 3], [2, 3, 4], [3, 4, 5]]})
     s = separation.compare(board, "hopper", "mabcq", "bcq")
-    assert s.updates == (1000, 2000) and s.above_from == 1000
+    assert s.updates == (1000, 2000) and s.above_from == 1000 and s.verdict == "mabcq above from 1,000 updates"
+
+
+def test_no_verdict_with_fewer_than_three_runs_a_side():
+    board = _board({"mabcq": [[10, 90], [11, 91], [12, 92]], "mabcq-no-vd": [[1, 2]]})
+    s = separation.compare(board, "hopper", "mabcq", "mabcq-no-vd")
+    assert s.above_from == 1000 and s.verdict == "too few runs to tell (needs 3 each)"
 
 
 def test_leaderboard_markdown_has_the_section(tmp_path):
