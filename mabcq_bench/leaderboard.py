@@ -239,8 +239,9 @@ class Row:
 
     def texts(self) -> list[str]:
         """The row as display strings: variant, one per task, aggregate, coordination gap."""
-        aggregate = f"{self.iqm:.1f} [{self.low:.1f}, {self.high:.1f}]" + ("" if self.complete else " *")
-        gap = DASH if self.gap is None else f"{self.gap:.2f}"
+        partial = "" if self.complete else " *"  # both aggregates then cover fewer tasks
+        aggregate = f"{self.iqm:.1f} [{self.low:.1f}, {self.high:.1f}]" + partial
+        gap = DASH if self.gap is None else f"{self.gap:.2f}" + partial
         return [self.variant, *(DASH if c is None else str(c) for c in self.cells.values()), aggregate, gap]
 
 
@@ -288,7 +289,7 @@ def build_tables(records: Iterable[dict], tier: str, reps: int = 2000, ci: float
     Returns:
         A :class:`Leaderboard` whose rows are sorted by aggregate IQM, best first (ties by name).
         A variant without runs on some task gets ``None`` there, and its IQM covers only its
-        tasks (``Row.complete`` is False; tables mark its aggregate with ``*``).
+        tasks (``Row.complete`` is False; tables mark both aggregates, IQM and gap, with ``*``).
 
     Raises:
         UserError: no run of ``tier``, a malformed record, or mixed fingerprints in one cell.
@@ -356,7 +357,7 @@ def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
         f"states (value units; {DASH} for algorithms without a Q-function).",
     ]
     if not all(r.complete for r in board.rows):
-        lines.append(f"- `*`: aggregate over fewer tasks than the table has (no runs where the cell shows {DASH}); not comparable with the other rows.")
+        lines.append(f"- `*`: an aggregate (IQM or coord. gap) over fewer tasks than the table has (no runs where the cell shows {DASH}); not comparable with the other rows.")
     lines += [
         "",
         "| " + " | ".join(_md_escape(h) for h in header) + " |",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.leaderboard import TASK_ORDER, build_tables, epsilon_points, format_table, load_records, write_leaderboard
+from mabcq_bench.leaderboard import TASK_ORDER, build_tables, epsilon_points, format_markdown, format_table, load_records, write_leaderboard
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -96,6 +96,7 @@ def test_tables_cells_and_row_order():
     assert texts["behavior"][1:] == ["15.0 ± 0.0 (1)", "5.0 ± 0.0 (1)", "10.0 [10.0, 10.0]", "–"]
     assert texts["mabcq eps=0.4"][1:3] == ["–", "40.0 ± 14.1 (2)"]
     assert texts["mabcq eps=0.4"][3] == "40.0 [30.0, 50.0] *"  # fewer tasks than the table
+    assert texts["mabcq eps=0.4"][4].endswith(" *")  # so is its gap: a mean over hopper only
     assert not board.rows[1].complete and board.rows[0].complete
 
     text = format_table(board)
@@ -200,3 +201,24 @@ def test_load_records_reads_only_records(tmp_path):
         load_records(tmp_path / "nowhere")
     with pytest.raises(UserError, match="no finished runs"):
         write_leaderboard([], tmp_path / "out")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _first_results_table(text: str) -> list[str]:
+    """The lines of the first markdown table whose header starts with ``| variant``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| variant"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def test_published_lite_table_is_the_one_its_records_give():
+    # What users cite is leaderboard/lite.md and the README's copy of its table: both must be what
+    # `mabcq-bench leaderboard` makes from the committed records, not an edited or stale copy.
+    board = build_tables(load_records(REPO / "leaderboard" / "records"), "lite")
+    rebuilt = _first_results_table(format_markdown(board))
+    assert len(rebuilt) >= 3
+    assert _first_results_table((REPO / "leaderboard" / "lite.md").read_text(encoding="utf-8")) == rebuilt
+    assert _first_results_table((REPO / "README.md").read_text(encoding="utf-8")) == rebuilt
