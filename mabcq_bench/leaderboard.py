@@ -494,6 +494,19 @@ def epsilon_points(board: Leaderboard, task: str) -> list[tuple[float, float, fl
     return sorted(points)
 
 
+def epsilon_pairs(board: Leaderboard) -> list[tuple[str, str, str]]:
+    """Figure 4's comparisons for the separation table: every ε variant of MABCQ (runs made with
+    ``--set epsilon=…`` and no other override) against ε = 0, the ablation without λ_vd. The
+    claim is that none is *below* it."""
+    variants = {
+        rec["variant"]
+        for recs in board.runs.values()
+        for rec in recs
+        if rec["algo"] == EPSILON_ALGO and set(rec.get("overrides") or {}) == {"epsilon"}
+    }
+    return [(v, EPSILON_ZERO, separation.SCORE) for v in sorted(variants)]
+
+
 def _plot_epsilon(board: Leaderboard, path: Path) -> Path | None:
     """Final normalized score against ε, one panel per task with ≥2 distinct ε; None if none."""
     panels = {}
@@ -567,7 +580,7 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
     for tier in [t for t in TIER_ORDER if t in tiers] + sorted(tiers - set(TIER_ORDER)):
         board = build_tables(records, tier, reps=reps, ci=ci, seed=seed)
         plots = write_plots(board, out)
-        text = format_markdown(board, plots) + "\n" + separation.format_markdown(separation.separations(board))
+        text = format_markdown(board, plots) + "\n" + separation.format_markdown(separation.separations(board, separation.PAIRS + tuple(epsilon_pairs(board))))
         written.append(_write_text(out / f"{tier}.md", text.rstrip("\n") + "\n"))
         written.append(_write_text(out / f"{tier}.csv", format_csv(board)))
         written.extend(plots)

@@ -74,3 +74,25 @@ def test_leaderboard_markdown_has_the_section(tmp_path):
     md = (tmp_path / "lite.md").read_text()
     assert "## Where the algorithms separate" in md
     assert "| hopper | mabcq vs bcq (3 v 3 runs) | score | 61.0 vs 41.0 at 2,000 | 0.05 | mabcq above from 2,000 updates |" in md
+
+
+def test_epsilon_variants_are_compared_with_epsilon_zero(tmp_path):
+    """Figure 4's claim (no ε > 0 below ε = 0) gets its rows; a variant overriding something else does not."""
+    curves = {
+        "mabcq-no-vd": ([[50, 60], [51, 61], [52, 62]], None),
+        "mabcq epsilon=0.2": ([[55, 40], [56, 41], [57, 42]], {"epsilon": 0.2}),
+        "mabcq epsilon=0.4": ([[45, 70], [50, 58], [52, 64]], {"epsilon": 0.4}),
+        "mabcq phi=0.1": ([[1, 2], [1, 2], [1, 2]], {"phi": 0.1}),
+    }
+    records = []
+    for variant, (seeds, overrides) in curves.items():
+        for k, c in enumerate(seeds):
+            rec = _run(variant, k, c)
+            rec["overrides"] = overrides or {}
+            rec["epsilon"] = (overrides or {}).get("epsilon")
+            records.append(rec)
+    write_leaderboard(records, tmp_path, reps=50)
+    md = (tmp_path / "lite.md").read_text()
+    assert "| hopper | mabcq epsilon=0.2 vs mabcq-no-vd (3 v 3 runs) | score | 41.0 vs 61.0 at 2,000 | 1.00 | mabcq epsilon=0.2 below from 2,000 updates |" in md
+    assert "| hopper | mabcq epsilon=0.4 vs mabcq-no-vd (3 v 3 runs) | score | 64.0 vs 61.0 at 2,000 | 0.35 | not separated |" in md
+    assert "phi=0.1 vs" not in md
