@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mabcq_bench.datasets import mixed_policy
-from mabcq_bench.experts import load_expert, sac_policy
+from mabcq_bench.experts import find_expert, sac_policy
 from mabcq_bench.recipes import Recipe
 from mabcq_bench.rollout import collect
 from mabcq_bench.tasks import get_task
@@ -33,9 +33,9 @@ def bench_collection(recipe: Recipe, transitions: int = 20_000, num_envs: int | 
     num_envs = num_envs or recipe.num_envs
     torch.set_num_threads(recipe.expert.torch_threads)
 
-    expert = load_expert(recipe)
+    expert = find_expert(recipe)
     if expert is not None:
-        own, others, source = expert.policy("intermediate"), expert.policy("expert"), "cached expert"
+        own, others, source = expert.policy("intermediate"), expert.policy("expert"), f"expert {expert.dir}"
     else:
         own, others, source = _fresh_actor(task, recipe, 1), _fresh_actor(task, recipe, 2), "untrained SAC actors"
     policy = mixed_policy(task, 0, own, others, recipe.policy_noise, seed=0)

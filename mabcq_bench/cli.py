@@ -48,12 +48,16 @@ def _plan(env: str, preset: str):
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: here, one task after another; ray: experts, then agents' datasets, as Ray tasks.")
 @click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto); default: a local Ray.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="With --executor ray and no --address: CPUs of the local Ray (default: all).")
-def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address: str | None, workers: int | None) -> None:
-    """Train the SAC joint expert (if not cached) and write every agent's Minari dataset.
+@click.option("--retrain", is_flag=True, help="Train the SAC experts here instead of using the ones shipped in datasets/experts (hours per task for lite/paper).")
+def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address: str | None, workers: int | None, retrain: bool) -> None:
+    """Write every agent's Minari dataset from the task's SAC joint expert.
 
-    Datasets go to Minari's store (MINARI_DATASETS_PATH, default ~/.minari/datasets) as
-    mabcq/<task>/<tier>-agent<i>-v0; experts are cached in MABCQ_BENCH_HOME (default
-    ~/.mabcq-bench). Rerunning resumes an interrupted job and skips what is finished.
+    The experts ship with the repository (datasets/experts/<name>/<task>/, checksummed), so by
+    default no SAC is trained and the datasets are the published bits on any x86-64 CPU. SAC is
+    trained only with --retrain or for a recipe no shipped expert was made by; trained experts
+    are cached in MABCQ_BENCH_HOME (default ~/.mabcq-bench). Datasets go to Minari's store
+    (MINARI_DATASETS_PATH, default ~/.minari/datasets) as mabcq/<task>/<tier>-agent<i>-v<N>.
+    Rerunning resumes an interrupted job and skips what is finished.
     """
     from mabcq_bench.datasets import make_data
 
@@ -61,9 +65,9 @@ def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address:
     if executor == "ray":
         from mabcq_bench.ray_exec import make_data_ray
 
-        statuses = make_data_ray(recipes, address=address, workers=workers, log=click.echo)
+        statuses = make_data_ray(recipes, address=address, workers=workers, retrain=retrain, log=click.echo)
     else:
-        statuses = [status for recipe in recipes for status in make_data(recipe, progress=progress, log=click.echo)]
+        statuses = [status for recipe in recipes for status in make_data(recipe, retrain=retrain, progress=progress, log=click.echo)]
     for status in statuses:
         click.echo(f"{status.dataset_id}\t{status.total_steps} transitions\tsha256 {status.checksum[:16]}\t{'new' if status.created else 'kept'}")
     _echo_manifest_checks(recipes, only_listed=True)
@@ -85,7 +89,7 @@ def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
             if only_listed and c.verdict == "unlisted":
                 continue
             ok &= c.ok
-            click.echo(f"{c.dataset_id}\t{'matches the manifest' if c.ok else c.verdict}\t{c.detail}")
+            click.echo(f"{c.dataset_id}\t{'matches the manifest' if c.verdict == 'identical' else c.verdict}\t{c.detail}")
     return ok
 
 
@@ -96,7 +100,8 @@ def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
 def manifest_cmd(env: str, preset: str, write: bool) -> None:
     """Check the local datasets against the tier's committed manifest (id, size, checksum, returns).
 
-    Exits 1 unless every dataset is there and identical to the published one.
+    Each dataset is identical (the published bits), equivalent (other bits, per-part returns
+    within 5% of the expert-random span) or differs. Exits 1 if any differs or is missing.
     """
     from mabcq_bench import manifest
 
@@ -122,18 +127,21 @@ def _n_agents(recipe) -> int:
 @main.command("train-expert")
 @click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
 @click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
-@click.option("--progress/--no-progress", default=True, help="Progress bars (shown on a terminal only).")
-def train_expert_cmd(env: str, preset: str, progress: bool) -> None:
-    """Train (or resume) only the SAC joint expert and print its reference returns."""
-    from mabcq_bench.experts import train_expert
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal, else one line per checkpoint.")
+@click.option("--ship", is_flag=True, help="Then copy the finished expert into datasets/experts/<name>/<task>/ (for maintainers).")
+def train_expert_cmd(env: str, preset: str, progress: bool, ship: bool) -> None:
+    """Train (or resume) the SAC joint expert here and print its reference returns.
+
+    Checkpoints are evaluated as they are saved; training stops at the recipe's target return.
+    """
+    from mabcq_bench.experts import REFERENCES, ship_expert, train_expert
 
     for recipe in _plan(env, preset):
         expert = train_expert(recipe, progress=progress, log=click.echo)
         r = expert.returns
-        click.echo(
-            f"{recipe.task}\t{expert.dir}\trandom {r['random']['mean']:.1f}\t"
-            f"intermediate {r['intermediate']['mean']:.1f}\texpert {r['expert']['mean']:.1f}"
-        )
+        click.echo(f"{recipe.task}\t{expert.dir}\t" + "\t".join(f"{p} {r[p]['mean']:.1f}" for p in REFERENCES))
+        if ship:
+            ship_expert(recipe, log=click.echo)
 
 
 @main.command("bench-data")
@@ -242,10 +250,15 @@ def leaderboard_cmd(results: str, out: str) -> None:
 @click.option("--results", default=None, help="Results store for the sweep (default: a fresh temporary folder, so nothing is reused).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
 @click.option("--update", is_flag=True, help="Write the reference from this sweep instead of comparing (explicit; never automatic).")
-@click.option("--tolerance", default=None, type=click.FloatRange(min=0), help="With --update: the tolerance to store.")
-@click.option("--progress/--no-progress", default=True)
-def regress_cmd(reference, results, workers, update, tolerance, progress) -> None:
-    """Regenerate the smoke sweep and compare its scores with the committed reference."""
+@click.option("--tolerance", default=None, type=click.FloatRange(min=0), help="With --update: the score tolerance to store (normalized-score points).")
+@click.option("--metric-tolerance", default=None, type=click.FloatRange(min=0), help="With --update: the relative tolerance of the training metrics to store (e.g. 0.02).")
+@click.option("--progress/--no-progress", default=True, help="Progress bars on a terminal.")
+def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance, progress) -> None:
+    """Regenerate the smoke sweep and compare its scores and training metrics with the committed reference.
+
+    Runs on the shipped smoke datasets (identical on every x86-64 CPU); the tolerances cover the
+    spread measured across CPU-dispatch settings (see the reference's tolerance_note).
+    """
     import tempfile
     from pathlib import Path
 
@@ -269,7 +282,8 @@ def regress_cmd(reference, results, workers, update, tolerance, progress) -> Non
         if failures:
             raise UserError(f"not writing a reference from a sweep with failed runs: {'; '.join(failures)}")
         tol = tolerance if tolerance is not None else float(ref["tolerance"])
-        new = regress.reference_from_records(sweep.records, ref["tier"], ref["tasks"], ref["algos"], ref["seeds"], tol, ref.get("tolerance_note", ""))
+        mtol = metric_tolerance if metric_tolerance is not None else ref.get("metric_tolerance")
+        new = regress.reference_from_records(sweep.records, ref["tier"], ref["tasks"], ref["algos"], ref["seeds"], tol, ref.get("tolerance_note", ""), mtol)
         regress.write_reference(ref_path, new)
         click.echo(f"wrote {ref_path}")
         return
@@ -277,7 +291,8 @@ def regress_cmd(reference, results, workers, update, tolerance, progress) -> Non
     click.echo(table)
     if not ok:
         raise UserError("scores moved beyond the tolerance or runs failed (see the table)")
-    click.echo(f"regress: all {len(ref['scores'])} scores within ±{ref['tolerance']:g} of the reference")
+    metrics = f" and their training metrics within ±{ref['metric_tolerance']:.1%}" if ref.get("metrics") else ""
+    click.echo(f"regress: all {len(ref['scores'])} scores within ±{ref['tolerance']:g} of the reference{metrics}")
 
 
 @main.command("baselines")

@@ -1,11 +1,11 @@
 """Per-agent offline datasets (paper §4.1) written as standard Minari datasets.
 
-Agent ``i``'s dataset ``mabcq/<task>/<tier>-agent<i>-v0`` mixes four parts:
+Agent ``i``'s dataset ``mabcq/<task>/<tier>-agent<i>-v<N>`` mixes four parts:
 
 ==================  ==============================================================  ========
 part                where the transitions come from                                 default
 ==================  ==============================================================  ========
-early               SAC's experience early in training                               20 %
+early               SAC's experience early in training, re-enacted                   20 %
 self_intermediate   agent i acts the intermediate policy, the others the expert     35 %
 self_expert         agent i acts the expert, the others the intermediate policy     35 %
 all_expert          every agent acts the expert                                      10 %
@@ -15,6 +15,13 @@ all_expert          every agent acts the expert                                 
 Gaussian noise (``policy_noise``) to the joint action, clipped to the action box. A transition
 holds the full state, agent i's own action, the shared reward, the next state and the
 termination/truncation flags: never another agent's action.
+
+Every part is made of complete episodes (reset to termination or the time limit); only a part's
+last episode is cut to make its size exact (flagged truncated, listed in the metadata's
+``incomplete_episodes``). The early part re-enacts SAC's first ``early_steps`` steps: uniform
+random actions until the first saved actor, then each saved stochastic actor for its share of the
+window (:func:`early_episodes`). Every policy is evaluated with :mod:`mabcq_bench.exact`, so the
+datasets made from the shipped experts are the same bits on every x86-64 CPU.
 
 Writes are atomic: a dataset is built in a hidden staging folder inside the Minari root (Minari
 skips hidden folders) and renamed into place once complete and verified, so no half-written
@@ -37,9 +44,9 @@ import numpy as np
 
 from mabcq_bench.buffer import AgentData
 from mabcq_bench.errors import UserError
-from mabcq_bench.experts import Expert, train_expert
+from mabcq_bench.experts import REFERENCES, Expert, early_snapshot_steps, get_expert
 from mabcq_bench.recipes import PARTS, Recipe
-from mabcq_bench.rollout import Episode, PolicyFn, collect
+from mabcq_bench.rollout import Episode, PolicyFn, collect, random_policy
 from mabcq_bench.tasks import Task, get_task
 from mabcq_bench.util import derive_seed, ensure_writable, exclusive_lock, versions
 
@@ -66,8 +73,9 @@ class DatasetStatus:
     created: bool  # made by this call (False: it existed and was reused)
 
 
-def make_data(recipe: Recipe, progress: bool = True, log: Callable[[str], None] = print) -> list[DatasetStatus]:
-    """Make (or reuse) every agent's dataset of ``recipe.task``, training the expert if missing.
+def make_data(recipe: Recipe, retrain: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> list[DatasetStatus]:
+    """Make (or reuse) every agent's dataset of ``recipe.task`` from its expert: the shipped one,
+    or with ``retrain`` (or a recipe nothing ships for) one trained here.
 
     Existing datasets with the same recipe are kept as they are; a dataset under one of the ids
     that is corrupt or was made by another recipe stops the run before anything is written.
@@ -82,23 +90,23 @@ def make_data(recipe: Recipe, progress: bool = True, log: Callable[[str], None] 
     if all(existing):
         log(f"[{task.name}] {recipe.tier} datasets are up to date: {', '.join(ids)}")
         return [_status(info, False) for info in existing]
-    expert = train_expert(recipe, progress=progress, log=log)
+    expert = get_expert(recipe, retrain=retrain, progress=progress, log=log)
     return [make_agent_dataset(recipe, agent, expert, progress=progress, log=log) for agent in range(task.n_agents)]
 
 
 def make_agent_dataset(
-    recipe: Recipe, agent: int, expert: Expert | None = None, progress: bool = True, log: Callable[[str], None] = print
+    recipe: Recipe, agent: int, expert: Expert | None = None, retrain: bool = False, progress: bool = True, log: Callable[[str], None] = print
 ) -> DatasetStatus:
     """Make (or reuse) one agent's dataset: the unit of work a cluster runs in parallel.
 
-    The expert must exist or is trained here (``train_expert`` is cached and locked).
+    Without ``expert``, the recipe's expert is found (or trained: cached and locked) here.
     """
     task = get_task(recipe.task)
     dataset_id = recipe.dataset_id(agent)
     info = verify_dataset(dataset_id, recipe)
     if info is not None:
         return _status(info, False)
-    expert = expert or train_expert(recipe, progress=progress, log=log)
+    expert = expert or get_expert(recipe, retrain=retrain, progress=progress, log=log)
     root = datasets_root()
     name = _staging_prefix(recipe, agent)
     with exclusive_lock(root / STAGING / f"{name}.lock", f"dataset {dataset_id}"):
@@ -202,27 +210,35 @@ def mixed_policy(task: Task, agent: int, own: PolicyFn, others: PolicyFn, noise:
     return act
 
 
-def early_episodes(early: dict[str, np.ndarray], n: int) -> list[Episode]:
-    """The first ``n`` transitions of SAC's early experience, split into episodes."""
-    if n > len(early["rewards"]):
-        raise UserError(f"the early part needs {n} transitions but the expert kept {len(early['rewards'])}")
-    ends = np.flatnonzero(early["terminations"][:n] | early["truncations"][:n])
-    out, start = [], 0
-    for stop in list(ends + 1) + ([n] if not len(ends) or ends[-1] + 1 < n else []):
-        sl = slice(start, stop)
-        trunc = early["truncations"][sl].copy()
-        if stop == n and not early["terminations"][stop - 1]:
-            trunc[-1] = True  # cut at the end of the part
-        out.append(
-            Episode(
-                np.concatenate([early["observations"][sl], early["next_observations"][stop - 1][None]]),
-                early["actions"][sl],
-                early["rewards"][sl],
-                early["terminations"][sl].copy(),
-                trunc,
-            )
-        )
-        start = stop
+def early_episodes(task: Task, recipe: Recipe, expert: Expert, n: int, seed: int, progress=None) -> list[Episode]:
+    """``n`` transitions re-enacting SAC's experience over its first ``early_steps`` steps.
+
+    SAC acts uniformly at random until its first saved actor, then each saved stochastic actor
+    until the next one. Each of those policies gets its share of the window, in complete
+    episodes, in training order; a policy's last episode is kept whole and the next one's share
+    shrinks by the overshoot, so only the part's very last episode is cut.
+    """
+    e = recipe.expert
+    actors = dict(expert.early_actors())
+    if sorted(actors) != early_snapshot_steps(e):
+        raise UserError(f"expert {expert.dir} holds early actors at steps {sorted(actors)}, the recipe wants {early_snapshot_steps(e)}")
+    starts = [0, *actors]
+    ends = [*actors, e.early_steps]
+    rng = np.random.default_rng(derive_seed(seed, "early-policy"))
+    out: list[Episode] = []
+    done = 0
+    for j, (lo, hi) in enumerate(zip(starts, ends)):
+        last = j == len(starts) - 1
+        want = n - done if last else round(n * hi / e.early_steps) - done
+        if want <= 0:
+            continue
+        if lo == 0:
+            policy = random_policy(task, derive_seed(seed, "early-random"))
+        else:
+            policy = lambda states, actor=actors[lo]: actor.sample(states, rng)  # noqa: E731
+        episodes = collect(task, policy, want, recipe.num_envs, derive_seed(seed, "early-envs", lo), progress=progress, cut_last=last)
+        out += episodes
+        done += sum(len(ep) for ep in episodes)
     return out
 
 
@@ -237,9 +253,9 @@ def agent_episodes(task: Task, recipe: Recipe, expert: Expert, agent: int, progr
         "self_expert": ("expert", "intermediate"),
         "all_expert": ("expert", "expert"),
     }
-    parts: dict[str, list[Episode]] = {"early": early_episodes(expert.early(), sizes["early"])}
-    total = sum(sizes[p] for p in who_acts)
-    with tqdm(total=total, desc=f"{task.name} agent{agent} rollouts", unit="tr", disable=None if progress else True, dynamic_ncols=True) as bar:
+    parts: dict[str, list[Episode]] = {}
+    with tqdm(total=recipe.transitions_per_agent, desc=f"{task.name} agent{agent} rollouts", unit="tr", disable=None if progress else True, dynamic_ncols=True) as bar:
+        parts["early"] = early_episodes(task, recipe, expert, sizes["early"], derive_seed(recipe.seed, task.name, "early"), progress=bar.update)
         for part, (own, others) in who_acts.items():
             seed = derive_seed(recipe.seed, task.name, part, agent)
             policy = mixed_policy(task, agent, policies[own], policies[others], recipe.policy_noise, seed)
@@ -258,9 +274,11 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
 
     dataset_id = recipe.dataset_id(agent)
     own_idx = list(task.partition[agent])
-    buffers, ranges, first = [], {}, 0
+    buffers, ranges, first, incomplete = [], {}, 0, []
     for part in PARTS:
-        for ep in parts[part]:
+        for k, ep in enumerate(parts[part]):
+            if not ep.complete:
+                incomplete.append(first + k)
             buffers.append(
                 EpisodeBuffer(
                     observations=ep.observations,
@@ -312,10 +330,12 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
                 "expert_fingerprint": recipe.expert_fingerprint,
                 "mixture": sizes,
                 "mixture_episodes": ranges,
-                "random_return": expert.returns["random"],
-                "intermediate_return": expert.returns["intermediate"],
-                "expert_return": expert.returns["expert"],
-                "eval_seeds": expert.returns["eval_seeds"],
+                "incomplete_episodes": incomplete,
+                **{f"{p}_return": expert.returns[p] for p in REFERENCES},
+                "normalized_references": expert.info["normalized"],
+                "expert_steps": {"expert": expert.info["expert_step"], "intermediate": expert.info["intermediate_step"], "trained": expert.info["sac_steps_trained"]},
+                "expert_name": recipe.expert.name,
+                "eval_seeds": expert.info["eval_seeds"],
                 "versions": versions(),
                 "checksum": checksum,
             }
@@ -393,10 +413,11 @@ def _quiet() -> Iterator[None]:
 def dataset_card(task: Task, recipe: Recipe, expert: Expert, agent: int, sizes: dict[str, int], ranges: dict[str, list[int]]) -> str:
     """The dataset card: Markdown, shown by ``minari show``."""
     e = recipe.expert
-    r = expert.returns
+    info = expert.info
+    r, norm = expert.returns, info["normalized"]
     own = ", ".join(str(i) for i in task.partition[agent])
     rows = {
-        "early": f"SAC's experience over its first {e.early_steps:,} training steps (first {sizes['early']:,} transitions)",
+        "early": f"SAC's first {e.early_steps:,} training steps, re-enacted from its saved actors",
         "self_intermediate": f"agent {agent} acts the intermediate policy, the others the expert",
         "self_expert": f"agent {agent} acts the expert, the others the intermediate policy",
         "all_expert": "every agent acts the expert",
@@ -404,27 +425,37 @@ def dataset_card(task: Task, recipe: Recipe, expert: Expert, agent: int, sizes: 
     table = "\n".join(
         f"| {p} | {sizes[p]:,} | {ranges[p][0]}–{ranges[p][1] - 1 if ranges[p][1] > ranges[p][0] else '–'} | {rows[p]} |" for p in PARTS
     )
+    names = {"random": "uniform random actions", "zero_action": "zero actions (doing nothing)", "intermediate": f"intermediate (SAC step {info['intermediate_step']:,})", "expert": f"expert (SAC step {info['expert_step']:,})"}
+    refs = "\n".join(f"| {names[p]} | {r[p]['mean']:.1f} ± {r[p]['std']:.1f} | {norm[p]:.1f} |" for p in REFERENCES)
+    target = f"until its deterministic policy returned {e.target_return:g}" if e.target_return is not None else f"for {e.total_steps:,} steps"
     return f"""Agent {agent} of {task.n_agents} in {task.scenario} {task.agent_conf} (MaMuJoCo partition of {task.env_id}), tier `{recipe.tier}`: \
 {recipe.transitions_per_agent:,} transitions for offline, fully decentralized multi-agent RL (the MABCQ benchmark).
 
 **Contents.** Each transition holds the full state s ({task.state_dim} numbers, the {task.env_id} observation), agent {agent}'s own action \
 a_{agent} ({task.action_dims[agent]} of the {task.joint_action_dim} joint-action numbers: indices [{own}] of {task.env_id}), the shared reward, the next state, and termination/truncation flags. \
-It never holds another agent's action. Truncation marks the time limit (1000 steps) and cuts at the end of a part.
+It never holds another agent's action. Episodes are complete (a reset to termination or the 1000-step time limit), except the last \
+episode of each part, cut to the part's size and flagged truncated (`incomplete_episodes` in the metadata).
 
-**How it was made** (paper §4.1). A Stable-Baselines3 SAC policy was trained on the joint task for {e.total_steps:,} steps (seed {recipe.seed}); \
-its policy at step {e.intermediate_step:,} is the *intermediate* policy and its final one the *expert*. The dataset mixes four parts \
-(Gaussian noise of std {recipe.policy_noise} on the joint action in the last three):
+**How it was made** (paper §4.1). A Stable-Baselines3 SAC policy (expert `{e.name}`, shipped with mabcq-bench) was trained on the joint task \
+{target} (seed {e.seed}, {info['sac_steps_trained']:,} steps). The *expert* is that checkpoint, the *intermediate* the checkpoint whose return is \
+nearest {e.intermediate_fraction:.2f} of the expert's. The dataset mixes four parts (Gaussian noise of std {recipe.policy_noise} on the joint action in the last three):
 
 | part | transitions | episodes | source |
 |---|---|---|---|
 {table}
 
-**Reference returns** (undiscounted, one episode on each of {recipe.eval_episodes} evaluation seeds from {recipe.eval_seed}): random \
-{r['random']['mean']:.1f}, intermediate {r['intermediate']['mean']:.1f}, expert {r['expert']['mean']:.1f}. `ref_min_score` is the random \
-policy's and `ref_max_score` the expert's, so `minari.get_normalized_score(dataset, returns)` gives 0 for random and 1 for the expert. \
-Scores are for the *joint* decentralized policy in the evaluation environment (`dataset.recover_environment(eval_env=True)`), \
-whose action is all agents' actions assembled by the partition.
+**Reference returns** (undiscounted, one episode on each of {recipe.eval_episodes} evaluation seeds from {recipe.eval_seed}; normalized: 0 = random, 100 = expert):
 
-**Reproduce.** `mabcq-bench make-data --env {task.name} --preset {recipe.tier}` (recipe fingerprint `{recipe.fingerprint}`; the package \
-versions it was made with are in the metadata under `versions`). {recipe.description}
+| policy | return | normalized |
+|---|---|---|
+{refs}
+
+`ref_min_score` is the random policy's return and `ref_max_score` the expert's, so `minari.get_normalized_score(dataset, returns)` \
+gives 0 for random and 1 for the expert. Scores are for the *joint* decentralized policy in the evaluation environment \
+(`dataset.recover_environment(eval_env=True)`), whose action is all agents' actions assembled by the partition.
+
+**Get it.** These datasets are not hosted: `minari download` does not know them. Make them locally, in minutes, from the experts \
+shipped with mabcq-bench: `mabcq-bench make-data --env {task.name} --preset {recipe.tier}` (recipe fingerprint `{recipe.fingerprint}`), \
+then `mabcq-bench manifest --env {task.name} --preset {recipe.tier}` checks that they are the published bits. The package versions \
+they were made with are in the metadata under `versions`. {recipe.description}
 """

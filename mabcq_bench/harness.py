@@ -245,15 +245,32 @@ def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, dev
     return out
 
 
+def dataset_version(task: str, tier: str) -> int:
+    """The dataset version runs of ``tier`` use: the one its recipe (``datasets/<tier>.toml``)
+    makes; for a tier without a recipe file there (a user's recipe passed by path), the newest
+    version in the local Minari store."""
+    import re
+
+    from mabcq_bench.datasets import datasets_root
+    from mabcq_bench.recipes import load_recipe
+
+    try:
+        return load_recipe(tier).for_task(task).dataset_version
+    except UserError:
+        found = [int(m.group(1)) for p in (datasets_root() / "mabcq" / task).glob(f"{tier}-agent0-v*") if (m := re.fullmatch(rf"{re.escape(tier)}-agent0-v(\d+)", p.name))]
+        return max(found, default=0)
+
+
 def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float, float]:
     """Every agent's dataset of ``task`` at ``tier``: present, readable, and shaped for the task.
 
     Returns ((id, checksum) per agent, ref_min_score, ref_max_score).
     """
     from mabcq_bench.datasets import dataset_path, read_metadata
-    from mabcq_bench.recipes import dataset_id as make_id
+    from mabcq_bench.recipes import dataset_id
 
-    ids = [make_id(task.name, tier, i) for i in range(task.n_agents)]
+    version = dataset_version(task.name, tier)
+    ids = [dataset_id(task.name, tier, i, version) for i in range(task.n_agents)]
     missing = [i for i in ids if not dataset_path(i).exists()]
     if missing:
         raise UserError(f"datasets {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {task.name} --preset {tier}`")

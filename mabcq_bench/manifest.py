@@ -5,6 +5,11 @@ size, content checksum and reference returns, and the package versions it was ma
 who regenerates the datasets with ``make-data`` checks them against it with
 ``mabcq-bench manifest --preset <tier>``: the checksum covers every array of every episode, so an
 equal checksum means the same data, transition for transition.
+
+Verdicts: ``identical`` (equal checksums: what every x86-64 CPU gives from the shipped experts with
+the pinned versions), ``equivalent`` (other bits, but every part's mean return within
+:data:`EQUIVALENT_TOLERANCE` of the expert-random span of the manifest's: e.g. other package
+versions), ``differs``, ``missing`` (not made here) or ``unlisted`` (not in the manifest).
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ from pathlib import Path
 
 from mabcq_bench.datasets import dataset_path, verify_dataset
 from mabcq_bench.errors import UserError
+from mabcq_bench.experts import REFERENCES
 from mabcq_bench import recipes
 from mabcq_bench.recipes import Recipe
 from mabcq_bench.tasks import get_task
 from mabcq_bench.util import write_json
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+#: ``equivalent``: every part's mean return within this fraction of (expert - random) of the manifest's.
+EQUIVALENT_TOLERANCE = 0.05
 
 
 def manifest_path(tier: str) -> Path:
@@ -43,26 +51,39 @@ def entry(dataset_id: str, recipe: Recipe) -> dict | None:
         "episodes": max(int(end) for _, end in md["mixture_episodes"].values()),
         "checksum": md["checksum"],
         "recipe_fingerprint": md["recipe_fingerprint"],
-        "random_return": round(float(md["random_return"]["mean"]), 3),
-        "intermediate_return": round(float(md["intermediate_return"]["mean"]), 3),
-        "expert_return": round(float(md["expert_return"]["mean"]), 3),
+        **{f"{p}_return": round(float(md[f"{p}_return"]["mean"]), 3) for p in REFERENCES},
+        "incomplete_episodes": len(md["incomplete_episodes"]),
+        "transitions_in_complete_episodes": _complete_share(dataset_id, md),
         "parts": _parts(dataset_id, md),
         "versions": md["versions"],
     }
 
 
-def _parts(dataset_id: str, md: dict) -> dict[str, dict]:
-    """Per part of the mixture: transitions, episodes and the mean return of its episodes (what
-    quality of data each part holds; an episode cut at the end of a part counts as it is)."""
+def _returns_and_lengths(dataset_id: str):
     import minari
     import numpy as np
 
     ds = minari.load_dataset(dataset_id)
-    returns = np.array([float(np.sum(ep.rewards)) for ep in ds.iterate_episodes()])
+    eps = list(ds.iterate_episodes())
+    return np.array([float(np.sum(ep.rewards)) for ep in eps]), np.array([len(ep.rewards) for ep in eps])
+
+
+def _complete_share(dataset_id: str, md: dict) -> float:
+    """Fraction of the transitions that lie in complete episodes (not cut at a part's end)."""
+    _, lengths = _returns_and_lengths(dataset_id)
+    cut = sum(int(lengths[i]) for i in md["incomplete_episodes"])
+    return round(1.0 - cut / int(lengths.sum()), 4)
+
+
+def _parts(dataset_id: str, md: dict) -> dict[str, dict]:
+    """Per part of the mixture: transitions, episodes and the mean return of its complete
+    episodes (the quality of data each part holds; the piece cut at a part's end is left out)."""
+    returns, _ = _returns_and_lengths(dataset_id)
+    cut = set(md["incomplete_episodes"])
     out = {}
     for part, (lo, hi) in md["mixture_episodes"].items():
-        r = returns[int(lo) : int(hi)]
-        out[part] = {"transitions": int(md["mixture"][part]), "episodes": int(hi) - int(lo), "mean_return": round(float(r.mean()), 1) if r.size else None}
+        r = [returns[i] for i in range(int(lo), int(hi)) if i not in cut]
+        out[part] = {"transitions": int(md["mixture"][part]), "episodes": int(hi) - int(lo), "mean_return": round(float(sum(r) / len(r)), 1) if r else None}
     return out
 
 
@@ -95,12 +116,12 @@ def write_manifest(path: Path, tier: str, entries: list[dict]) -> dict[str, dict
 @dataclass(frozen=True)
 class Check:
     dataset_id: str
-    verdict: str  # "same", "differs", "missing" (not made here), "unlisted" (not in the manifest)
+    verdict: str  # "identical", "equivalent", "differs", "missing" (not made here), "unlisted" (not in the manifest)
     detail: str
 
     @property
     def ok(self) -> bool:
-        return self.verdict == "same"
+        return self.verdict in ("identical", "equivalent")
 
 
 def check(recipes: list[Recipe], manifest: dict[str, dict]) -> list[Check]:
@@ -125,6 +146,13 @@ def _compare(dataset_id: str, got: dict | None, want: dict | None) -> Check:
     if got["checksum"] != want["checksum"]:
         changed = sorted(k for k, v in want["versions"].items() if got["versions"].get(k) != v)
         why = f"package versions differ: {', '.join(changed)}" if changed else "same package versions"
-        return Check(dataset_id, "differs", f"checksum {got['checksum'][:16]}, the manifest's {want['checksum'][:16]} ({why})")
-    return Check(dataset_id, "same", f"{got['transitions']:,} transitions, sha256 {got['checksum'][:16]}")
+        span = abs(float(want["expert_return"]) - float(want["random_return"]))
+        gaps = {p: abs(got["parts"][p]["mean_return"] - w["mean_return"]) for p, w in want["parts"].items() if w["mean_return"] is not None and got["parts"].get(p, {}).get("mean_return") is not None}
+        worst = max(gaps, key=gaps.get) if gaps else None
+        detail = f"checksum {got['checksum'][:16]}, the manifest's {want['checksum'][:16]} ({why})"
+        if worst is not None and len(gaps) == len(want["parts"]) and gaps[worst] <= EQUIVALENT_TOLERANCE * span:
+            return Check(dataset_id, "equivalent", f"{detail}; every part's mean return within {EQUIVALENT_TOLERANCE:.0%} of expert-random (largest gap {gaps[worst]:.1f}, {worst})")
+        gap = f"; part {worst}'s mean return is {gaps[worst]:.1f} off (tolerance {EQUIVALENT_TOLERANCE * span:.1f})" if worst is not None else ""
+        return Check(dataset_id, "differs", detail + gap)
+    return Check(dataset_id, "identical", f"{got['transitions']:,} transitions, sha256 {got['checksum'][:16]}")
 

@@ -100,22 +100,23 @@ def ray_pool(
             ray.shutdown()
 
 
-def _expert_task(recipe, env: dict[str, str]) -> None:
+def _expert_task(recipe, retrain: bool, env: dict[str, str]) -> None:
     os.environ.update(env)
-    from mabcq_bench.experts import train_expert
+    from mabcq_bench.experts import get_expert
 
-    train_expert(recipe, progress=False, log=lambda _: None)
+    get_expert(recipe, retrain=retrain, progress=False, log=lambda _: None)
 
 
-def _dataset_task(recipe, agent: int, env: dict[str, str]):
+def _dataset_task(recipe, agent: int, retrain: bool, env: dict[str, str]):
     os.environ.update(env)
     from mabcq_bench.datasets import make_agent_dataset
 
-    return make_agent_dataset(recipe, agent, progress=False, log=lambda _: None)
+    return make_agent_dataset(recipe, agent, retrain=retrain, progress=False, log=lambda _: None)
 
 
-def make_data_ray(recipes: Sequence, address: str | None = None, workers: int | None = None, log: Callable[[str], None] = print) -> list:
-    """``make-data`` on Ray: the experts in parallel, then every agent's dataset in parallel."""
+def make_data_ray(recipes: Sequence, address: str | None = None, workers: int | None = None, retrain: bool = False, log: Callable[[str], None] = print) -> list:
+    """``make-data`` on Ray: the experts in parallel (shipped ones are only checked), then
+    every agent's dataset in parallel."""
     from mabcq_bench.datasets import datasets_root
     from mabcq_bench.tasks import get_task
     from mabcq_bench.util import ensure_writable
@@ -127,11 +128,11 @@ def make_data_ray(recipes: Sequence, address: str | None = None, workers: int | 
     try:
         expert = ray.remote(_expert_task)
         dataset = ray.remote(_dataset_task)
-        log(f"training {len(recipes)} expert(s) as Ray tasks")
-        ray.get([expert.options(num_cpus=r.expert.torch_threads, max_retries=MAX_RETRIES).remote(r, env) for r in recipes])
+        log(f"finding (or training) {len(recipes)} expert(s) as Ray tasks")
+        ray.get([expert.options(num_cpus=r.expert.torch_threads, max_retries=MAX_RETRIES).remote(r, retrain, env) for r in recipes])
         jobs = [(r, agent) for r in recipes for agent in range(get_task(r.task).n_agents)]
         log(f"writing {len(jobs)} agent dataset(s) as Ray tasks")
-        refs = [dataset.options(num_cpus=1, max_retries=MAX_RETRIES).remote(r, agent, env) for r, agent in jobs]
+        refs = [dataset.options(num_cpus=1, max_retries=MAX_RETRIES).remote(r, agent, retrain, env) for r, agent in jobs]
         return ray.get(refs)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc

@@ -22,9 +22,11 @@ from mabcq_bench.util import read_tier_file
 
 #: Bump when the generation code changes the datasets a recipe produces (invalidates them).
 #: 2: SAC actors evaluated with torch's functional ops during collection.
-DATA_FORMAT_VERSION = 2
+#: 3: actors evaluated with exact, CPU-independent arithmetic; the early part re-enacted.
+DATA_FORMAT_VERSION = 3
 #: Bump when the expert training changes (invalidates cached experts and, with them, datasets).
-EXPERT_FORMAT_VERSION = 1
+#: 2: checkpoints evaluated as they are saved; expert and intermediate chosen by their returns.
+EXPERT_FORMAT_VERSION = 2
 
 #: The four parts of every agent's dataset (paper §4.1), in the order they are written.
 PARTS = ("early", "self_intermediate", "self_expert", "all_expert")
@@ -36,13 +38,23 @@ RECIPES_DIR = Path(os.environ.get("MABCQ_BENCH_RECIPES", Path(__file__).resolve(
 
 @dataclass(frozen=True)
 class ExpertRecipe:
-    """How the joint SAC expert is trained (Stable-Baselines3 SAC, MlpPolicy)."""
+    """How the joint SAC expert is trained (Stable-Baselines3 SAC, MlpPolicy) and chosen.
 
-    total_steps: int  # environment steps of SAC training; the final policy is the expert
-    intermediate_step: int  # step at which the intermediate policy is saved
-    early_steps: int  # the first steps of training whose experience is the "early" part
-    checkpoint_every: int  # training is saved every this many steps (resume granularity)
-    learning_starts: int = 1000  # SB3: uniform random steps before the first update
+    Training stops at the first checkpoint past ``early_steps`` whose deterministic policy
+    returns ``target_return`` on the evaluation seeds, or at ``total_steps``; see
+    :mod:`mabcq_bench.experts`.
+    """
+
+    name: str  # the published expert's folder: datasets/experts/<name>/<task>/
+    total_steps: int  # at most this many environment steps of SAC training
+    checkpoint_every: int  # a checkpoint is saved and evaluated every this many steps
+    early_steps: int  # the early part re-enacts SAC's experience over its first early_steps steps
+    early_snapshot_every: int  # actors kept for that (multiples of checkpoint_every)
+    target_return: float | None = None  # stop at the first checkpoint reaching it (None: train total_steps, keep the best)
+    intermediate_fraction: float = 1 / 3  # the intermediate is the checkpoint nearest this fraction of the expert's return
+    seed: int = 0  # SAC's seed (network init, exploration, replay sampling)
+    learning_starts: int = 10_000  # SB3: uniform random steps before the first update (zoo: 10k)
+    buffer_size: int = 0  # SB3 replay buffer (0: total_steps)
     net_arch: tuple[int, ...] = (256, 256)  # SB3 actor and critic hidden sizes
     batch_size: int = 256  # SB3 SAC minibatch
     learning_rate: float = 3e-4  # SB3 SAC learning rate (actor, critic, entropy)
@@ -53,7 +65,7 @@ class ExpertRecipe:
 class Recipe:
     """Everything that determines one task's expert and its agents' datasets."""
 
-    tier: str  # name of the tier, part of the dataset ids (mabcq/<task>/<tier>-agent<i>-v0)
+    tier: str  # name of the tier, part of the dataset ids (mabcq/<task>/<tier>-agent<i>-v<version>)
     task: str  # task name in the registry
     seed: int  # master seed: expert training, rollouts and noise derive from it
     transitions_per_agent: int  # size of every agent's dataset
@@ -64,6 +76,7 @@ class Recipe:
     eval_seed: int  # first evaluation seed
     expert: ExpertRecipe
     description: str = ""  # one paragraph about the tier, copied into the dataset card
+    dataset_version: int = 0  # the -v<N> of the dataset ids; bumped whenever the data change
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,18 +88,14 @@ class Recipe:
         d.pop("description")
         return _digest({"data_format": DATA_FORMAT_VERSION, **d})
 
+    def expert_dict(self) -> dict[str, Any]:
+        """The expert's recipe: its own fields and the evaluation seeds it is measured on."""
+        return {**dataclasses.asdict(self.expert), "task": self.task, "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed}
+
     @property
     def expert_fingerprint(self) -> str:
-        """Hash of everything that changes the expert: reused across dataset sizes and noise."""
-        return _digest(
-            {
-                "data_format": EXPERT_FORMAT_VERSION,
-                "task": self.task,
-                "seed": self.seed,
-                "expert": dataclasses.asdict(self.expert),
-                "eval": [self.eval_episodes, self.eval_seed],
-            }
-        )
+        """Hash of everything that changes the expert: shared by tiers of any dataset size."""
+        return _digest({"expert_format": EXPERT_FORMAT_VERSION, **self.expert_dict()})
 
     def part_sizes(self) -> dict[str, int]:
         """Transitions of each part; rounding by largest remainder so they sum exactly."""
@@ -98,12 +107,12 @@ class Recipe:
         return sizes
 
     def dataset_id(self, agent: int) -> str:
-        return dataset_id(self.task, self.tier, agent)
+        return dataset_id(self.task, self.tier, agent, self.dataset_version)
 
 
-def dataset_id(task: str, tier: str, agent: int) -> str:
-    """The Minari id of agent ``agent``'s dataset of ``task`` at ``tier``."""
-    return f"mabcq/{task}/{tier}-agent{agent}-v0"
+def dataset_id(task: str, tier: str, agent: int, version: int) -> str:
+    """The Minari id of agent ``agent``'s dataset of ``task`` at ``tier``, version ``version``."""
+    return f"mabcq/{task}/{tier}-agent{agent}-v{version}"
 
 
 def _digest(obj: Any) -> str:
@@ -194,6 +203,8 @@ def _check_type(value: Any, annotation: str, where: str, bad) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad(f"{where} must be an integer, got {value!r}")
         return value
+    if ann == "float | None":
+        return None if value is None else _check_type(value, "float", where, bad)
     if ann == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad(f"{where} must be a number, got {value!r}")
@@ -221,6 +232,7 @@ def _validate(r: Recipe, bad) -> None:
         "eval_episodes": r.eval_episodes,
         "expert.total_steps": e.total_steps,
         "expert.checkpoint_every": e.checkpoint_every,
+        "expert.early_snapshot_every": e.early_snapshot_every,
         "expert.batch_size": e.batch_size,
         "expert.torch_threads": e.torch_threads,
     }
@@ -235,14 +247,19 @@ def _validate(r: Recipe, bad) -> None:
         raise bad(f"mixture fractions must sum to 1, got {sum(r.mixture.values()):g}")
     if r.policy_noise < 0:
         raise bad(f"policy_noise must be >= 0, got {r.policy_noise}")
-    if not 0 < e.intermediate_step < e.total_steps:
-        raise bad(f"expert.intermediate_step must be in (0, total_steps), got {e.intermediate_step}")
-    if not 0 < e.early_steps <= e.total_steps:
-        raise bad(f"expert.early_steps must be in (0, total_steps], got {e.early_steps}")
-    if not 0 <= e.learning_starts < e.total_steps:
-        raise bad(f"expert.learning_starts must be in [0, total_steps), got {e.learning_starts}")
+    if r.dataset_version < 0:
+        raise bad(f"dataset_version must be >= 0, got {r.dataset_version}")
+    if not e.name.replace("_", "").replace("-", "").isalnum():
+        raise bad(f"expert.name must be a name of letters, digits, '-' or '_', got {e.name!r}")
+    if not 0 <= e.learning_starts < e.early_steps <= e.total_steps:
+        raise bad(f"expert steps must satisfy 0 <= learning_starts < early_steps <= total_steps, got {e.learning_starts}, {e.early_steps}, {e.total_steps}")
+    if e.total_steps % e.checkpoint_every or e.early_snapshot_every % e.checkpoint_every:
+        raise bad(f"expert.total_steps and expert.early_snapshot_every must be multiples of expert.checkpoint_every ({e.checkpoint_every})")
+    if e.early_snapshot_every >= e.early_steps:
+        raise bad(f"expert.early_snapshot_every ({e.early_snapshot_every}) must be below expert.early_steps ({e.early_steps})")
+    if not 0 < e.intermediate_fraction < 1:
+        raise bad(f"expert.intermediate_fraction must be in (0, 1), got {e.intermediate_fraction}")
+    if e.buffer_size < 0:
+        raise bad(f"expert.buffer_size must be >= 0, got {e.buffer_size}")
     if e.learning_rate <= 0:
         raise bad(f"expert.learning_rate must be positive, got {e.learning_rate}")
-    need = r.part_sizes()["early"]
-    if need > e.early_steps:
-        raise bad(f"the early part needs {need} transitions but expert.early_steps is {e.early_steps}")

@@ -28,7 +28,7 @@ class Episode:
         rewards: ``(T,)`` shared rewards.
         terminations: ``(T,)`` true where the task ended (the robot fell).
         truncations: ``(T,)`` true where the episode was cut: the time limit, or the end of a
-            collection budget.
+            dataset part (then ``complete`` is false).
         seed: the reset seed of the episode's environment when it is the first episode of that
             environment, else ``None``.
     """
@@ -43,8 +43,11 @@ class Episode:
     def __len__(self) -> int:
         return len(self.rewards)
 
+    #: False for a piece cut from a longer episode (at the end of a dataset part).
+    complete: bool = True
+
     def cut(self, length: int) -> "Episode":
-        """The first ``length`` steps, marked truncated at the cut if they end early."""
+        """The first ``length`` steps, marked truncated (and incomplete) if they end early."""
         if length >= len(self):
             return self
         trunc = self.truncations[:length].copy()
@@ -56,6 +59,7 @@ class Episode:
             self.terminations[:length].copy(),
             trunc,
             self.seed,
+            complete=False,
         )
 
 
@@ -80,6 +84,15 @@ def random_policy(task: Task, seed: int) -> PolicyFn:
     return act
 
 
+def zero_policy(task: Task) -> PolicyFn:
+    """Sends zero actions: what doing nothing scores (about 1,000 on Ant-v5, +1 per step alive)."""
+
+    def act(states: np.ndarray) -> np.ndarray:
+        return np.zeros((len(states), task.joint_action_dim))
+
+    return act
+
+
 def collect(
     task: Task,
     policy: PolicyFn,
@@ -87,86 +100,85 @@ def collect(
     num_envs: int,
     seed: int,
     progress: Callable[[int], None] | None = None,
+    cut_last: bool = True,
 ) -> list[Episode]:
-    """Run ``policy`` in ``num_envs`` copies of the task until ``n_transitions`` are collected.
+    """Run ``policy`` in ``num_envs`` copies of the task until ``n_transitions`` are collected
+    in complete episodes.
 
-    Every environment runs episodes back to back. When the budget is reached, unfinished
-    episodes are kept, marked truncated, and the last ones are cut so that exactly
-    ``n_transitions`` transitions come back. The order is deterministic: finished episodes by the
-    step they ended at (ties by environment index), then unfinished ones by environment index.
+    Every environment runs episodes back to back, each from a reset to its termination or the
+    time limit. Finished episodes are taken in the order they end (ties by environment index)
+    until they hold ``n_transitions``; the last one taken is cut to make the count exact and
+    marked truncated (with ``cut_last=False`` it is kept whole and the count may be exceeded).
+    Episodes still running when the count is reached are dropped.
 
     Args:
         task: the task to run.
         policy: joint policy, see :data:`PolicyFn`.
         n_transitions: transitions to return.
         num_envs: environments stepped as one batch (one policy call per step).
-        seed: environment ``k`` is reset with ``seed + k``.
-        progress: called with the number of transitions added after each batched step.
+        seed: environment ``k`` is reset with ``seed + k``; later resets continue its generator.
+        progress: called with the number of transitions finished after each batched step.
+        cut_last: cut the last episode to return exactly ``n_transitions``.
     """
     if n_transitions <= 0:
         return []
-    steps = -(-n_transitions // num_envs)
     env = task.make_vector_env(num_envs)
+    finished: list[Episode] = []
     try:
-        state_dim = env.single_observation_space.shape[0]
-        obs_buf = np.empty((steps + 1, num_envs, state_dim))
-        act_buf = np.empty((steps, num_envs, task.joint_action_dim), dtype=np.float32)
-        rew_buf = np.empty((steps, num_envs))
-        term_buf = np.zeros((steps, num_envs), dtype=bool)
-        trunc_buf = np.zeros((steps, num_envs), dtype=bool)
-        final_obs: dict[tuple[int, int], np.ndarray] = {}
-
+        current: list[dict[str, list]] = [_new_trace() for _ in range(num_envs)]
+        first = [True] * num_envs
         obs, _ = env.reset(seed=seed)
-        for t in range(steps):
-            obs_buf[t] = obs
+        for k in range(num_envs):
+            current[k]["obs"].append(obs[k])
+        total = 0
+        while total < n_transitions:
+            before = total
             action = np.asarray(policy(obs), dtype=np.float32)
             obs, reward, term, trunc, info = env.step(action)
-            act_buf[t], rew_buf[t], term_buf[t], trunc_buf[t] = action, reward, term, trunc
-            done = term | trunc
-            if done.any():
-                for k in np.flatnonzero(done):
-                    final_obs[(t, int(k))] = info["final_obs"][k]
+            for k in range(num_envs):
+                trace = current[k]
+                trace["act"].append(action[k])
+                trace["rew"].append(reward[k])
+                trace["term"].append(bool(term[k]))
+                trace["trunc"].append(bool(trunc[k]))
+                if term[k] or trunc[k]:
+                    trace["obs"].append(info["final_obs"][k])
+                    episode = _episode(trace)
+                    episode.seed = seed + k if first[k] else None
+                    finished.append(episode)
+                    total += len(episode)
+                    first[k] = False
+                    current[k] = _new_trace()
+                    current[k]["obs"].append(obs[k])
+                else:
+                    trace["obs"].append(obs[k])
             if progress is not None:
-                progress(min(num_envs, n_transitions - t * num_envs))
-        obs_buf[steps] = obs
+                progress(min(total, n_transitions) - before)
     finally:
         env.close()
-
-    finished: list[tuple[int, int, Episode]] = []
-    unfinished: list[Episode] = []
-    for k in range(num_envs):
-        start, first = 0, True
-        for t in range(steps):
-            if term_buf[t, k] or trunc_buf[t, k]:
-                observations = np.concatenate([obs_buf[start : t + 1, k], final_obs[(t, k)][None]])
-                episode = _episode(observations, act_buf, rew_buf, term_buf, trunc_buf, start, t + 1, k)
-                episode.seed = seed + k if first else None
-                finished.append((t, k, episode))
-                start, first = t + 1, False
-        if start < steps:
-            episode = _episode(obs_buf[start : steps + 1, k], act_buf, rew_buf, term_buf, trunc_buf, start, steps, k)
-            episode.truncations[-1] = True
-            episode.seed = seed + k if first else None
-            unfinished.append(episode)
-
-    ordered = [e for _, _, e in sorted(finished, key=lambda x: (x[0], x[1]))] + unfinished
+    # finished is in the order episodes ended, ties by environment index (the loop order)
     out, total = [], 0
-    for episode in ordered:
+    for episode in finished:
         if total >= n_transitions:
             break
-        episode = episode.cut(n_transitions - total)
+        if cut_last:
+            episode = episode.cut(n_transitions - total)
         out.append(episode)
         total += len(episode)
     return out
 
 
-def _episode(observations, act_buf, rew_buf, term_buf, trunc_buf, start: int, stop: int, k: int) -> Episode:
+def _new_trace() -> dict[str, list]:
+    return {"obs": [], "act": [], "rew": [], "term": [], "trunc": []}
+
+
+def _episode(trace: dict[str, list]) -> Episode:
     return Episode(
-        observations.copy(),
-        act_buf[start:stop, k].copy(),
-        rew_buf[start:stop, k].copy(),
-        term_buf[start:stop, k].copy(),
-        trunc_buf[start:stop, k].copy(),
+        np.array(trace["obs"], dtype=np.float64),
+        np.array(trace["act"], dtype=np.float32),
+        np.array(trace["rew"], dtype=np.float64),
+        np.array(trace["term"], dtype=bool),
+        np.array(trace["trunc"], dtype=bool),
     )
 
 

@@ -31,9 +31,9 @@ def tiny_recipe_text(**overrides) -> str:
         "eval_episodes": 2,
         "eval_seed": 100,
         "total_steps": 600,
-        "intermediate_step": 300,
         "early_steps": 300,
-        "checkpoint_every": 200,
+        "early_snapshot_every": 100,
+        "checkpoint_every": 100,
         "learning_starts": 200,
     }
     values.update(overrides)
@@ -51,9 +51,10 @@ self_intermediate = 0.35
 self_expert = 0.35
 all_expert = 0.1
 [expert]
+name = "tiny"
 total_steps = {values['total_steps']}
-intermediate_step = {values['intermediate_step']}
 early_steps = {values['early_steps']}
+early_snapshot_every = {values['early_snapshot_every']}
 checkpoint_every = {values['checkpoint_every']}
 learning_starts = {values['learning_starts']}
 net_arch = [32, 32]

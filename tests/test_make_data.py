@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from mabcq_bench.cli import main
 from mabcq_bench.datasets import dataset_path, make_data
 from mabcq_bench.errors import UserError
-from mabcq_bench.experts import expert_dir, load_expert
+from mabcq_bench.experts import find_expert, local_dir, shipped_dir
 from mabcq_bench.recipes import load_recipe
 from mabcq_bench.tasks import TASKS
 
@@ -38,9 +38,11 @@ def _use(store: dict, monkeypatch) -> None:
 def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
     recipe = smoke_hopper["recipe"]
-    expert = load_expert(recipe)
+    expert = find_expert(recipe)
+    assert expert.dir == shipped_dir(recipe)  # made from the shipped expert, no SAC trained
+    assert not Path(smoke_hopper["MABCQ_BENCH_HOME"], "experts").exists()
     for agent in range(3):
-        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v0")
+        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v1")
         md = ds.storage.metadata
         assert ds.total_steps == 5000
         assert ds.action_space.shape == (1,)  # its own action only
@@ -51,6 +53,9 @@ def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch
         np.testing.assert_allclose(scores, [0.0, 1.0])
         assert md["mixture"] == {"early": 1000, "self_intermediate": 1750, "self_expert": 1750, "all_expert": 500}
         assert md["intermediate_return"]["mean"] == pytest.approx(expert.returns["intermediate"]["mean"])
+        assert md["zero_action_return"]["mean"] == pytest.approx(expert.returns["zero_action"]["mean"])
+        assert set(md["normalized_references"]) == {"random", "zero_action", "intermediate", "expert"}
+        assert "zero actions (doing nothing)" in md["description"] and "minari download" in md["description"]
         assert md["recipe"]["tier"] == "smoke" and md["seed"] == 0 and "stable-baselines3" in md["versions"]
         assert "paper §4.1" in md["description"] and "never holds another agent's action" in md["description"]
         assert ds.recover_environment(eval_env=True).spec.id == "Hopper-v5"
@@ -58,29 +63,41 @@ def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch
 
 def test_parts_are_where_the_metadata_says(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
-    ds = minari.load_dataset("mabcq/hopper/smoke-agent1-v0")
-    ranges = ds.storage.metadata["mixture_episodes"]
-    sizes = ds.storage.metadata["mixture"]
+    ds = minari.load_dataset("mabcq/hopper/smoke-agent1-v1")
+    md = ds.storage.metadata
+    ranges, sizes, cut = md["mixture_episodes"], md["mixture"], set(md["incomplete_episodes"])
     episodes = list(ds.iterate_episodes())
     for part, (start, stop) in ranges.items():
         assert sum(len(e.rewards) for e in episodes[start:stop]) == sizes[part]
-    for e in episodes:  # each episode is a consistent piece of one trajectory
+        assert cut & set(range(start, stop)) <= {stop - 1}  # only a part's last episode may be cut
+    env = TASKS["hopper"].make_env()
+    for i, e in enumerate(episodes):
         done = e.terminations | e.truncations
         assert done[-1] and not done[:-1].any()
         assert np.all(np.abs(e.actions) <= 1.0)
+        if i not in cut:  # a complete episode: from a reset to termination or the time limit
+            assert e.terminations[-1] or len(e.rewards) == 1000
+            reset_state = np.concatenate([env.unwrapped.init_qpos[1:], env.unwrapped.init_qvel])
+            assert np.all(np.abs(e.observations[0] - reset_state) <= 5e-3 + 1e-12)  # Hopper's reset noise
+    in_complete = sum(len(e.rewards) for i, e in enumerate(episodes) if i not in cut)
+    assert in_complete / ds.total_steps >= 0.9  # smoke parts are short; lite and paper hold >= 98 %
 
 
-def test_early_part_is_each_agents_slice_of_sacs_experience(smoke_hopper, monkeypatch):
+def test_early_part_re_enacts_sac_and_is_each_agents_slice_of_the_same_experience(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
-    early = load_expert(smoke_hopper["recipe"]).early()
+    recipe = smoke_hopper["recipe"]
+    expert = find_expert(recipe)
+    assert [s for s, _ in expert.early_actors()] == [250, 500, 750]
+    joint = []
     for agent, part in enumerate(TASKS["hopper"].partition):
-        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v0")
+        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v1")
         start, stop = ds.storage.metadata["mixture_episodes"]["early"]
         eps = list(ds.iterate_episodes(range(start, stop)))
-        actions = np.concatenate([e.actions for e in eps])
-        obs = np.concatenate([e.observations[:-1] for e in eps])
-        np.testing.assert_array_equal(actions, early["actions"][:1000][:, list(part)])
-        np.testing.assert_array_equal(obs, early["observations"][:1000])
+        joint.append((np.concatenate([e.observations for e in eps]), np.concatenate([e.rewards for e in eps])))
+        assert sum(len(e.rewards) for e in eps) == 1000
+    for obs, rew in joint[1:]:  # every agent holds the same states and rewards: one SAC's experience
+        np.testing.assert_array_equal(obs, joint[0][0])
+        np.testing.assert_array_equal(rew, joint[0][1])
 
 
 def test_rerun_reuses_finished_datasets(smoke_hopper, monkeypatch):
@@ -97,21 +114,7 @@ def test_cli_make_data_reports_kept_datasets(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
     result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "mabcq/hopper/smoke-agent2-v0\t5000 transitions" in result.output and "kept" in result.output
-
-
-def test_experts_are_ordinary_sb3_checkpoints(smoke_hopper, monkeypatch):
-    from stable_baselines3 import SAC
-
-    _use(smoke_hopper, monkeypatch)
-    d = expert_dir(smoke_hopper["recipe"])
-    for name in ("intermediate", "expert"):
-        model = SAC.load(d / f"{name}.zip")
-        action, _ = model.predict(np.zeros(11), deterministic=True)
-        assert action.shape == (3,)
-    returns = json.loads((d / "returns.json").read_text())
-    assert len(returns["expert"]["returns"]) == 3 and returns["eval_seeds"] == [10000, 10001, 10002]
-    assert not (d / "training").exists()  # the replay buffer is removed once the expert is done
+    assert "mabcq/hopper/smoke-agent2-v1\t5000 transitions" in result.output and "kept" in result.output
 
 
 # --- determinism and resume (a recipe smaller than smoke) ----------------------------------
@@ -167,7 +170,7 @@ def test_killed_run_resumes_to_the_same_datasets(tmp_path, monkeypatch, when):
     root = Path(store["MINARI_DATASETS_PATH"])
     home = Path(store["MABCQ_BENCH_HOME"])
     if when == "expert training":
-        ready = lambda: any(home.glob("experts/hopper/*/training/state.json"))  # noqa: E731
+        ready = lambda: any(home.glob("experts/tiny/hopper/*/training/state.json"))  # noqa: E731
     else:
         ready = lambda: (root / "mabcq/hopper/tiny-agent0-v0").exists()  # noqa: E731
     _run_and_kill(path, store, ready)
@@ -242,7 +245,7 @@ def test_missing_dataset_is_remade_without_retraining_the_expert(tmp_path, monke
 
     _, recipe = _tiny(tmp_path)
     checksums = _make_in(_stores(tmp_path, "s"), recipe, monkeypatch)
-    returns = expert_dir(recipe) / "returns.json"
+    returns = local_dir(recipe) / "expert.json"
     stamp = returns.stat().st_mtime_ns
     shutil.rmtree(dataset_path(recipe.dataset_id(2)))
     statuses = make_data(recipe, **QUIET)

@@ -18,11 +18,21 @@ def test_shipped_tiers_load_and_mix_20_35_35_10(tier):
         sizes = r.part_sizes()
         assert sum(sizes.values()) == r.transitions_per_agent
         assert [sizes[p] / r.transitions_per_agent for p in PARTS] == pytest.approx([0.20, 0.35, 0.35, 0.10], abs=1e-3)
-        assert r.dataset_id(1) == f"mabcq/{task}/{tier}-agent1-v0"
+        assert r.dataset_id(1) == f"mabcq/{task}/{tier}-agent1-v1"
 
 
 def test_paper_tier_has_table6_size():
     assert load_recipe("paper").for_task("ant").transitions_per_agent == 1_000_000
+
+
+def test_lite_and_paper_share_one_expert_per_task_with_the_issue_targets():
+    targets = {"halfcheetah": 9000, "hopper": 3000, "walker": 3800, "ant": 4000}
+    lite, paper = load_recipe("lite"), load_recipe("paper")
+    for task, target in targets.items():
+        assert lite.for_task(task).expert_fingerprint == paper.for_task(task).expert_fingerprint
+        e = lite.for_task(task).expert
+        assert e.target_return == target and e.total_steps == 1_000_000 and e.learning_starts == 10_000
+        assert lite.for_task(task).eval_episodes >= 20
 
 
 def test_part_sizes_sum_exactly_when_rounding(tmp_path):
@@ -68,8 +78,10 @@ def test_unknown_tier_lists_valid_ones():
         (tiny_recipe_text().replace("all_expert = 0.1", "everything = 0.1"), "mixture must give exactly the parts"),
         (tiny_recipe_text().replace("seed = 0", ""), "missing key 'seed'"),
         (tiny_recipe_text() + "\nbogus = 1\n", "unknown key"),
-        (tiny_recipe_text(intermediate_step=5000), "intermediate_step must be in"),
-        (tiny_recipe_text(early_steps=100), "early part needs 300 transitions"),
+        (tiny_recipe_text(early_steps=100), "learning_starts < early_steps"),
+        (tiny_recipe_text(early_snapshot_every=150), "multiples of expert.checkpoint_every"),
+        (tiny_recipe_text().replace('name = "tiny"', 'name = "a/b"'), "expert.name must be a name"),
+        (tiny_recipe_text() + "\n[tasks.hopper.expert]\ntarget_return = 'high'\n", "target_return must be a number"),
         (tiny_recipe_text() + "\n[tasks.swimmer]\nseed = 1\n", r"\[tasks.swimmer\] is not a task"),
         (tiny_recipe_text(tier="no spaces"), "'tier' must be a name"),
     ],
