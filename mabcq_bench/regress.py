@@ -9,6 +9,13 @@ The reference (``leaderboard/regress-reference.json``) is a JSON object::
 
 ``scores`` maps ``"<task>/<variant>"`` to the mean final normalized score over ``seeds``;
 ``tolerance`` is the largest allowed ``|now − reference|``, in normalized-score points.
+
+``metrics`` (optional) holds, per entry, the training metrics of :data:`GATE_METRICS` at the end
+of training (mean over ``seeds``), and ``metric_tolerance`` the largest allowed relative change.
+They make the gate sharp: a score is a few MuJoCo episodes, where a last-bit difference in a
+learner (another CPU's kernels) becomes another trajectory, so its tolerance must be wide; the
+critic's values and losses after the same updates on the same data move far less between CPUs,
+and a bug in the update (a flipped weight, a wrong target) moves them by much more.
 ``fingerprints`` (optional) holds each entry's config fingerprint: a changed one is reported
 beside the table as the likely reason of a drift, but does not fail the check by itself.
 """
@@ -25,6 +32,22 @@ import numpy as np
 from mabcq_bench.errors import UserError
 from mabcq_bench.leaderboard import DASH, group_runs
 from mabcq_bench.util import atomic_path
+
+
+#: Training metrics the gate compares (those a learner logs), from the last metrics interval.
+GATE_METRICS = ("values/q_mean", "values/target_mean", "losses/q", "weights/lambda_vd_mean", "weights/lambda_tn_mean", "losses/vae")
+
+
+def final_metrics(recs: Sequence[dict]) -> dict[str, float]:
+    """The :data:`GATE_METRICS` every record logs, at its last interval, averaged over records."""
+    lasts = [r["metrics"][-1] for r in recs if r.get("metrics")]
+    if len(lasts) != len(recs) or not lasts:
+        return {}
+    return {m: float(np.mean([last[m] for last in lasts])) for m in GATE_METRICS if all(m in last for last in lasts)}
+
+
+def _relative_change(now: float, ref: float) -> float:
+    return abs(now - ref) / max(abs(ref), 1e-3)
 
 
 def _key(task: str, algo: str) -> str:
@@ -61,6 +84,11 @@ def _reference_problem(ref: Any) -> str | None:
             return f"has score entry {key!r}: {value!r}; expected \"<task>/<algo>\": number"
     if not isinstance(ref.get("fingerprints", {}), dict):
         return "has fingerprints that are not an object"
+    metrics = ref.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(isinstance(v, dict) and all(_is_number(x) for x in v.values()) for v in metrics.values()):
+        return "has metrics that are not an object of {metric: number} objects"
+    if metrics and not (_is_number(ref.get("metric_tolerance")) and ref["metric_tolerance"] >= 0):
+        return f"has metrics but metric_tolerance {ref.get('metric_tolerance')!r}; expected a number >= 0"
     return None
 
 
@@ -104,6 +132,7 @@ def reference_from_records(
     seeds: Sequence[int],
     tolerance: float,
     note: str,
+    metric_tolerance: float | None = None,
 ) -> dict:
     """A reference from the runs of a finished sweep: every (task, algo) over every seed.
 
@@ -113,6 +142,8 @@ def reference_from_records(
         tasks, algos, seeds: what the reference covers; ``algos`` are variant names.
         tolerance: largest allowed ``|now − reference|`` in normalized-score points.
         note: why this tolerance (e.g. the spread seen between machines).
+        metric_tolerance: largest allowed relative change of a training metric; ``None``: the
+            reference holds no metrics.
 
     Raises:
         UserError: a (task, algo, seed) without a finished run, mixed fingerprints, bad tolerance.
@@ -120,7 +151,7 @@ def reference_from_records(
     if not _is_number(tolerance) or tolerance < 0:
         raise UserError(f"tolerance must be a number >= 0, got {tolerance!r}")
     current = _current(records, tier, seeds)
-    scores, fingerprints = {}, {}
+    scores, fingerprints, metrics = {}, {}, {}
     for task in tasks:
         for algo in algos:
             key = _key(task, algo)
@@ -130,6 +161,9 @@ def reference_from_records(
                 raise UserError(f"cannot make the reference: no finished {tier} run of {key} for seed(s) {', '.join(map(str, missing))}")
             scores[key] = float(np.mean([r["final"]["normalized_score"] for r in recs]))
             fingerprints[key] = recs[0]["config_fingerprint"]
+            if metric_tolerance is not None and (m := final_metrics(recs)):
+                metrics[key] = m
+    extra = {"metrics": metrics, "metric_tolerance": float(metric_tolerance)} if metric_tolerance is not None else {}
     return {
         "tier": tier,
         "tasks": list(tasks),
@@ -139,6 +173,7 @@ def reference_from_records(
         "tolerance_note": note,
         "scores": scores,
         "fingerprints": fingerprints,
+        **extra,
     }
 
 
@@ -156,8 +191,9 @@ def write_reference(path: str | Path, ref: Mapping[str, Any]) -> Path:
 def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Mapping[str, str]) -> tuple[str, bool]:
     """Today's scores beside the reference's.
 
-    Every reference entry gets a status: ``ok`` (|delta| ≤ tolerance), ``DRIFT`` (|delta| >
-    tolerance), ``FAILED`` (its run failed: ``failures`` names it), or ``MISSING`` (no finished
+    Every reference entry gets a status: ``ok`` (|delta| ≤ tolerance and every reference metric
+    within ``metric_tolerance``), ``DRIFT`` (the score's |delta| > tolerance), ``METRIC`` (a
+    training metric moved by more than ``metric_tolerance``, relative), ``FAILED`` (its run failed: ``failures`` names it), or ``MISSING`` (no finished
     run for some of the reference's seeds; "now" is then the mean over the seeds there are, or
     "–"). A failure of an entry the reference lacks is listed as ``FAILED`` too.
 
@@ -178,8 +214,10 @@ def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Map
     seeds = reference["seeds"]
     current = _current(records, reference["tier"], seeds)
     fingerprints = reference.get("fingerprints", {})
+    ref_metrics = reference.get("metrics", {})
+    mtol = float(reference.get("metric_tolerance", 0.0))
 
-    lines = [["task/algo", "reference", "now", "delta", "status"]]
+    lines = [["task/algo", "reference", "now", "delta", "worst metric", "status"]]
     notes = []
     ok = True
     for key in list(reference["scores"]) + sorted(set(failures) - set(reference["scores"])):
@@ -187,6 +225,10 @@ def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Map
         recs = current.get(key, [])
         now = float(np.mean([r["final"]["normalized_score"] for r in recs])) if recs else None
         delta = now - ref_score if now is not None and ref_score is not None else None
+        want = ref_metrics.get(key, {})
+        got = final_metrics(recs) if recs and want else {}
+        changes = {m: _relative_change(got[m], v) if m in got else float("inf") for m, v in want.items()}
+        worst = max(changes, key=changes.get) if changes else None
         if key in failures:
             status = "FAILED"
             notes.append(f"{key} FAILED: {failures[key]}")
@@ -196,6 +238,9 @@ def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Map
             notes.append(f"{key} MISSING: finished runs for seed(s) {have or 'none'} of {sorted(set(seeds))}")
         elif abs(delta) > tol:
             status = "DRIFT"
+        elif worst is not None and changes[worst] > mtol:
+            status = "METRIC"
+            notes.append(f"{key} METRIC: {worst} is {got.get(worst, float('nan')):.6g}, the reference's {want[worst]:.6g} ({changes[worst]:.2%} off, tolerance {mtol:.2%})")
         else:
             status = "ok"
         ok = ok and status == "ok"
@@ -206,15 +251,17 @@ def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Map
             DASH if ref_score is None else f"{ref_score:.1f}",
             DASH if now is None else f"{now:.1f}",
             DASH if delta is None else f"{delta:+.1f}",
+            DASH if worst is None else f"{worst.split('/')[-1]} {changes[worst]:.2%}",
             status,
         ])
 
-    widths = [max(len(line[i]) for line in lines) for i in range(5)]
+    widths = [max(len(line[i]) for line in lines) for i in range(6)]
     text = [
-        "  ".join(c.ljust(w) if i in (0, 4) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+        "  ".join(c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
         for line in lines
     ]
     text.insert(1, "  ".join("-" * w for w in widths))
     verdict = "ok" if ok else "FAILED"
-    text.append(f"tier {reference['tier']}, seeds {', '.join(map(str, seeds))}, tolerance ±{tol:g} normalized-score points: {verdict}")
+    mnote = f", training metrics ±{mtol:.1%}" if ref_metrics else ""
+    text.append(f"tier {reference['tier']}, seeds {', '.join(map(str, seeds))}, tolerance ±{tol:g} normalized-score points{mnote}: {verdict}")
     return "\n".join(text + notes), ok

@@ -25,6 +25,7 @@ def make_record(task, algo, seed, score, fingerprint="f" * 16, tier="smoke"):
         "config_fingerprint": fingerprint,
         "final": {"returns": [score], "return_mean": score, "normalized_score": score, "coordination_gap": None},
         "curve": [{"updates": 10, "normalized_score": score, "coordination_gap": None}],
+        "metrics": [{"update": 5, "values/q_mean": 0.0}, {"update": 10, "values/q_mean": score / 2, "losses/q": 1.0, "weights/lambda_vd_min": seed}],
     }
 
 
@@ -61,8 +62,28 @@ def test_compare_passes_on_the_same_records():
     table, ok = compare(reference(), records(), {})
     assert ok
     assert status_of(table, "hopper/mabcq") == "ok" and status_of(table, "hopper/bcq") == "ok"
-    assert table.splitlines()[0].split() == ["task/algo", "reference", "now", "delta", "status"]
-    assert table.splitlines()[2].split() == ["hopper/mabcq", "13.0", "13.0", "+0.0", "ok"]
+    assert table.splitlines()[0].split() == ["task/algo", "reference", "now", "delta", "worst", "metric", "status"]
+    assert table.splitlines()[2].split() == ["hopper/mabcq", "13.0", "13.0", "+0.0", "–", "ok"]
+
+
+def test_reference_holds_the_final_training_metrics_and_a_moved_metric_fails():
+    ref = reference_from_records(records(), "smoke", ["hopper"], ["mabcq", "bcq"], [0, 1], 10.0, "", metric_tolerance=0.01)
+    # the last interval's gate metrics, mean over seeds; extremes like lambda_vd_min are not gated
+    assert ref["metrics"] == {"hopper/mabcq": {"values/q_mean": 6.5, "losses/q": 1.0}, "hopper/bcq": {"values/q_mean": 4.25, "losses/q": 1.0}}
+    table, ok = compare(ref, records(), {})
+    assert ok and status_of(table, "hopper/mabcq") == "ok" and "q_mean 0.00%" in table
+    ref["metrics"]["hopper/bcq"]["losses/q"] = 1.0 / 1.02  # the runs' loss is now 2 % off: beyond 1 %
+    table, ok = compare(ref, records(), {})
+    assert not ok and status_of(table, "hopper/bcq") == "METRIC" and status_of(table, "hopper/mabcq") == "ok"
+    assert "hopper/bcq METRIC: losses/q is 1, the reference's 0.980392 (2.00% off, tolerance 1.00%)" in table
+    ref["metrics"]["hopper/bcq"]["losses/q"] = 1.0 / 1.009  # within 1 %
+    assert compare(ref, records(), {})[1]
+    ref["metrics"]["hopper/bcq"]["values/target_mean"] = 1.0  # a metric the runs no longer log
+    table, ok = compare(ref, records(), {})
+    assert not ok and "values/target_mean is nan" in table
+    ref["metric_tolerance"] = "tight"
+    with pytest.raises(UserError, match="metric_tolerance"):
+        compare(ref, records(), {})
 
 
 def test_compare_flags_drift_beyond_the_tolerance():
