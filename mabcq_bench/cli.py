@@ -188,11 +188,18 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     from mabcq_bench.algos import resolve_algos
     from mabcq_bench.tasks import resolve_tasks
 
+    _check_folder(Path(results), "--results")
     tasks = resolve_tasks(env)
     algos = resolve_algos(algo)
     protocol = harness.load_protocol(preset)
     extra = harness.parse_overrides(overrides)
-    specs = [harness.RunSpec(protocol.tier, t.name, a.name, s, extra) for t in tasks for a in algos for s in seeds]
+    per_algo = {}
+    for a in algos:  # an override that changes nothing for an algorithm is not applied to it
+        dead = a.inert(dict(extra))
+        if dead:
+            click.echo(f"--set {', '.join(dead)} does not change {a.name}: its runs are made without {'it' if len(dead) == 1 else 'them'}")
+        per_algo[a.name] = tuple((k, v) for k, v in extra if k not in dead)
+    specs = [harness.RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name]) for t in tasks for a in algos for s in seeds]
     runs = harness.prepare(specs, protocol, protocol.datasets, device=device)
     sweep = harness.run_sweep(runs, Path(results), workers or harness.default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
     return sweep, protocol
@@ -222,27 +229,44 @@ def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, exe
         click.echo(format_table(build_tables(sweep.records, protocol.tier)))
     click.echo(f"{len(sweep.records)} runs finished ({sweep.skipped} reused), {len(sweep.failures)} failed, {sweep.wall_s:.0f}s")
     if sweep.failures:
-        raise UserError(f"{len(sweep.failures)} run(s) failed: {'; '.join(f'{k}: {v}' for k, v in sweep.failures.items())}")
+        raise UserError(
+            f"{len(sweep.failures)} run(s) failed: {'; '.join(f'{k}: {v}' for k, v in sweep.failures.items())}. "
+            "Rerun the same command to resume them from their checkpoints, or delete their seed<k>.ckpt* files to start them over"
+        )
 
 
 @main.command("leaderboard")
 @click.option("--results", default="runs", show_default=True, help="Results store written by `run`.")
-@click.option("--out", default="leaderboard", show_default=True, help="Folder for <tier>.md, <tier>.csv and the plots.")
-def leaderboard_cmd(results: str, out: str) -> None:
-    """Tables (markdown, csv) and plots from a results store, one set per tier."""
+@click.option("--out", default=None, help="Folder for <tier>.md, <tier>.csv and the plots [default: <results>/leaderboard, never the repository's published leaderboard/].")
+def leaderboard_cmd(results: str, out: str | None) -> None:
+    """Tables (markdown, csv) and plots from a results store, one set per tier.
+
+    Unfinished runs (running, interrupted or failed: a checkpoint without a record) are skipped
+    and counted; a rerun of the same `mabcq-bench run` completes them.
+    """
     from pathlib import Path
 
-    from mabcq_bench.leaderboard import build_tables, format_table, load_records, write_leaderboard
+    from mabcq_bench.leaderboard import build_tables, format_table, load_records, unfinished_runs, write_leaderboard
 
-    if not Path(results).is_dir():
-        raise UserError(f"results folder {results} does not exist; make it with `mabcq-bench run --results {results}`")
     records = load_records(results)
+    skipped = unfinished_runs(results)
+    if skipped:
+        click.echo(f"skipping {len(skipped)} unfinished run(s) without a record (e.g. {skipped[0]}); rerun `mabcq-bench run` to complete them")
     if not records:
         raise UserError(f"results folder {results} holds no finished runs")
-    for path in write_leaderboard(records, out):
+    target = Path(out) if out is not None else Path(results) / "leaderboard"
+    _check_folder(target, "--out")
+    for path in write_leaderboard(records, target):
         click.echo(f"wrote {path}")
     for tier in sorted({r["tier"] for r in records}):
         click.echo(f"\n{tier}:\n" + format_table(build_tables(records, tier)))
+    click.echo(f"\nthe tables and plots are in {target}/")
+
+
+def _check_folder(path, option: str) -> None:
+    """One line when a folder option names an existing file."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file; give a folder")
 
 
 @main.command("regress")

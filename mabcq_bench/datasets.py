@@ -103,18 +103,15 @@ def make_agent_dataset(
     """
     task = get_task(recipe.task)
     dataset_id = recipe.dataset_id(agent)
-    info = verify_dataset(dataset_id, recipe)
-    if info is not None:
-        return _status(info, False)
-    expert = expert or get_expert(recipe, retrain=retrain, progress=progress, log=log)
     root = datasets_root()
     name = _staging_prefix(recipe, agent)
     with exclusive_lock(root / STAGING / f"{name}.lock", f"dataset {dataset_id}"):
+        for stale in (root / STAGING).glob(f"{name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a run killed mid-write (even after the rename)
         info = verify_dataset(dataset_id, recipe)  # another process may have made it meanwhile
         if info is not None:
             return _status(info, False)
-        for stale in (root / STAGING).glob(f"{name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed mid-write
+        expert = expert or get_expert(recipe, retrain=retrain, progress=progress, log=log)
         started = time.perf_counter()
         episodes = agent_episodes(task, recipe, expert, agent, progress=progress)
         info = write_dataset(task, recipe, expert, agent, episodes)
@@ -452,7 +449,9 @@ nearest {e.intermediate_fraction:.2f} of the expert's. The dataset mixes four pa
 
 `ref_min_score` is the random policy's return and `ref_max_score` the expert's, so `minari.get_normalized_score(dataset, returns)` \
 gives 0 for random and 1 for the expert. Scores are for the *joint* decentralized policy in the evaluation environment \
-(`dataset.recover_environment(eval_env=True)`), whose action is all agents' actions assembled by the partition.
+(`dataset.recover_environment(eval_env=True)`), whose action is all agents' actions assembled by the partition. \
+The dataset has no environment of its own (`recover_environment()` without `eval_env=True` fails): its action space is agent \
+{agent}'s own action, and no environment acts on one agent's action alone.
 
 **Get it.** These datasets are not hosted: `minari download` does not know them. Make them locally, in minutes, from the experts \
 shipped with mabcq-bench: `mabcq-bench make-data --env {task.name} --preset {recipe.tier}` (recipe fingerprint `{recipe.fingerprint}`), \

@@ -226,6 +226,8 @@ def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, dev
     from mabcq_bench.algos import get_algo
     from mabcq_bench.tasks import get_task
 
+    specs = list(specs)
+    _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier)
     datasets_of: dict[str, tuple[tuple[tuple[str, str], ...], float, float]] = {}
     out = []
     for spec in specs:
@@ -243,6 +245,23 @@ def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, dev
         fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         out.append(PreparedRun(spec, cfg, dict(protocol.protocol), ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device))
     return out
+
+
+def _dataset_ids(task, tier: str) -> list[str]:
+    from mabcq_bench.recipes import dataset_id
+
+    version = dataset_version(task.name, tier)
+    return [dataset_id(task.name, tier, i, version) for i in range(task.n_agents)]
+
+
+def _check_all_present(task_names: Sequence[str], tier: str) -> None:
+    """One line naming every task whose datasets are missing, with the command that makes them."""
+    from mabcq_bench.datasets import dataset_path
+    from mabcq_bench.tasks import get_task
+
+    missing = [name for name in task_names if any(not dataset_path(i).exists() for i in _dataset_ids(get_task(name), tier))]
+    if missing:
+        raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {','.join(missing)} --preset {tier}`")
 
 
 def dataset_version(task: str, tier: str) -> int:
@@ -267,10 +286,8 @@ def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float,
     Returns ((id, checksum) per agent, ref_min_score, ref_max_score).
     """
     from mabcq_bench.datasets import dataset_path, read_metadata
-    from mabcq_bench.recipes import dataset_id
 
-    version = dataset_version(task.name, tier)
-    ids = [dataset_id(task.name, tier, i, version) for i in range(task.n_agents)]
+    ids = _dataset_ids(task, tier)
     missing = [i for i in ids if not dataset_path(i).exists()]
     if missing:
         raise UserError(f"datasets {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {task.name} --preset {tier}`")
@@ -333,9 +350,11 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | N
         return done
     lock = run.spec.checkpoint_path(results).with_suffix(".lock")
     with exclusive_lock(lock, f"run {run.spec.tier}/{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"):
-        done = existing_record(run, results)  # finished by another process while we waited to start
-        record = done if done is not None else _train_and_record(run, results, progress)
-    lock.unlink(missing_ok=True)
+        try:
+            done = existing_record(run, results)  # finished by another process while we waited to start
+            record = done if done is not None else _train_and_record(run, results, progress)
+        finally:  # a failed run leaves its checkpoint (a rerun resumes it), not its lock
+            lock.unlink(missing_ok=True)
     return record
 
 
@@ -554,6 +573,7 @@ def run_sweep(
     bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=None if progress else True, dynamic_ncols=True)
     new_records = []
     outcomes = EXECUTORS[executor](pending, results, workers, bar.update, address)
+    lines = progress and bar.disable  # no terminal (a log, nohup, a cluster job): a line per run
     try:
         for key, record, error in outcomes:
             if error is not None:
@@ -562,10 +582,20 @@ def run_sweep(
             else:
                 new_records.append(record)
                 bar.set_postfix_str(f"{key} {record['final']['normalized_score']:.1f}")
+            if lines:
+                log(_progress_line(key, record, len(new_records) + len(failures), len(pending), time.perf_counter() - started))
     finally:
         outcomes.close()
         bar.close()
     return SweepResult(done_records + new_records, len(done_records), failures, time.perf_counter() - started)
+
+
+def _progress_line(key: str, record: dict | None, done: int, total: int, elapsed: float) -> str:
+    """``[3/18] hopper/mabcq/seed0  score 59.4  612 s  15 left, ETA 41 min``."""
+    what = f"score {record['final']['normalized_score']:.1f}  {record['wall_s']:.0f} s" if record is not None else "FAILED"
+    left = total - done
+    eta = f", ETA {elapsed / done * left / 60:.0f} min" if left else ""
+    return f"[{done}/{total}] {key}  {what}  {left} left{eta}"
 
 
 def default_workers() -> int:

@@ -12,9 +12,13 @@ rows (one per variant: an algorithm plus its overrides) and columns (one per tas
   :func:`mabcq_bench.aggregate.stratified_bootstrap_iqm`) and the coordination diagnostic;
   rows by aggregate IQM, best first. ``<tier>.md`` ends with where the algorithms separate
   over training (:mod:`mabcq_bench.separation`).
-- ``<tier>-curves.png``: normalized score over training, per task (the paper's Figure 2).
+- ``<tier>-curves.png``: normalized score over training, per task on a grid (the paper's
+  Figure 2), the main algorithms; ``<tier>-ablations.png``: the same for MABCQ's ablations and
+  ε variants beside MABCQ and BCQ.
 - ``<tier>-coordination.png``: coordination gap over training, per task (Figure 3); only
   variants with a Q-function.
+- ``<tier>-training.png``: the learners' training metrics (Q̂, critic loss, λ_vd and λ_tn batch
+  means) over training, a row per task.
 - ``<tier>-epsilon.png``: final normalized score against MABCQ's ε, for tasks with runs of at
   least two ε (Figure 4).
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +127,24 @@ def check_record(rec: Any, where: str = "in memory") -> None:
         raise UserError(f"run record {where} {problem}")
 
 
+#: A finished run's record: ``seed<k>.json`` (``seed<k>.ckpt.json`` is an unfinished run's checkpoint).
+RECORD_NAME = re.compile(r"seed\d+\.json")
+
+
+def unfinished_runs(results_dir: str | Path) -> list[Path]:
+    """Checkpoints of runs that have no record: running now, interrupted, or failed.
+
+    A rerun of the same ``mabcq-bench run`` resumes them; deleting ``seed<k>.ckpt*`` starts one over.
+    """
+    root = Path(results_dir)
+    out = []
+    for ckpt in sorted(root.glob("*/*/*/seed*.ckpt.json")):
+        record = ckpt.with_name(ckpt.name.replace(".ckpt.json", ".json"))
+        if not record.exists():
+            out.append(ckpt)
+    return out
+
+
 def load_records(results_dir: str | Path) -> list[dict]:
     """Read every run record of a results store.
 
@@ -141,10 +164,12 @@ def load_records(results_dir: str | Path) -> list[dict]:
             than it says; the message names the file.
     """
     root = Path(results_dir)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"results folder {root} is a file, not a folder")
     if not root.is_dir():
         raise UserError(f"results folder {root} does not exist")
     records = []
-    for path in sorted(root.glob("*/*/*/seed*.json")):
+    for path in sorted(p for p in root.glob("*/*/*/seed*.json") if RECORD_NAME.fullmatch(p.name)):
         try:
             rec = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
@@ -370,12 +395,21 @@ def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
 
 
 def format_csv(board: Leaderboard) -> str:
-    """``<tier>.csv``: the table's header and cells, one row per variant."""
+    """``<tier>.csv``: the table's display cells, then the same numbers as numeric columns
+    (``<task>_mean``, ``<task>_std``, ``<task>_n``, ``iqm``, ``iqm_low``, ``iqm_high``,
+    ``coordination_gap``; empty where there is no value), one row per variant."""
     header, body = _columns(board)
+    numeric = [f"{t}_{k}" for t in board.tasks for k in ("mean", "std", "n")] + ["iqm", "iqm_low", "iqm_high", "coordination_gap"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(body)
+    writer.writerow(header + numeric)
+    for row, texts in zip(board.rows, body):
+        values: list[Any] = []
+        for task in board.tasks:
+            c = row.cells[task]
+            values += ["", "", 0] if c is None else [repr(round(c.mean, 4)), repr(round(c.std, 4)), c.n]
+        values += [repr(round(x, 4)) for x in (row.iqm, row.low, row.high)] + ["" if row.gap is None else repr(round(row.gap, 4))]
+        writer.writerow(texts + values)
     return buf.getvalue()
 
 
@@ -407,14 +441,14 @@ def curve_stats(recs: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray,
     return np.array(common)[keep], values.mean(axis=0), std
 
 
-def _figure(n_panels: int):
-    """A figure with one panel per task (at most 4 per line), drawn by Agg without pyplot."""
+def _figure(n_panels: int, ncols: int = 2):
+    """A figure with one panel per task on a grid (``ncols`` per line), drawn by Agg without pyplot."""
     from matplotlib.figure import Figure
 
-    ncols = min(4, max(1, n_panels))
+    ncols = min(ncols, max(1, n_panels))
     nrows = math.ceil(max(1, n_panels) / ncols)
     # at least 7 inches wide: the title and the legend's row must fit even with one panel
-    fig = Figure(figsize=(max(7.0, 4.0 * ncols), 3.2 * nrows + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 4.6 * ncols), 3.4 * nrows + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -427,6 +461,19 @@ def _colors(variants: Sequence[str]) -> dict[str, Any]:
 
     cmap = colormaps["tab10" if len(variants) <= 10 else "tab20"]
     return {v: cmap(i % cmap.N) for i, v in enumerate(variants)}
+
+
+#: Line styles cycled over the variants, so identical curves stay visible on top of each other.
+_STYLES = ("-", "--", "-.", ":")
+
+
+def _styles(variants: Sequence[str]) -> dict[str, str]:
+    return {v: _STYLES[i % len(_STYLES)] for i, v in enumerate(variants)}
+
+
+#: The ablations and ε variants of MABCQ get a figure of their own (with BCQ, both weights off).
+def _is_ablation(variant: str) -> bool:
+    return variant.startswith("mabcq-no-") or (variant.startswith("mabcq ") and "epsilon=" in variant)
 
 
 def _save_png(fig, path: Path) -> Path:
@@ -446,29 +493,86 @@ def _legend(fig, axes, order: Sequence[str]) -> None:
         fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(4, len(entries)), frameon=False)
 
 
-def _plot_over_training(board: Leaderboard, key: str, ylabel: str, title: str, path: Path) -> Path | None:
-    """Per task, one mean line and ±std band over seeds per variant; None if nothing to draw."""
-    colors = _colors([r.variant for r in board.rows])
+def _plot_over_training(board: Leaderboard, key: str, ylabel: str, title: str, path: Path, variants: Sequence[str] | None = None) -> Path | None:
+    """Per task, one mean line and a light ±std band over seeds per variant; None if nothing to
+    draw. The y-range follows the mean lines (a noisy algorithm's band may leave the panel
+    rather than flatten everyone else's curves)."""
+    order = [r.variant for r in board.rows]
+    shown = [v for v in order if variants is None or v in variants]
+    colors, styles = _colors(order), _styles(order)
     fig, axes = _figure(len(board.tasks))
     drawn = False
     for ax, task in zip(axes, board.tasks):
-        for row in board.rows:
-            recs = board.runs.get((task, row.variant))
+        lows, highs = [], []
+        for variant in shown:
+            recs = board.runs.get((task, variant))
             stats_ = curve_stats(recs, key) if recs else None
             if stats_ is None:
                 continue
             updates, mean, std = stats_
-            ax.plot(updates, mean, color=colors[row.variant], label=row.variant, marker="." if updates.size < 3 else None)
-            ax.fill_between(updates, mean - std, mean + std, color=colors[row.variant], alpha=0.2, linewidth=0)
+            ax.plot(updates, mean, color=colors[variant], linestyle=styles[variant], linewidth=1.6, label=variant, marker="." if updates.size < 3 else None)
+            ax.fill_between(updates, mean - std, mean + std, color=colors[variant], alpha=0.1, linewidth=0)
+            lows.append(float(np.min(mean)))
+            highs.append(float(np.max(mean)))
             drawn = True
+        if lows:
+            lo, hi = min(lows), max(highs)
+            pad = 0.15 * (hi - lo) if hi > lo else max(1.0, abs(hi) * 0.1)
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(task)
         ax.set_xlabel("updates")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     if not drawn:
         return None
-    fig.suptitle(f"{title} — tier {board.tier} (mean ± std over seeds)")
-    _legend(fig, axes, [r.variant for r in board.rows])
+    fig.suptitle(f"{title} — tier {board.tier} (mean over seeds, band ±std)")
+    _legend(fig, axes, shown)
+    return _save_png(fig, path)
+
+
+#: Training metrics drawn in ``<tier>-training.png`` (those a learner logs; others are skipped).
+TRAINING_METRICS = (
+    ("values/q_mean", "Q̂ batch mean"),
+    ("losses/q", "critic loss"),
+    ("weights/lambda_vd_mean", "λ_vd batch mean"),
+    ("weights/lambda_tn_mean", "λ_tn batch mean"),
+)
+
+
+def metric_curve(recs: Sequence[dict], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean over seeds of a training metric at every logged interval all seeds share."""
+    per_seed = [{int(m["update"]): float(m[metric]) for m in rec.get("metrics") or [] if metric in m} for rec in recs]
+    common = sorted(set.intersection(*(set(d) for d in per_seed))) if per_seed else []
+    if not common:
+        return None
+    return np.array(common), np.array([[d[u] for u in common] for d in per_seed]).mean(axis=0)
+
+
+def _plot_training(board: Leaderboard, path: Path) -> Path | None:
+    """Training metrics (rows: tasks, columns: metrics), a line per variant; None if none logged."""
+    order = [r.variant for r in board.rows]
+    colors, styles = _colors(order), _styles(order)
+    metrics = [(m, label) for m, label in TRAINING_METRICS if any(metric_curve(recs, m) is not None for recs in board.runs.values())]
+    if not metrics:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.6 * len(metrics) + 0.5, 2.8 * len(board.tasks) + 0.8), layout="constrained")
+    axes = fig.subplots(len(board.tasks), len(metrics), squeeze=False)
+    for i, task in enumerate(board.tasks):
+        for j, (metric, label) in enumerate(metrics):
+            ax = axes[i, j]
+            for variant in order:
+                recs = board.runs.get((task, variant))
+                curve = metric_curve(recs, metric) if recs else None
+                if curve is not None:
+                    ax.plot(*curve, color=colors[variant], linestyle=styles[variant], linewidth=1.4, label=variant)
+            ax.set_title(f"{task}: {label}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if i == len(board.tasks) - 1:
+                ax.set_xlabel("updates")
+    fig.suptitle(f"Training metrics — tier {board.tier} (mean over seeds)")
+    _legend(fig, axes.ravel(), order)
     return _save_png(fig, path)
 
 
@@ -532,9 +636,14 @@ def write_plots(board: Leaderboard, out_dir: Path) -> list[Path]:
     """Write the tier's PNGs into ``out_dir``; an optional plot with nothing to show is not
     written, and an old copy of it (from an earlier, different store) is removed."""
     written = []
+    variants = [r.variant for r in board.rows]
+    main = [v for v in variants if not _is_ablation(v)]
+    ablations = [v for v in variants if _is_ablation(v) or v in ("mabcq", "bcq")] if any(map(_is_ablation, variants)) else []
     plots = [
-        (f"{board.tier}-curves.png", lambda p: _plot_over_training(board, "normalized_score", "normalized score", "Learning curves", p)),
+        (f"{board.tier}-curves.png", lambda p: _plot_over_training(board, "normalized_score", "normalized score", "Learning curves", p, main)),
+        (f"{board.tier}-ablations.png", lambda p: _plot_over_training(board, "normalized_score", "normalized score", "MABCQ's ablations and ε", p, ablations) if ablations else None),
         (f"{board.tier}-coordination.png", lambda p: _plot_over_training(board, "coordination_gap", r"$\max_i V_i(s) - \min_i V_i(s)$", "Coordination gap", p)),
+        (f"{board.tier}-training.png", lambda p: _plot_training(board, p)),
         (f"{board.tier}-epsilon.png", lambda p: _plot_epsilon(board, p)),
     ]
     for name, draw in plots:

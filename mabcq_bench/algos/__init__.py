@@ -41,16 +41,84 @@ class AlgoSpec:
 
     def config(self, task: Task | None = None, **overrides: Any) -> Any:
         """The resolved config: class defaults, then the preset, then the task's ε (where the
-        config has that field), then ``overrides``."""
-        names = {f.name for f in dataclasses.fields(self.config_cls)}
-        unknown = sorted(set(overrides) - names)
+        config has that field), then ``overrides``, each checked against its field's type and
+        range (:func:`check_value`)."""
+        fields = {f.name: f for f in dataclasses.fields(self.config_cls)}
+        unknown = sorted(set(overrides) - set(fields))
         if unknown:
-            raise UserError(f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(names))}")
+            raise UserError(f"{self.name} has no option {', '.join(unknown)}; its options: {', '.join(sorted(fields))}")
+        for name, value in overrides.items():
+            check_value(self.name, name, value, fields[name].type)
         values = dict(self.preset)
-        if task is not None and "epsilon" in names:
+        if task is not None and "epsilon" in fields:
             values["epsilon"] = task.epsilon
         values.update(overrides)
-        return self.config_cls(**values)
+        try:
+            return self.config_cls(**values)
+        except ValueError as exc:
+            raise UserError(f"{self.name}: {exc}") from None
+
+    def inert(self, overrides: Mapping[str, Any]) -> list[str]:
+        """The names among ``overrides`` that do not change what this algorithm computes (ε
+        for an algorithm without λ_vd), per its config's ``inert_fields()``."""
+        names = {f.name for f in dataclasses.fields(self.config_cls)}
+        cfg = self.config(None, **{k: v for k, v in overrides.items() if k in names})
+        dead = set(cfg.inert_fields()) if hasattr(cfg, "inert_fields") else set()
+        return sorted(k for k in overrides if k in dead)
+
+
+#: Ranges of hyperparameters by name, wherever they appear: (low, high, low included, high included).
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "gamma": (0.0, 1.0, False, True),
+    "tau": (0.0, 1.0, False, True),
+    "epsilon": (0.0, 1.0, True, True),  # λ_vd is clipped to [1 − ε, 1 + ε]: ε > 1 allows negative weights
+    "soft_clip": (0.0, 1.0, True, True),
+    "phi": (0.0, float("inf"), True, False),
+    "kl_weight": (0.0, float("inf"), True, False),
+    "vd_e_floor": (0.0, float("inf"), False, False),
+    "batch_size": (1, float("inf"), True, False),
+    "n_actions": (1, float("inf"), True, False),
+    "latent_dim": (1, float("inf"), True, False),
+    "vae_pretrain_updates": (0, float("inf"), True, False),
+}
+
+
+def check_value(algo: str, name: str, value: Any, annotation: Any) -> None:
+    """One line naming the option when ``value`` does not fit its field's type or range.
+
+    Raises:
+        UserError: e.g. ``mabcq: epsilon must be a number, got 'abc'``.
+    """
+    ann = str(annotation)
+    bad = lambda what: UserError(f"{algo}: {name} must be {what}, got {value!r}")  # noqa: E731
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ann.startswith("Literal["):
+        choices = [c.strip().strip("'\"") for c in ann[len("Literal[") : -1].split(",")]
+        if value not in choices:
+            raise bad("one of " + ", ".join(choices))
+        return
+    if ann.endswith("| None") and value is None:
+        return
+    if ann.startswith("tuple["):
+        if not isinstance(value, (tuple, list)) or not value or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise bad("a list of numbers, e.g. [64, 64]")
+        if "int" in ann and not all(isinstance(v, int) and v > 0 for v in value):
+            raise bad("a list of positive integers")
+        return
+    if ann == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return
+    if ann == "int" and not (number and float(value).is_integer()):
+        raise bad("an integer")
+    if ann == "float" and not number:
+        raise bad("a number")
+    if name.startswith("lr_") and not value > 0:
+        raise bad("positive")
+    if name in RANGES:
+        low, high, low_in, high_in = RANGES[name]
+        if not ((value >= low if low_in else value > low) and (value <= high if high_in else value < high)):
+            raise bad(f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}")
 
 
 ALGOS: dict[str, AlgoSpec] = {

@@ -86,6 +86,15 @@ class MABCQConfig:
             self.tn_clip = (float(self.tn_clip[0]), float(self.tn_clip[1]))
         self.hidden = tuple(int(h) for h in self.hidden)
 
+    def inert_fields(self) -> set[str]:
+        """Options that change nothing under this config: λ_vd's without λ_vd, λ_tn's without λ_tn."""
+        out = set()
+        if not self.use_vd:
+            out |= {"epsilon", "vd_terminal", "vd_e_floor"}
+        if not self.use_tn:
+            out |= {"tn_clip"}
+        return out
+
 
 class MABCQ(TorchLearner):
     """One agent's MABCQ learner (or an ablation, by its config's flags).
