@@ -226,7 +226,8 @@ def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, exe
 
     sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device)
     if sweep.records:
-        click.echo(format_table(build_tables(sweep.records, protocol.tier)))
+        for board in sorted({r["tier"] for r in sweep.records}):
+            click.echo(format_table(build_tables(sweep.records, board)))
     click.echo(f"{len(sweep.records)} runs finished ({sweep.skipped} reused), {len(sweep.failures)} failed, {sweep.wall_s:.0f}s")
     if sweep.failures:
         raise UserError(
@@ -286,7 +287,7 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
     import tempfile
     from pathlib import Path
 
-    from mabcq_bench import regress
+    from mabcq_bench import harness, regress
     from mabcq_bench.datasets import make_data
     from mabcq_bench.recipes import load_recipe
 
@@ -307,11 +308,13 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
             raise UserError(f"not writing a reference from a sweep with failed runs: {'; '.join(failures)}")
         tol = tolerance if tolerance is not None else float(ref["tolerance"])
         mtol = metric_tolerance if metric_tolerance is not None else ref.get("metric_tolerance")
-        new = regress.reference_from_records(sweep.records, ref["tier"], ref["tasks"], ref["algos"], ref["seeds"], tol, ref.get("tolerance_note", ""), mtol)
+        board = harness.board_name(ref["tier"], harness.dataset_version(ref["tasks"][0], ref["tier"]))
+        new = regress.reference_from_records(sweep.records, ref["tier"], ref["tasks"], ref["algos"], ref["seeds"], tol, ref.get("tolerance_note", ""), mtol, board=board)
         regress.write_reference(ref_path, new)
         click.echo(f"wrote {ref_path}")
         return
-    table, ok = regress.compare(ref, sweep.records, failures)
+    board = harness.board_name(ref["tier"], harness.dataset_version(ref["tasks"][0], ref["tier"]))
+    table, ok = regress.compare(ref, sweep.records, failures, board=board)
     click.echo(table)
     if not ok:
         raise UserError("scores moved beyond the tolerance or runs failed (see the table)")

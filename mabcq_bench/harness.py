@@ -228,6 +228,8 @@ def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, dev
 
     specs = list(specs)
     _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier)
+    # runs on another version of the datasets are filed and tabulated apart (never mixed)
+    specs = [dataclasses.replace(s, tier=board_name(s.tier, dataset_version(s.task, dataset_tier))) for s in specs]
     datasets_of: dict[str, tuple[tuple[tuple[str, str], ...], float, float]] = {}
     out = []
     for spec in specs:
@@ -262,6 +264,14 @@ def _check_all_present(task_names: Sequence[str], tier: str) -> None:
     missing = [name for name in task_names if any(not dataset_path(i).exists() for i in _dataset_ids(get_task(name), tier))]
     if missing:
         raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {','.join(missing)} --preset {tier}`")
+
+
+def board_name(tier: str, version: int) -> str:
+    """The name a run's records are filed and tabulated under: the protocol tier for runs on
+    version-0 datasets (the first leaderboard's), ``<tier>-v<N>`` for runs on version N. Runs
+    on different versions of the datasets are different experiments: their records live in
+    different folders and tables, never in one cell."""
+    return tier if version == 0 else f"{tier}-v{version}"
 
 
 def dataset_version(task: str, tier: str) -> int:

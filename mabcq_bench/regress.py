@@ -133,6 +133,7 @@ def reference_from_records(
     tolerance: float,
     note: str,
     metric_tolerance: float | None = None,
+    board: str | None = None,
 ) -> dict:
     """A reference from the runs of a finished sweep: every (task, algo) over every seed.
 
@@ -144,13 +145,15 @@ def reference_from_records(
         note: why this tolerance (e.g. the spread seen between machines).
         metric_tolerance: largest allowed relative change of a training metric; ``None``: the
             reference holds no metrics.
+        board: the records' tier name when it is not ``tier`` (runs on version-N datasets are
+            filed as ``<tier>-v<N>``, see :func:`mabcq_bench.harness.board_name`).
 
     Raises:
         UserError: a (task, algo, seed) without a finished run, mixed fingerprints, bad tolerance.
     """
     if not _is_number(tolerance) or tolerance < 0:
         raise UserError(f"tolerance must be a number >= 0, got {tolerance!r}")
-    current = _current(records, tier, seeds)
+    current = _current(records, board or tier, seeds)
     scores, fingerprints, metrics = {}, {}, {}
     for task in tasks:
         for algo in algos:
@@ -188,7 +191,7 @@ def write_reference(path: str | Path, ref: Mapping[str, Any]) -> Path:
     return path
 
 
-def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Mapping[str, str]) -> tuple[str, bool]:
+def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Mapping[str, str], board: str | None = None) -> tuple[str, bool]:
     """Today's scores beside the reference's.
 
     Every reference entry gets a status: ``ok`` (|delta| ≤ tolerance and every reference metric
@@ -201,6 +204,7 @@ def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Map
         reference: a reference (see :func:`load_reference`).
         records: today's run records; only the reference's tier and seeds are used.
         failures: "task/algo" -> one-line reason, for runs of today's sweep that failed.
+        board: the records' tier name when it is not the reference's tier (``smoke-v1``).
 
     Returns:
         ``(table, ok)``: the plain-text table (columns task/algo, reference, now, delta, status;
@@ -212,7 +216,7 @@ def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Map
         raise UserError(f"the regression reference {problem}")
     tol = float(reference["tolerance"])
     seeds = reference["seeds"]
-    current = _current(records, reference["tier"], seeds)
+    current = _current(records, board or reference["tier"], seeds)
     fingerprints = reference.get("fingerprints", {})
     ref_metrics = reference.get("metrics", {})
     mtol = float(reference.get("metric_tolerance", 0.0))

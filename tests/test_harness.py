@@ -240,3 +240,35 @@ def test_shipped_protocol_files_are_what_the_registry_generates():
         assert path.read_text() == harness.protocol_text(tier, protocol, note, datasets), f"run `mabcq-bench baselines --write` ({path})"
     long = harness.load_protocol("lite-long")
     assert long.datasets == "lite" and long.protocol["updates"] == 5 * harness.load_protocol("lite").protocol["updates"]
+
+
+def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tmp_path, monkeypatch):
+    """v0 and v1 datasets are different experiments: their runs never share a folder or a cell."""
+    from mabcq_bench.leaderboard import build_tables, load_records
+    from mabcq_bench.recipes import load_recipe
+
+    minari_copy = tmp_path / "minari"  # the shared tiny store stays as it was for other tests
+    shutil.copytree(store["MINARI_DATASETS_PATH"], minari_copy)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_copy))
+    (v0,) = _runs("bcq")
+    harness.execute(v0, store["results"])
+    assert v0.spec.tier == "tiny" and v0.datasets[0][0].endswith("-v0")
+    # the same tier, version 1 of its datasets (a recipe with dataset_version = 1)
+    from conftest import tiny_recipe_text
+    from mabcq_bench.datasets import make_data
+
+    recipe_path = store["base"] / "recipes" / "tiny.toml"
+    original = recipe_path.read_text()
+    try:
+        recipe_path.write_text("dataset_version = 1\n" + tiny_recipe_text())
+        make_data(load_recipe("tiny").for_task("hopper"), progress=False, log=lambda _: None)
+        (v1,) = _runs("bcq")
+        assert v1.spec.tier == "tiny-v1" and v1.datasets[0][0].endswith("-v1")
+        harness.execute(v1, store["results"])
+    finally:
+        recipe_path.write_text(original)
+    records = load_records(store["results"])
+    assert sorted(r["tier"] for r in records) == ["tiny", "tiny-v1"]
+    assert (store["results"] / "tiny-v1" / "hopper" / "bcq" / "seed0.json").exists()
+    assert [c.n for c in build_tables(records, "tiny").rows[0].cells.values()] == [1]
+    assert [c.n for c in build_tables(records, "tiny-v1").rows[0].cells.values()] == [1]
