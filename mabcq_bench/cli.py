@@ -33,8 +33,8 @@ _PRESET_HELP = "Tier (smoke, lite, paper: datasets/<tier>.toml) or a path to a r
 
 def _plan(env: str, preset: str):
     """Resolve tasks and recipes up front, so bad input fails before any work starts."""
-    from mabcq_bench.recipes import load_recipe
-    from mabcq_bench.tasks import resolve_tasks
+    from mabcq_bench.data.recipes import load_recipe
+    from mabcq_bench.data.tasks import resolve_tasks
 
     tasks = resolve_tasks(env)
     recipe_file = load_recipe(preset)
@@ -59,11 +59,11 @@ def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address:
     (MINARI_DATASETS_PATH, default ~/.minari/datasets) as mabcq/<task>/<tier>-agent<i>-v<N>.
     Rerunning resumes an interrupted job and skips what is finished.
     """
-    from mabcq_bench.datasets import make_data
+    from mabcq_bench.data.datasets import make_data
 
     recipes = _plan(env, preset)
     if executor == "ray":
-        from mabcq_bench.ray_exec import make_data_ray
+        from mabcq_bench.runs.ray import make_data_ray
 
         statuses = make_data_ray(recipes, address=address, workers=workers, retrain=retrain, log=click.echo)
     else:
@@ -75,7 +75,7 @@ def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address:
 
 def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
     """Print each dataset's comparison with its tier's committed manifest; True if all are the same."""
-    from mabcq_bench import manifest
+    from mabcq_bench.data import manifest
 
     ok = True
     for tier in sorted({r.tier for r in recipes}):
@@ -103,7 +103,7 @@ def manifest_cmd(env: str, preset: str, write: bool) -> None:
     Each dataset is identical (the published bits), equivalent (other bits, per-part returns
     within 5% of the expert-random span) or differs. Exits 1 if any differs or is missing.
     """
-    from mabcq_bench import manifest
+    from mabcq_bench.data import manifest
 
     recipes = _plan(env, preset)
     if not write:
@@ -119,7 +119,7 @@ def manifest_cmd(env: str, preset: str, write: bool) -> None:
 
 
 def _n_agents(recipe) -> int:
-    from mabcq_bench.tasks import get_task
+    from mabcq_bench.data.tasks import get_task
 
     return get_task(recipe.task).n_agents
 
@@ -134,7 +134,7 @@ def train_expert_cmd(env: str, preset: str, progress: bool, ship: bool) -> None:
 
     Checkpoints are evaluated as they are saved; training stops at the recipe's target return.
     """
-    from mabcq_bench.experts import REFERENCES, ship_expert, train_expert
+    from mabcq_bench.data.experts import REFERENCES, ship_expert, train_expert
 
     for recipe in _plan(env, preset):
         expert = train_expert(recipe, progress=progress, log=click.echo)
@@ -154,7 +154,7 @@ def bench_data_cmd(env: str, preset: str, transitions: int, num_envs: int | None
     """Measure dataset collection (transitions/s) beside raw stepping of the same task."""
     import json as _json
 
-    from mabcq_bench.bench_data import bench_collection
+    from mabcq_bench.data.bench import bench_collection
 
     if "," in env or env == "all":
         raise UserError("bench-data measures one task: give --env with a single task name")
@@ -184,9 +184,9 @@ def _seeds(text: str) -> list[int]:
 def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu"):
     from pathlib import Path
 
-    from mabcq_bench import harness
+    from mabcq_bench.runs import harness
     from mabcq_bench.algos import resolve_algos
-    from mabcq_bench.tasks import resolve_tasks
+    from mabcq_bench.data.tasks import resolve_tasks
 
     _check_folder(Path(results), "--results")
     tasks = resolve_tasks(env)
@@ -222,7 +222,7 @@ def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, exe
 
     Finished runs are skipped, interrupted ones resume from their checkpoint. Ends with the table.
     """
-    from mabcq_bench.leaderboard import build_tables, format_table
+    from mabcq_bench.report.leaderboard import build_tables, format_table
 
     sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device)
     if sweep.records:
@@ -247,7 +247,7 @@ def leaderboard_cmd(results: str, out: str | None) -> None:
     """
     from pathlib import Path
 
-    from mabcq_bench.leaderboard import build_tables, format_table, load_records, unfinished_runs, write_leaderboard
+    from mabcq_bench.report.leaderboard import build_tables, format_table, load_records, unfinished_runs, write_leaderboard
 
     records = load_records(results)
     skipped = unfinished_runs(results)
@@ -287,9 +287,10 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
     import tempfile
     from pathlib import Path
 
-    from mabcq_bench import harness, regress
-    from mabcq_bench.datasets import make_data
-    from mabcq_bench.recipes import load_recipe
+    from mabcq_bench.runs import harness
+    from mabcq_bench.report import regress
+    from mabcq_bench.data.datasets import make_data
+    from mabcq_bench.data.recipes import load_recipe
 
     ref_path = Path(reference)
     if ref_path.exists() or not update:
@@ -326,7 +327,7 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
 @click.option("--write", is_flag=True, help="Regenerate baselines/<tier>.toml from the algorithm registry's defaults.")
 def baselines_cmd(write: bool) -> None:
     """Show (or regenerate) the protocol files: run protocol and every algorithm's hyperparameters."""
-    from mabcq_bench import harness
+    from mabcq_bench.runs import harness
     from mabcq_bench.util import atomic_path
 
     for tier, (protocol, note, datasets) in harness.DEFAULT_PROTOCOLS.items():
@@ -344,7 +345,7 @@ def baselines_cmd(write: bool) -> None:
 
 import json  # noqa: E402  (imports kept in this section; others edit the top of the file)
 
-from mabcq_bench import matrix_game as _matrix_game  # noqa: E402
+from mabcq_bench.algos import matrix_game as _matrix_game  # noqa: E402
 
 
 @main.command("matrix-game")
@@ -411,7 +412,7 @@ def bench(device: str, repeats: int, updates: int, threads: int | None, as_json:
     analytically) and this machine's measured fp32 matmul peak. The paper: 10 ms / 18 ms on a
     GTX 1080Ti.
     """
-    from mabcq_bench.bench_update import bench_update, format_report
+    from mabcq_bench.algos.bench import bench_update, format_report
 
     result = bench_update(device=device, repeats=repeats, updates=updates, threads=threads)
     click.echo(json.dumps(result) if as_json else format_report(result))

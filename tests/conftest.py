@@ -75,8 +75,8 @@ def smoke_hopper(tmp_path_factory):
 
     Yields the (minari root, home) folders; tests that read them set the variables themselves.
     """
-    from mabcq_bench.datasets import make_data
-    from mabcq_bench.recipes import load_recipe
+    from mabcq_bench.data.datasets import make_data
+    from mabcq_bench.data.recipes import load_recipe
 
     base = tmp_path_factory.mktemp("smoke")
     env = {"MINARI_DATASETS_PATH": str(base / "minari"), "MABCQ_BENCH_HOME": str(base / "home")}
@@ -101,9 +101,9 @@ TINY_PROTOCOL = {"updates": 6, "eval_every": 3, "eval_episodes": 1, "diag_states
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
     """Tiny hopper datasets (tier 'tiny') and a matching tiny protocol, made once."""
-    from mabcq_bench import harness
-    from mabcq_bench.datasets import make_data
-    from mabcq_bench.recipes import load_recipe
+    from mabcq_bench.runs import harness
+    from mabcq_bench.data.datasets import make_data
+    from mabcq_bench.data.recipes import load_recipe
 
     base = tmp_path_factory.mktemp("tiny")
     (base / "recipes").mkdir()
@@ -125,12 +125,12 @@ def tiny_store(tmp_path_factory):
 @pytest.fixture
 def store(tiny_store, monkeypatch, tmp_path):
     """The tiny store in use: datasets, experts, and the 'tiny' recipe and protocol as tiers."""
-    from mabcq_bench import harness
+    from mabcq_bench.runs import harness
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", tiny_store["MINARI_DATASETS_PATH"])
     monkeypatch.setenv("MABCQ_BENCH_HOME", tiny_store["MABCQ_BENCH_HOME"])
     monkeypatch.setattr(harness, "BASELINES_DIR", tiny_store["base"] / "baselines")
-    import mabcq_bench.recipes as recipes
+    import mabcq_bench.data.recipes as recipes
 
     monkeypatch.setattr(recipes, "RECIPES_DIR", tiny_store["base"] / "recipes")
     return {**tiny_store, "results": tmp_path / "runs"}

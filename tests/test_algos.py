@@ -18,7 +18,7 @@ from conftest import random_batch
 from mabcq_bench.algos import ALGOS, Batch, Learner, get_algo, make_learner, resolve_algos
 from mabcq_bench.algos.base import torch_threads
 from mabcq_bench.algos.nets import MLP
-from mabcq_bench.bench_update import update_flops
+from mabcq_bench.algos.bench import update_flops
 from mabcq_bench.cli import main
 from mabcq_bench.errors import UserError
 

@@ -8,11 +8,12 @@ import pytest
 from click.testing import CliRunner
 from stable_baselines3 import SAC
 
-from mabcq_bench import exact, recipes
+from mabcq_bench.data import exact
+from mabcq_bench.data import recipes
 from mabcq_bench.cli import main
-from mabcq_bench.experts import FILES, find_expert, local_dir, sac_policy, shipped_dir, train_expert
-from mabcq_bench.recipes import load_recipe
-from mabcq_bench.tasks import TASKS
+from mabcq_bench.data.experts import FILES, find_expert, local_dir, sac_policy, shipped_dir, train_expert
+from mabcq_bench.data.recipes import load_recipe
+from mabcq_bench.data.tasks import TASKS
 
 QUIET = {"progress": False, "log": lambda _: None}
 
@@ -107,7 +108,7 @@ def test_sac_trains_from_scratch_keeps_checkpoints_and_is_reused(tiny_recipe_fil
         SAC.load(first.path(name), device="cpu")  # ordinary SB3 checkpoints
     for key in ("random", "zero_action", "intermediate", "expert"):
         assert len(first.returns[key]["returns"]) == recipe.eval_episodes
-    import mabcq_bench.experts as experts
+    import mabcq_bench.data.experts as experts
 
     monkeypatch.setattr(experts, "_train_segments", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     again = train_expert(recipe, **QUIET)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mabcq_bench import harness
+from mabcq_bench.runs import harness
 from mabcq_bench.algos import ALGOS, AlgoSpec
 
 

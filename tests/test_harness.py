@@ -9,10 +9,10 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from mabcq_bench import harness
+from mabcq_bench.runs import harness
 from mabcq_bench.cli import main
 from mabcq_bench.errors import UserError
-from mabcq_bench.tasks import TASKS
+from mabcq_bench.data.tasks import TASKS
 
 
 def _runs(algo="mabcq", seeds=(0,), overrides=()):
@@ -44,7 +44,7 @@ def test_interrupted_run_resumes_to_the_same_record(store):
     class Stop(Exception):
         pass
 
-    import mabcq_bench.learn as learn
+    import mabcq_bench.runs.learn as learn
 
     original = learn.train_agents
 
@@ -244,8 +244,8 @@ def test_shipped_protocol_files_are_what_the_registry_generates():
 
 def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tmp_path, monkeypatch):
     """v0 and v1 datasets are different experiments: their runs never share a folder or a cell."""
-    from mabcq_bench.leaderboard import build_tables, load_records
-    from mabcq_bench.recipes import load_recipe
+    from mabcq_bench.report.leaderboard import build_tables, load_records
+    from mabcq_bench.data.recipes import load_recipe
 
     minari_copy = tmp_path / "minari"  # the shared tiny store stays as it was for other tests
     shutil.copytree(store["MINARI_DATASETS_PATH"], minari_copy)
@@ -255,7 +255,7 @@ def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tm
     assert v0.spec.tier == "tiny" and v0.datasets[0][0].endswith("-v0")
     # the same tier, version 1 of its datasets (a recipe with dataset_version = 1)
     from conftest import tiny_recipe_text
-    from mabcq_bench.datasets import make_data
+    from mabcq_bench.data.datasets import make_data
 
     recipe_path = store["base"] / "recipes" / "tiny.toml"
     original = recipe_path.read_text()

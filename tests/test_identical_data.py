@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from mabcq_bench import manifest
+from mabcq_bench.data import manifest
 from mabcq_bench.util import versions
 
 #: A setting is the environment a CPU of another kind would effectively run under.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.leaderboard import TASK_ORDER, build_tables, epsilon_points, format_markdown, format_table, load_records, write_leaderboard
+from mabcq_bench.report.leaderboard import TASK_ORDER, build_tables, epsilon_points, format_markdown, format_table, load_records, write_leaderboard
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +78,7 @@ def assert_png(path: Path):
 
 
 def test_task_order_is_the_registry_order():
-    from mabcq_bench.tasks import TASKS
+    from mabcq_bench.data.tasks import TASKS
 
     assert TASK_ORDER == tuple(TASKS)
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from mabcq_bench.buffer import AgentData
+from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.errors import UserError
-from mabcq_bench.learn import TrainResult, train_agents
-from mabcq_bench.tasks import get_task
+from mabcq_bench.runs.learn import TrainResult, train_agents
+from mabcq_bench.data.tasks import get_task
 
 HOPPER = get_task("hopper")  # 3 agents, state 11, one action each
 TINY = {"batch_size": 32, "hidden": (16, 16)}

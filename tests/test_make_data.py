@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner
 
 from mabcq_bench.cli import main
-from mabcq_bench.datasets import dataset_path, make_data
+from mabcq_bench.data.datasets import dataset_path, make_data
 from mabcq_bench.errors import UserError
-from mabcq_bench.experts import find_expert, local_dir, shipped_dir
-from mabcq_bench.recipes import load_recipe
-from mabcq_bench.tasks import TASKS
+from mabcq_bench.data.experts import find_expert, local_dir, shipped_dir
+from mabcq_bench.data.recipes import load_recipe
+from mabcq_bench.data.tasks import TASKS
 
 from conftest import tiny_recipe_text
 

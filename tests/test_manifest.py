@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mabcq_bench import manifest
+from mabcq_bench.data import manifest
 from mabcq_bench.cli import main
-from mabcq_bench.recipes import load_recipe
+from mabcq_bench.data.recipes import load_recipe
 from mabcq_bench.util import versions
 
 
@@ -23,7 +23,7 @@ def _use(store: dict, monkeypatch) -> None:
 
 def test_committed_smoke_manifest_matches_regenerated_data(smoke_hopper, monkeypatch):
     """The published smoke manifest is what make-data produces from the shipped experts, on any
-    x86-64 CPU (the data's bits do not depend on the CPU: mabcq_bench.exact)."""
+    x86-64 CPU (the data's bits do not depend on the CPU: mabcq_bench.data.exact)."""
     _use(smoke_hopper, monkeypatch)
     doc = json.loads(manifest.manifest_path("smoke").read_text())
     listed = {e["dataset_id"]: e for e in doc["datasets"]}
@@ -43,7 +43,7 @@ def tiny(store, tmp_path, monkeypatch):
     """The tiny store, with its recipe folder copied per test (manifests are written beside it)."""
     import shutil
 
-    from mabcq_bench import recipes
+    from mabcq_bench.data import recipes
 
     folder = tmp_path / "recipes"
     shutil.copytree(recipes.RECIPES_DIR, folder)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from mabcq_bench.cli import main
 from mabcq_bench.errors import UserError
-from mabcq_bench.matrix_game import ALGOS, solve
+from mabcq_bench.algos.matrix_game import ALGOS, solve
 
 # Table 1: agent 1 picks the row, agent 2 the column; behaviours [0.8, 0.2] and [0.4, 0.6].
 PAYOFF = np.array([[1.0, 5.0], [6.0, 1.0]])

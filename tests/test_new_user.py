@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mabcq_bench import harness
+from mabcq_bench.runs import harness
 from mabcq_bench.cli import main
-from mabcq_bench.leaderboard import unfinished_runs, write_leaderboard
+from mabcq_bench.report.leaderboard import unfinished_runs, write_leaderboard
 
 from test_leaderboard import assert_png, fake_records, make_record, write_store
 
@@ -55,7 +55,7 @@ def test_unfinished_runs_are_skipped_and_counted(tmp_path):
 
 
 def test_a_failed_run_keeps_its_checkpoint_but_not_its_lock_and_says_what_to_do(store, monkeypatch):
-    import mabcq_bench.learn as learn
+    import mabcq_bench.runs.learn as learn
 
     (run,) = harness.prepare([harness.RunSpec("tiny", "hopper", "bcq", 0)], harness.load_protocol("tiny"), "tiny")
     original = learn.train_agents

@@ -12,8 +12,8 @@ import minari
 import pytest
 import ray
 
-from mabcq_bench import harness
-from mabcq_bench.recipes import load_recipe
+from mabcq_bench.runs import harness
+from mabcq_bench.data.recipes import load_recipe
 
 from conftest import TINY_PROTOCOL
 
@@ -78,7 +78,7 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(store, local
 
 
 def test_make_data_through_ray_gives_the_same_datasets(store, local_ray, tmp_path, monkeypatch):
-    from mabcq_bench.ray_exec import make_data_ray
+    from mabcq_bench.runs.ray import make_data_ray
 
     recipe = load_recipe("tiny").for_task("hopper")
     expected = [minari.load_dataset(recipe.dataset_id(i)).storage.metadata["checksum"] for i in range(3)]

@@ -3,8 +3,8 @@
 import pytest
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.recipes import PARTS, load_recipe
-from mabcq_bench.tasks import TASKS
+from mabcq_bench.data.recipes import PARTS, load_recipe
+from mabcq_bench.data.tasks import TASKS
 
 from conftest import tiny_recipe_text
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.regress import compare, load_reference, reference_from_records, write_reference
+from mabcq_bench.report.regress import compare, load_reference, reference_from_records, write_reference
 
 
 def make_record(task, algo, seed, score, fingerprint="f" * 16, tier="smoke"):

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from mabcq_bench import harness, regress
+from mabcq_bench.runs import harness
+from mabcq_bench.report import regress
 from mabcq_bench.algos import mabcq as mabcq_module
-from mabcq_bench.datasets import make_data
-from mabcq_bench.recipes import load_recipe
+from mabcq_bench.data.datasets import make_data
+from mabcq_bench.data.recipes import load_recipe
 
 REFERENCE = harness.BASELINES_DIR.parent / "leaderboard" / "regress-reference.json"
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from mabcq_bench.rollout import collect, decentralized, evaluate, random_policy
-from mabcq_bench.tasks import TASKS
+from mabcq_bench.data.rollout import collect, decentralized, evaluate, random_policy
+from mabcq_bench.data.tasks import TASKS
 
 
 def test_collect_returns_exactly_the_budget_as_consistent_episodes():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mabcq_bench import separation
-from mabcq_bench.leaderboard import build_tables, write_leaderboard
+from mabcq_bench.report import separation
+from mabcq_bench.report.leaderboard import build_tables, write_leaderboard
 
 from test_leaderboard import make_record
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.tasks import TASKS, get_task, resolve_tasks
+from mabcq_bench.data.tasks import TASKS, get_task, resolve_tasks
 
 # Table 6: agents, state size, action size per agent, epsilon
 TABLE6 = {
@@ -68,7 +68,7 @@ def test_unknown_task_lists_valid_ones():
 
 
 def test_agent_data_is_a_plain_namedtuple():
-    from mabcq_bench.buffer import AgentData
+    from mabcq_bench.data.buffer import AgentData
 
     d = AgentData(*(np.zeros((4, k), np.float32) for k in (11, 1)), np.zeros(4, np.float32), np.zeros((4, 11), np.float32), np.zeros(4, np.float32))
     assert d.size == 4 and len(d) == 5  # five fields; the transition count is .size

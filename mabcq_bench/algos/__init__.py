@@ -18,7 +18,7 @@ from mabcq_bench.algos.behavior import Behavior, BehaviorConfig
 from mabcq_bench.algos.ddpg import DDPG, DDPGConfig
 from mabcq_bench.algos.mabcq import MABCQ, MABCQConfig
 from mabcq_bench.errors import UserError
-from mabcq_bench.tasks import Task
+from mabcq_bench.data.tasks import Task
 
 
 @dataclass(frozen=True)

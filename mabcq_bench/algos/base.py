@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mabcq_bench.buffer import AgentData
+from mabcq_bench.data.buffer import AgentData
 
 
 class Batch(NamedTuple):

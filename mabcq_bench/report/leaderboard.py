@@ -9,9 +9,9 @@ rows (one per variant: an algorithm plus its overrides) and columns (one per tas
 
 - ``<tier>.md`` / ``<tier>.csv``: per task "mean ± std (n)" of the final normalized score over
   seeds, the aggregate "IQM [low, high]" over all runs of all tasks (stratified bootstrap, see
-  :func:`mabcq_bench.aggregate.stratified_bootstrap_iqm`) and the coordination diagnostic;
+  :func:`mabcq_bench.report.aggregate.stratified_bootstrap_iqm`) and the coordination diagnostic;
   rows by aggregate IQM, best first. ``<tier>.md`` ends with where the algorithms separate
-  over training (:mod:`mabcq_bench.separation`).
+  over training (:mod:`mabcq_bench.report.separation`).
 - ``<tier>-curves.png``: normalized score over training, per task on a grid (the paper's
   Figure 2), the main algorithms; ``<tier>-ablations.png``: the same for MABCQ's ablations and
   ε variants beside MABCQ and BCQ.
@@ -39,15 +39,15 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from mabcq_bench import separation
-from mabcq_bench.aggregate import mean_std, stratified_bootstrap_iqm
+from mabcq_bench.report import separation
+from mabcq_bench.report.aggregate import mean_std, stratified_bootstrap_iqm
 from mabcq_bench.errors import UserError
 from mabcq_bench.util import atomic_path
 
 #: The run-record schema this module reads.
 SCHEMA = 1
 
-#: Column order of the tables: the paper's tasks (the order of ``mabcq_bench.tasks.TASKS``, kept
+#: Column order of the tables: the paper's tasks (the order of ``mabcq_bench.data.tasks.TASKS``, kept
 #: here so that tables need not import the simulator stack), then any other task by name.
 TASK_ORDER = ("halfcheetah", "walker", "hopper", "ant")
 

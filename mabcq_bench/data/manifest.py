@@ -19,12 +19,12 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from mabcq_bench.datasets import dataset_path, verify_dataset
+from mabcq_bench.data.datasets import dataset_path, verify_dataset
 from mabcq_bench.errors import UserError
-from mabcq_bench.experts import REFERENCES
-from mabcq_bench import recipes
-from mabcq_bench.recipes import Recipe
-from mabcq_bench.tasks import get_task
+from mabcq_bench.data.experts import REFERENCES
+from mabcq_bench.data import recipes
+from mabcq_bench.data.recipes import Recipe
+from mabcq_bench.data.tasks import get_task
 from mabcq_bench.util import write_json
 
 MANIFEST_VERSION = 2

@@ -20,7 +20,7 @@ Every part is made of complete episodes (reset to termination or the time limit)
 last episode is cut to make its size exact (flagged truncated, listed in the metadata's
 ``incomplete_episodes``). The early part re-enacts SAC's first ``early_steps`` steps: uniform
 random actions until the first saved actor, then each saved stochastic actor for its share of the
-window (:func:`early_episodes`). Every policy is evaluated with :mod:`mabcq_bench.exact`, so the
+window (:func:`early_episodes`). Every policy is evaluated with :mod:`mabcq_bench.data.exact`, so the
 datasets made from the shipped experts are the same bits on every x86-64 CPU.
 
 Writes are atomic: a dataset is built in a hidden staging folder inside the Minari root (Minari
@@ -42,12 +42,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from mabcq_bench.buffer import AgentData
+from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.errors import UserError
-from mabcq_bench.experts import REFERENCES, Expert, early_snapshot_steps, get_expert
-from mabcq_bench.recipes import PARTS, Recipe
-from mabcq_bench.rollout import Episode, PolicyFn, collect, random_policy
-from mabcq_bench.tasks import Task, get_task
+from mabcq_bench.data.experts import REFERENCES, Expert, early_snapshot_steps, get_expert
+from mabcq_bench.data.recipes import PARTS, Recipe
+from mabcq_bench.data.rollout import Episode, PolicyFn, collect, random_policy
+from mabcq_bench.data.tasks import Task, get_task
 from mabcq_bench.util import derive_seed, ensure_writable, exclusive_lock, versions
 
 STAGING = ".mabcq-staging"

@@ -1,7 +1,7 @@
 """Scores and their aggregates: normalization, mean ± std over seeds, IQM with a bootstrap interval.
 
 Everything here is plain numpy/scipy on arrays of numbers; reading results and writing tables is
-:mod:`mabcq_bench.leaderboard`'s job.
+:mod:`mabcq_bench.report.leaderboard`'s job.
 
 The robust aggregate follows Agarwal et al. (2021, "Deep RL at the edge of the statistical
 precipice", the method of ``rliable``): the interquartile mean (IQM) of all runs of all tasks,

@@ -62,7 +62,7 @@ def _environment() -> dict[str, str]:
 
 def _run_task(run, results: str, env: dict[str, str]):
     os.environ.update(env)
-    from mabcq_bench.harness import _worker
+    from mabcq_bench.runs.harness import _worker
 
     return _worker(run, results)
 
@@ -102,14 +102,14 @@ def ray_pool(
 
 def _expert_task(recipe, retrain: bool, env: dict[str, str]) -> None:
     os.environ.update(env)
-    from mabcq_bench.experts import get_expert
+    from mabcq_bench.data.experts import get_expert
 
     get_expert(recipe, retrain=retrain, progress=False, log=lambda _: None)
 
 
 def _dataset_task(recipe, agent: int, retrain: bool, env: dict[str, str]):
     os.environ.update(env)
-    from mabcq_bench.datasets import make_agent_dataset
+    from mabcq_bench.data.datasets import make_agent_dataset
 
     return make_agent_dataset(recipe, agent, retrain=retrain, progress=False, log=lambda _: None)
 
@@ -117,8 +117,8 @@ def _dataset_task(recipe, agent: int, retrain: bool, env: dict[str, str]):
 def make_data_ray(recipes: Sequence, address: str | None = None, workers: int | None = None, retrain: bool = False, log: Callable[[str], None] = print) -> list:
     """``make-data`` on Ray: the experts in parallel (shipped ones are only checked), then
     every agent's dataset in parallel."""
-    from mabcq_bench.datasets import datasets_root
-    from mabcq_bench.tasks import get_task
+    from mabcq_bench.data.datasets import datasets_root
+    from mabcq_bench.data.tasks import get_task
     from mabcq_bench.util import ensure_writable
 
     ray = _ray()

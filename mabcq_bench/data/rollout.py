@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from mabcq_bench.tasks import Task
+from mabcq_bench.data.tasks import Task
 
 #: Batch of states ``(B, state_dim)`` -> batch of joint actions ``(B, joint_action_dim)``.
 PolicyFn = Callable[[np.ndarray], np.ndarray]

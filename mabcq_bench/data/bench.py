@@ -2,7 +2,7 @@
 
 Rates in transitions per second, all measured in one run on the same task:
 
-- ``collect``: :func:`mabcq_bench.rollout.collect` with the real collection policy (two SAC actors
+- ``collect``: :func:`mabcq_bench.data.rollout.collect` with the real collection policy (two SAC actors
   mixed per agent, plus noise), including building the episodes;
 - ``raw_vector``: raw stepping of the *same trajectory*: the vector environment replaying the
   actions collection issued, from the same seeds (the task is deterministic, so every step and
@@ -20,11 +20,11 @@ import time
 import numpy as np
 import torch
 
-from mabcq_bench.datasets import mixed_policy
-from mabcq_bench.experts import find_expert, sac_policy
-from mabcq_bench.recipes import Recipe
-from mabcq_bench.rollout import collect
-from mabcq_bench.tasks import get_task
+from mabcq_bench.data.datasets import mixed_policy
+from mabcq_bench.data.experts import find_expert, sac_policy
+from mabcq_bench.data.recipes import Recipe
+from mabcq_bench.data.rollout import collect
+from mabcq_bench.data.tasks import get_task
 
 
 def bench_collection(recipe: Recipe, transitions: int = 20_000, num_envs: int | None = None) -> dict:

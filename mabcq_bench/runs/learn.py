@@ -3,7 +3,7 @@
 Every agent i gets its own learner, built from a registry name, and trains on minibatches drawn
 from its own dataset B_i with its own seeded generator. No parameters, actions or critics are
 shared: the agents meet only at evaluation, where their policies act together in the real task
-(:func:`mabcq_bench.rollout.decentralized`).
+(:func:`mabcq_bench.data.rollout.decentralized`).
 
 Runs are resumable: with a checkpoint path, the whole training state (networks, optimizers, the
 learners' torch generators, the samplers' numpy generators, the logs so far) is written atomically
@@ -23,12 +23,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from mabcq_bench import rollout
+from mabcq_bench.data import rollout
 from mabcq_bench.algos import Batch, Learner, get_algo
 from mabcq_bench.algos.base import config_dict, plain, torch_threads, tune_malloc
-from mabcq_bench.buffer import AgentData
+from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.errors import UserError
-from mabcq_bench.tasks import Task
+from mabcq_bench.data.tasks import Task
 from mabcq_bench.util import atomic_path, derive_seed
 
 CHECKPOINT_FORMAT = 1

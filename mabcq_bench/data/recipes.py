@@ -33,7 +33,7 @@ PARTS = ("early", "self_intermediate", "self_expert", "all_expert")
 
 #: Where the shipped tier files live (the repository's ``datasets/``); override with
 #: ``MABCQ_BENCH_RECIPES``.
-RECIPES_DIR = Path(os.environ.get("MABCQ_BENCH_RECIPES", Path(__file__).resolve().parent.parent / "datasets"))
+RECIPES_DIR = Path(os.environ.get("MABCQ_BENCH_RECIPES", Path(__file__).resolve().parents[2] / "datasets"))
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class ExpertRecipe:
 
     Training stops at the first checkpoint past ``early_steps`` whose deterministic policy
     returns ``target_return`` on the evaluation seeds, or at ``total_steps``; see
-    :mod:`mabcq_bench.experts`.
+    :mod:`mabcq_bench.data.experts`.
     """
 
     name: str  # the published expert's folder: datasets/experts/<name>/<task>/
@@ -149,7 +149,7 @@ def load_recipe(preset: str) -> RecipeFile:
     tasks = data.get("tasks", {})
     if not isinstance(tasks, dict):
         raise UserError(f"malformed recipe {path}: [tasks] must be a table of per-task overrides")
-    from mabcq_bench.tasks import TASKS
+    from mabcq_bench.data.tasks import TASKS
 
     for name in tasks:
         if name not in TASKS:

@@ -25,7 +25,7 @@ and resumed makes the same computation as one that never stopped.
 
 Why re-enact the early part instead of shipping SAC's experience: the paper tier needs 200k
 early transitions per task (hundreds of MB of float64 states), while a handful of actors is a few
-MB and, evaluated with :mod:`mabcq_bench.exact`, gives the same bits on every CPU.
+MB and, evaluated with :mod:`mabcq_bench.data.exact`, gives the same bits on every CPU.
 """
 
 from __future__ import annotations
@@ -41,12 +41,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mabcq_bench import recipes
+from mabcq_bench.data import recipes
 from mabcq_bench.errors import UserError
-from mabcq_bench.exact import Actor
-from mabcq_bench.recipes import Recipe
-from mabcq_bench.rollout import PolicyFn, evaluate, random_policy, zero_policy
-from mabcq_bench.tasks import Task, get_task
+from mabcq_bench.data.exact import Actor
+from mabcq_bench.data.recipes import Recipe
+from mabcq_bench.data.rollout import PolicyFn, evaluate, random_policy, zero_policy
+from mabcq_bench.data.tasks import Task, get_task
 from mabcq_bench.util import atomic_path, derive_seed, exclusive_lock, home, versions, write_json
 
 POLICIES = ("intermediate", "expert")
@@ -112,7 +112,7 @@ class Expert:
 
 def sac_policy(model) -> PolicyFn:
     """The deterministic action of an SB3 SAC model for a batch of states, in env units,
-    computed with :mod:`mabcq_bench.exact` (equal to ``model.predict(s, deterministic=True)``
+    computed with :mod:`mabcq_bench.data.exact` (equal to ``model.predict(s, deterministic=True)``
     up to float32 rounding; ``tests/test_experts.py``)."""
     return Actor.from_sb3(model).deterministic
 
