@@ -184,25 +184,27 @@ def _seeds(text: str) -> list[int]:
 def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu"):
     from pathlib import Path
 
-    from mabcq_bench.runs import harness
     from mabcq_bench.algos import resolve_algos
+    from mabcq_bench.runs.plan import RunSpec, parse_overrides, prepare
+    from mabcq_bench.runs.protocol import load_protocol
+    from mabcq_bench.runs.sweep import default_workers, run_sweep
     from mabcq_bench.data.tasks import resolve_tasks
 
     _check_folder(Path(results), "--results")
     tasks = resolve_tasks(env)
     algos = resolve_algos(algo)
-    protocol = harness.load_protocol(preset)
-    extra = harness.parse_overrides(overrides)
+    protocol = load_protocol(preset)
+    extra = parse_overrides(overrides)
     per_algo = {}
     for a in algos:  # an override that changes nothing for an algorithm is not applied to it
         dead = a.inert(dict(extra))
         if dead:
             click.echo(f"--set {', '.join(dead)} does not change {a.name}: its runs are made without {'it' if len(dead) == 1 else 'them'}")
         per_algo[a.name] = tuple((k, v) for k, v in extra if k not in dead)
-    specs = [harness.RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name]) for t in tasks for a in algos for s in seeds]
-    runs = harness.prepare(specs, protocol, protocol.datasets, device=device)
-    sweep = harness.run_sweep(runs, Path(results), workers or harness.default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
-    return sweep, protocol
+    specs = [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name]) for t in tasks for a in algos for s in seeds]
+    runs = prepare(specs, protocol, protocol.datasets, device=device)
+    result = run_sweep(runs, Path(results), workers or default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
+    return result, protocol
 
 
 @main.command("run")
@@ -287,8 +289,8 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
     import tempfile
     from pathlib import Path
 
-    from mabcq_bench.runs import harness
     from mabcq_bench.report import regress
+    from mabcq_bench.runs.plan import board_name, dataset_version
     from mabcq_bench.data.datasets import make_data
     from mabcq_bench.data.recipes import load_recipe
 
@@ -309,12 +311,12 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
             raise UserError(f"not writing a reference from a sweep with failed runs: {'; '.join(failures)}")
         tol = tolerance if tolerance is not None else float(ref["tolerance"])
         mtol = metric_tolerance if metric_tolerance is not None else ref.get("metric_tolerance")
-        board = harness.board_name(ref["tier"], harness.dataset_version(ref["tasks"][0], ref["tier"]))
+        board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]))
         new = regress.reference_from_records(sweep.records, ref["tier"], ref["tasks"], ref["algos"], ref["seeds"], tol, ref.get("tolerance_note", ""), mtol, board=board)
         regress.write_reference(ref_path, new)
         click.echo(f"wrote {ref_path}")
         return
-    board = harness.board_name(ref["tier"], harness.dataset_version(ref["tasks"][0], ref["tier"]))
+    board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]))
     table, ok = regress.compare(ref, sweep.records, failures, board=board)
     click.echo(table)
     if not ok:
@@ -327,12 +329,12 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
 @click.option("--write", is_flag=True, help="Regenerate baselines/<tier>.toml from the algorithm registry's defaults.")
 def baselines_cmd(write: bool) -> None:
     """Show (or regenerate) the protocol files: run protocol and every algorithm's hyperparameters."""
-    from mabcq_bench.runs import harness
+    from mabcq_bench.runs.protocol import BASELINES_DIR, DEFAULT_PROTOCOLS, protocol_text
     from mabcq_bench.util import atomic_path
 
-    for tier, (protocol, note, datasets) in harness.DEFAULT_PROTOCOLS.items():
-        text = harness.protocol_text(tier, protocol, note, datasets)
-        path = harness.BASELINES_DIR / f"{tier}.toml"
+    for tier, (proto, note, datasets) in DEFAULT_PROTOCOLS.items():
+        text = protocol_text(tier, proto, note, datasets)
+        path = BASELINES_DIR / f"{tier}.toml"
         if write:
             with atomic_path(path) as tmp:
                 tmp.write_text(text)

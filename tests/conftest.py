@@ -101,7 +101,7 @@ TINY_PROTOCOL = {"updates": 6, "eval_every": 3, "eval_episodes": 1, "diag_states
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
     """Tiny hopper datasets (tier 'tiny') and a matching tiny protocol, made once."""
-    from mabcq_bench.runs import harness
+    from mabcq_bench.runs import protocol
     from mabcq_bench.data.datasets import make_data
     from mabcq_bench.data.recipes import load_recipe
 
@@ -109,7 +109,7 @@ def tiny_store(tmp_path_factory):
     (base / "recipes").mkdir()
     (base / "recipes" / "tiny.toml").write_text(tiny_recipe_text())
     (base / "baselines").mkdir()
-    text = harness.protocol_text("tiny", TINY_PROTOCOL, "test protocol").replace("batch_size = 1024", "batch_size = 32")
+    text = protocol.protocol_text("tiny", TINY_PROTOCOL, "test protocol").replace("batch_size = 1024", "batch_size = 32")
     (base / "baselines" / "tiny.toml").write_text(text)
     env = {"MINARI_DATASETS_PATH": str(base / "minari"), "MABCQ_BENCH_HOME": str(base / "home")}
     old = {k: os.environ.get(k) for k in env}
@@ -125,11 +125,11 @@ def tiny_store(tmp_path_factory):
 @pytest.fixture
 def store(tiny_store, monkeypatch, tmp_path):
     """The tiny store in use: datasets, experts, and the 'tiny' recipe and protocol as tiers."""
-    from mabcq_bench.runs import harness
+    from mabcq_bench.runs import protocol
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", tiny_store["MINARI_DATASETS_PATH"])
     monkeypatch.setenv("MABCQ_BENCH_HOME", tiny_store["MABCQ_BENCH_HOME"])
-    monkeypatch.setattr(harness, "BASELINES_DIR", tiny_store["base"] / "baselines")
+    monkeypatch.setattr(protocol, "BASELINES_DIR", tiny_store["base"] / "baselines")
     import mabcq_bench.data.recipes as recipes
 
     monkeypatch.setattr(recipes, "RECIPES_DIR", tiny_store["base"] / "recipes")

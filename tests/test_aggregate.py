@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mabcq_bench.report.aggregate import iqm, mean_std, normalized_score, stratified_bootstrap_iqm
+from mabcq_bench.report.aggregate import iqm, mean_std, stratified_bootstrap_iqm
+from mabcq_bench.runs.execute import normalized_score
 from mabcq_bench.errors import UserError
 
 

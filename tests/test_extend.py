@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mabcq_bench.runs import harness
+from mabcq_bench.runs import execute, plan, protocol
+from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.algos import ALGOS, AlgoSpec
 
 
@@ -58,13 +59,12 @@ class BC:
 
 def test_a_new_algorithm_runs_through_the_harness(store, monkeypatch):
     monkeypatch.setitem(ALGOS, "bc", AlgoSpec("bc", BC, BCConfig, {}, "deterministic behaviour cloning"))
-    path = harness.BASELINES_DIR / "tiny.toml"
+    path = protocol.BASELINES_DIR / "tiny.toml"
     original = path.read_text()
     path.write_text(original + "\n[algos.bc]\nhidden = 32\nlr = 0.001\nbatch_size = 64\n")
     try:
-        protocol = harness.load_protocol("tiny")
-        (run,) = harness.prepare([harness.RunSpec("tiny", "hopper", "bc", 0)], protocol, "tiny")
-        record = harness.execute(run, store["results"])
+        (run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "bc", 0)], load_protocol("tiny"), "tiny")
+        record = execute.execute(run, store["results"])
     finally:
         path.write_text(original)
     assert record["algo"] == "bc" and record["config"] == {"hidden": 32, "lr": 0.001, "batch_size": 64}

@@ -9,21 +9,22 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from mabcq_bench.runs import harness
+from mabcq_bench.runs import execute, plan, protocol, sweep
+from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.cli import main
 from mabcq_bench.errors import UserError
 from mabcq_bench.data.tasks import TASKS
 
 
 def _runs(algo="mabcq", seeds=(0,), overrides=()):
-    protocol = harness.load_protocol("tiny")
-    specs = [harness.RunSpec("tiny", "hopper", algo, s, tuple(overrides)) for s in seeds]
-    return harness.prepare(specs, protocol, "tiny")
+    protocol = load_protocol("tiny")
+    specs = [plan.RunSpec("tiny", "hopper", algo, s, tuple(overrides)) for s in seeds]
+    return plan.prepare(specs, protocol, "tiny")
 
 
 def test_record_holds_what_the_leaderboard_needs(store):
     (run,) = _runs()
-    record = harness.execute(run, store["results"])
+    record = execute.execute(run, store["results"])
     path = store["results"] / "tiny" / "hopper" / "mabcq" / "seed0.json"
     assert json.loads(path.read_text()) == record
     assert record["status"] == "finished" and record["updates"] == 6
@@ -39,7 +40,7 @@ def test_record_holds_what_the_leaderboard_needs(store):
 
 def test_interrupted_run_resumes_to_the_same_record(store):
     (run,) = _runs(seeds=(1,))
-    straight = harness.execute(run, store["results"] / "a")
+    straight = execute.execute(run, store["results"] / "a")
 
     class Stop(Exception):
         pass
@@ -59,45 +60,45 @@ def test_interrupted_run_resumes_to_the_same_record(store):
     learn.train_agents = train_with_hook
     try:
         with pytest.raises(Stop):
-            harness.execute(run, store["results"] / "b")
+            execute.execute(run, store["results"] / "b")
     finally:
         learn.train_agents = original
     assert run.spec.checkpoint_path(store["results"] / "b").exists()
     assert not run.spec.record_path(store["results"] / "b").exists()  # a crashed run has no record
-    resumed = harness.execute(run, store["results"] / "b")
+    resumed = execute.execute(run, store["results"] / "b")
     for key in ("final", "curve", "config_fingerprint"):
         assert resumed[key] == straight[key]
 
 
 def test_rerun_skips_finished_runs(store):
     runs = _runs(seeds=(0, 1))
-    first = harness.run_sweep(runs, store["results"], workers=1, progress=False, log=lambda _: None)
+    first = sweep.run_sweep(runs, store["results"], workers=1, progress=False, log=lambda _: None)
     assert first.skipped == 0 and len(first.records) == 2 and not first.failures
     stamps = [r.spec.record_path(store["results"]).stat().st_mtime_ns for r in runs]
-    again = harness.run_sweep(runs, store["results"], workers=1, progress=False, log=lambda _: None)
+    again = sweep.run_sweep(runs, store["results"], workers=1, progress=False, log=lambda _: None)
     assert again.skipped == 2 and [r["final"] for r in again.records] == [r["final"] for r in first.records]
     assert [r.spec.record_path(store["results"]).stat().st_mtime_ns for r in runs] == stamps
 
 
 def test_runs_of_another_configuration_are_refused_not_overwritten(store):
     (run,) = _runs()
-    harness.execute(run, store["results"])
+    execute.execute(run, store["results"])
     before = run.spec.record_path(store["results"]).read_text()
-    path = harness.BASELINES_DIR / "tiny.toml"
+    path = protocol.BASELINES_DIR / "tiny.toml"
     original = path.read_text()
     path.write_text(original.replace("lr_q = 0.001", "lr_q = 0.002", 1))
     try:
         (changed,) = _runs()
         assert changed.fingerprint != run.fingerprint
         with pytest.raises(UserError, match="holds hopper/mabcq seed 0 of another configuration"):
-            harness.run_sweep([changed], store["results"], workers=1, progress=False, log=lambda _: None)
+            sweep.run_sweep([changed], store["results"], workers=1, progress=False, log=lambda _: None)
     finally:
         path.write_text(original)
     assert run.spec.record_path(store["results"]).read_text() == before
 
 
 def test_overrides_name_the_variant_and_change_the_config(store):
-    (run,) = _runs(overrides=harness.parse_overrides(["epsilon=0.4"]))
+    (run,) = _runs(overrides=plan.parse_overrides(["epsilon=0.4"]))
     assert run.spec.variant == "mabcq epsilon=0.4" and run.config["epsilon"] == 0.4 and run.epsilon == 0.4
     (bcq,) = _runs(algo="bcq")
     assert bcq.epsilon is None  # no value deviation, no ε
@@ -109,13 +110,13 @@ def test_corrupt_record_is_reported(store):
     path.parent.mkdir(parents=True)
     path.write_text("{ not json")
     with pytest.raises(UserError, match="is corrupt"):
-        harness.run_sweep([run], store["results"], workers=1, progress=False, log=lambda _: None)
+        sweep.run_sweep([run], store["results"], workers=1, progress=False, log=lambda _: None)
     assert path.read_text() == "{ not json"
 
 
 def test_missing_datasets_name_the_make_data_command(store):
     with pytest.raises(UserError, match=r"make them with `mabcq-bench make-data --env walker --preset tiny`"):
-        harness.prepare([harness.RunSpec("tiny", "walker", "bcq", 0)], harness.load_protocol("tiny"), "tiny")
+        plan.prepare([plan.RunSpec("tiny", "walker", "bcq", 0)], load_protocol("tiny"), "tiny")
 
 
 def test_datasets_that_do_not_match_the_task(store, tmp_path, monkeypatch):
@@ -207,9 +208,9 @@ def test_a_tier_can_train_on_another_tiers_datasets(store, tmp_path):
     longer = text.replace('tier = "tiny"', 'tier = "tiny-long"\ndatasets = "tiny"').replace("updates = 6", "updates = 9")
     path = tmp_path / "tiny-long.toml"
     path.write_text(longer)
-    protocol = harness.load_protocol(str(path))
+    protocol = load_protocol(str(path))
     assert (protocol.tier, protocol.datasets, protocol.protocol["updates"]) == ("tiny-long", "tiny", 9)
-    assert harness.load_protocol("tiny").datasets == "tiny"
+    assert load_protocol("tiny").datasets == "tiny"
     result = _cli(["run", "--algo", "bcq", "--env", "hopper", "--preset", str(path), "--seeds", "1", "--results", str(store["results"]), "--workers", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
     record = json.loads((store["results"] / "tiny-long" / "hopper" / "bcq" / "seed0.json").read_text())
@@ -227,19 +228,19 @@ def test_a_run_another_process_is_training_is_refused_not_trained_twice(store):
     lock = run.spec.checkpoint_path(store["results"]).with_suffix(".lock")
     with exclusive_lock(lock, "a run"):  # as another sweep over the same store holds it
         with pytest.raises(UserError, match=r"another mabcq-bench process is working on run tiny/hopper/mabcq/seed3"):
-            harness.execute(run, store["results"])
+            execute.execute(run, store["results"])
     assert not run.spec.record_path(store["results"]).exists()
-    record = harness.execute(run, store["results"])
+    record = execute.execute(run, store["results"])
     assert record["seed"] == 3 and not lock.exists() and not run.spec.checkpoint_path(store["results"]).exists()
 
 
 def test_shipped_protocol_files_are_what_the_registry_generates():
     """baselines/<tier>.toml lists every hyperparameter: regenerate it when a default changes."""
-    for tier, (protocol, note, datasets) in harness.DEFAULT_PROTOCOLS.items():
-        path = harness.BASELINES_DIR / f"{tier}.toml"
-        assert path.read_text() == harness.protocol_text(tier, protocol, note, datasets), f"run `mabcq-bench baselines --write` ({path})"
-    long = harness.load_protocol("lite-long")
-    assert long.datasets == "lite" and long.protocol["updates"] == 5 * harness.load_protocol("lite").protocol["updates"]
+    for tier, (proto, note, datasets) in protocol.DEFAULT_PROTOCOLS.items():
+        path = protocol.BASELINES_DIR / f"{tier}.toml"
+        assert path.read_text() == protocol.protocol_text(tier, proto, note, datasets), f"run `mabcq-bench baselines --write` ({path})"
+    long = load_protocol("lite-long")
+    assert long.datasets == "lite" and long.protocol["updates"] == 5 * load_protocol("lite").protocol["updates"]
 
 
 def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tmp_path, monkeypatch):
@@ -251,7 +252,7 @@ def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tm
     shutil.copytree(store["MINARI_DATASETS_PATH"], minari_copy)
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_copy))
     (v0,) = _runs("bcq")
-    harness.execute(v0, store["results"])
+    execute.execute(v0, store["results"])
     assert v0.spec.tier == "tiny" and v0.datasets[0][0].endswith("-v0")
     # the same tier, version 1 of its datasets (a recipe with dataset_version = 1)
     from conftest import tiny_recipe_text
@@ -264,7 +265,7 @@ def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tm
         make_data(load_recipe("tiny").for_task("hopper"), progress=False, log=lambda _: None)
         (v1,) = _runs("bcq")
         assert v1.spec.tier == "tiny-v1" and v1.datasets[0][0].endswith("-v1")
-        harness.execute(v1, store["results"])
+        execute.execute(v1, store["results"])
     finally:
         recipe_path.write_text(original)
     records = load_records(store["results"])

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from mabcq_bench.runs import harness
+from mabcq_bench.runs import execute, plan
+from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.cli import main
 from mabcq_bench.report.leaderboard import unfinished_runs, write_leaderboard
 
@@ -57,7 +57,7 @@ def test_unfinished_runs_are_skipped_and_counted(tmp_path):
 def test_a_failed_run_keeps_its_checkpoint_but_not_its_lock_and_says_what_to_do(store, monkeypatch):
     import mabcq_bench.runs.learn as learn
 
-    (run,) = harness.prepare([harness.RunSpec("tiny", "hopper", "bcq", 0)], harness.load_protocol("tiny"), "tiny")
+    (run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "bcq", 0)], load_protocol("tiny"), "tiny")
     original = learn.train_agents
 
     def crash_after_a_checkpoint(*args, on_update=None, **kwargs):
@@ -71,7 +71,7 @@ def test_a_failed_run_keeps_its_checkpoint_but_not_its_lock_and_says_what_to_do(
 
     monkeypatch.setattr(learn, "train_agents", crash_after_a_checkpoint)
     with pytest.raises(RuntimeError):
-        harness.execute(run, store["results"])
+        execute.execute(run, store["results"])
     assert run.spec.checkpoint_path(store["results"]).exists()
     assert not run.spec.checkpoint_path(store["results"]).with_suffix(".lock").exists()
 
@@ -80,7 +80,7 @@ def test_a_failed_run_keeps_its_checkpoint_but_not_its_lock_and_says_what_to_do(
     class Sweep:  # what run_sweep returns when a run failed in a worker
         records, skipped, failures, wall_s = [], 0, {"hopper/bcq/seed0": "RuntimeError: diverged (NaN loss)"}, 1.0
 
-    monkeypatch.setattr(cli, "_sweep", lambda *a, **k: (Sweep(), harness.load_protocol("tiny")))
+    monkeypatch.setattr(cli, "_sweep", lambda *a, **k: (Sweep(), load_protocol("tiny")))
     result = _invoke(["run", "--algo", "bcq", "--preset", "tiny", "--results", str(store["results"])])
     assert result.exit_code == 1 and "hopper/bcq/seed0: RuntimeError: diverged (NaN loss)" in result.output
     assert "Rerun the same command to resume them from their checkpoints, or delete their seed<k>.ckpt* files" in result.output

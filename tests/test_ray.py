@@ -12,7 +12,8 @@ import minari
 import pytest
 import ray
 
-from mabcq_bench.runs import harness
+from mabcq_bench.runs import execute, plan, protocol, sweep
+from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.data.recipes import load_recipe
 
 from conftest import TINY_PROTOCOL
@@ -28,9 +29,9 @@ def local_ray():
 
 
 def _runs(protocol_name="tiny", algos=("bcq",), seeds=(0, 1)):
-    protocol = harness.load_protocol(protocol_name)
-    specs = [harness.RunSpec("tiny", "hopper", a, s) for a in algos for s in seeds]
-    return harness.prepare(specs, protocol, "tiny")
+    protocol = load_protocol(protocol_name)
+    specs = [plan.RunSpec("tiny", "hopper", a, s) for a in algos for s in seeds]
+    return plan.prepare(specs, protocol, "tiny")
 
 
 def _finals(records):
@@ -39,35 +40,35 @@ def _finals(records):
 
 def test_a_sweep_through_ray_equals_the_local_pool(store, local_ray):
     runs = _runs(algos=("bcq", "behavior"))
-    local = harness.run_sweep(runs, store["results"] / "local", workers=2, executor="local", **QUIET)
-    via_ray = harness.run_sweep(runs, store["results"] / "ray", workers=2, executor="ray", **QUIET)
+    local = sweep.run_sweep(runs, store["results"] / "local", workers=2, executor="local", **QUIET)
+    via_ray = sweep.run_sweep(runs, store["results"] / "ray", workers=2, executor="ray", **QUIET)
     assert not via_ray.failures and len(via_ray.records) == 4
     assert _finals(via_ray.records) == _finals(local.records)
-    again = harness.run_sweep(runs, store["results"] / "ray", workers=2, executor="ray", **QUIET)
+    again = sweep.run_sweep(runs, store["results"] / "ray", workers=2, executor="ray", **QUIET)
     assert again.skipped == 4  # the same store: finished runs are skipped, whoever ran them
 
 
 def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(store, local_ray):
     slow = {**TINY_PROTOCOL, "updates": 150, "eval_every": 150, "checkpoint_every": 10}
-    text = harness.protocol_text("tiny", slow, "slower test protocol").replace("batch_size = 1024", "batch_size = 32")
-    (harness.BASELINES_DIR / "tiny-slow.toml").write_text(text)
+    text = protocol.protocol_text("tiny", slow, "slower test protocol").replace("batch_size = 1024", "batch_size = 32")
+    (protocol.BASELINES_DIR / "tiny-slow.toml").write_text(text)
     runs = _runs("tiny-slow", seeds=(0, 1))
-    reference = {(r.spec.variant, r.spec.seed): harness.execute(r, store["results"] / "reference") for r in runs}
+    reference = {(r.spec.variant, r.spec.seed): execute.execute(r, store["results"] / "reference") for r in runs}
 
     results = store["results"] / "killed"
     outcome = {}
-    sweep = threading.Thread(target=lambda: outcome.update(result=harness.run_sweep(runs, results, workers=2, executor="ray", **QUIET)))
-    sweep.start()
+    thread = threading.Thread(target=lambda: outcome.update(result=sweep.run_sweep(runs, results, workers=2, executor="ray", **QUIET)))
+    thread.start()
     killed = None
     deadline = time.time() + 120
-    while killed is None and time.time() < deadline and sweep.is_alive():
+    while killed is None and time.time() < deadline and thread.is_alive():
         for ckpt in results.glob("tiny/hopper/bcq/seed*.ckpt"):
             marker = json.loads(ckpt.with_suffix(".ckpt.json").read_text())
             os.kill(marker["pid"], signal.SIGKILL)  # the Ray worker process running this run
             killed = ckpt
             break
         time.sleep(0.02)
-    sweep.join(timeout=300)
+    thread.join(timeout=300)
     assert killed is not None, "no run reached a checkpoint to kill"
     result = outcome["result"]
     assert not result.failures and len(result.records) == 2

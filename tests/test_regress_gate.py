@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from mabcq_bench.runs import harness
+from mabcq_bench.runs import execute, plan, protocol
+from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.report import regress
 from mabcq_bench.algos import mabcq as mabcq_module
 from mabcq_bench.data.datasets import make_data
 from mabcq_bench.data.recipes import load_recipe
 
-REFERENCE = harness.BASELINES_DIR.parent / "leaderboard" / "regress-reference.json"
+REFERENCE = protocol.BASELINES_DIR.parent / "leaderboard" / "regress-reference.json"
 
 
 def _flip_lambda_vd_sign(monkeypatch):
@@ -34,9 +35,9 @@ def test_a_real_bug_fails_the_gate(bug, monkeypatch, tmp_path):
     assert ref["metrics"]["hopper/mabcq"], "the reference holds MABCQ's training metrics"
     make_data(load_recipe(ref["tier"]).for_task("hopper"), progress=False, log=lambda _: None)
     bug(monkeypatch)
-    protocol = harness.load_protocol(ref["tier"])
-    specs = [harness.RunSpec(protocol.tier, "hopper", "mabcq", seed, ()) for seed in ref["seeds"]]
-    records = [harness.execute(run, tmp_path) for run in harness.prepare(specs, protocol, protocol.datasets)]
+    protocol = load_protocol(ref["tier"])
+    specs = [plan.RunSpec(protocol.tier, "hopper", "mabcq", seed, ()) for seed in ref["seeds"]]
+    records = [execute.execute(run, tmp_path) for run in plan.prepare(specs, protocol, protocol.datasets)]
     only = {**ref, "scores": {"hopper/mabcq": ref["scores"]["hopper/mabcq"]}}
     assert {r["tier"] for r in records} == {"smoke-v1"}  # runs on the v1 smoke datasets are filed apart
     table, ok = regress.compare(only, records, {}, board="smoke-v1")

@@ -1,4 +1,5 @@
-"""Scores and their aggregates: normalization, mean ± std over seeds, IQM with a bootstrap interval.
+"""Aggregates of scores: mean ± std over seeds, IQM with a bootstrap interval (the scores themselves
+are normalized where runs are scored: :func:`mabcq_bench.runs.execute.normalized_score`).
 
 Everything here is plain numpy/scipy on arrays of numbers; reading results and writing tables is
 :mod:`mabcq_bench.report.leaderboard`'s job.
@@ -19,30 +20,6 @@ from numpy.typing import ArrayLike
 from scipy import stats
 
 from mabcq_bench.errors import UserError
-
-
-def normalized_score(returns: ArrayLike, ref_min: float, ref_max: float) -> float | np.ndarray:
-    """Normalize raw episode returns: 0 = the random policy, 100 = the expert.
-
-    ``100 · (R − ref_min) / (ref_max − ref_min)``, the convention of D4RL and Minari (times 100).
-
-    Args:
-        returns: one return or an array of returns (any shape), in the task's reward units.
-        ref_min: mean return of the random policy (the dataset's ``ref_min_score``).
-        ref_max: mean return of the expert (the dataset's ``ref_max_score``).
-
-    Returns:
-        A float for a scalar input, else an array of the input's shape (percent of the expert).
-
-    Raises:
-        UserError: ``ref_max == ref_min`` (the scale is undefined) or a reference is not finite.
-    """
-    if not (np.isfinite(ref_min) and np.isfinite(ref_max)):
-        raise UserError(f"reference scores must be finite numbers, got ref_min={ref_min}, ref_max={ref_max}")
-    if ref_max == ref_min:
-        raise UserError(f"cannot normalize: ref_max_score equals ref_min_score ({ref_min}); the dataset's reference scores are broken")
-    scores = 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
-    return float(scores) if scores.ndim == 0 else scores
 
 
 def _finite_1d(x: ArrayLike, what: str) -> np.ndarray:

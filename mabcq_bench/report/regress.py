@@ -146,7 +146,7 @@ def reference_from_records(
         metric_tolerance: largest allowed relative change of a training metric; ``None``: the
             reference holds no metrics.
         board: the records' tier name when it is not ``tier`` (runs on version-N datasets are
-            filed as ``<tier>-v<N>``, see :func:`mabcq_bench.runs.harness.board_name`).
+            filed as ``<tier>-v<N>``, see :func:`mabcq_bench.runs.plan.board_name`).
 
     Raises:
         UserError: a (task, algo, seed) without a finished run, mixed fingerprints, bad tolerance.

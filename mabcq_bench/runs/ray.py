@@ -62,9 +62,9 @@ def _environment() -> dict[str, str]:
 
 def _run_task(run, results: str, env: dict[str, str]):
     os.environ.update(env)
-    from mabcq_bench.runs.harness import _worker
+    from mabcq_bench.runs.execute import run_one
 
-    return _worker(run, results)
+    return run_one(run, Path(results))
 
 
 def ray_pool(

@@ -1,0 +1,191 @@
+"""Executing one run: train every agent on its own dataset, evaluate, write the record.
+
+For each (task, algorithm, seed) a run loads every agent's Minari dataset, trains each agent on
+its own (:func:`mabcq_bench.runs.learn.train_agents`), evaluates the joint decentralized policy
+every ``eval_every`` updates and at the end on fixed evaluation seeds, and writes one record.
+
+A record is written atomically once the run has finished, so a crashed run never leaves one that
+looks finished. While a run trains, its state is checkpointed next to where the record will be
+(``seed<k>.ckpt``); an interrupted run resumes from it. Every record carries a fingerprint of its
+configuration (algorithm config, protocol, dataset checksums): a results folder holding a run of
+another configuration under the same name is an error, never silently mixed or overwritten.
+
+:func:`run_one` is what every executor calls (a process pool here, Ray tasks on a cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from mabcq_bench.errors import UserError
+from mabcq_bench.runs.plan import PreparedRun, existing_record
+from mabcq_bench.util import exclusive_lock, versions, write_json
+
+RECORD_SCHEMA = 1
+
+#: What an executor reports for each run: (run key, record or None, one-line error or None).
+Outcome = tuple[str, "dict | None", "str | None"]
+
+
+def normalized_score(returns: ArrayLike, ref_min: float, ref_max: float) -> float | np.ndarray:
+    """Normalize raw episode returns: 0 = the random policy, 100 = the expert.
+
+    ``100 · (R − ref_min) / (ref_max − ref_min)``, the convention of D4RL and Minari (times 100).
+
+    Args:
+        returns: one return or an array of returns (any shape), in the task's reward units.
+        ref_min: mean return of the random policy (the dataset's ``ref_min_score``).
+        ref_max: mean return of the expert (the dataset's ``ref_max_score``).
+
+    Returns:
+        A float for a scalar input, else an array of the input's shape (percent of the expert).
+
+    Raises:
+        UserError: ``ref_max == ref_min`` (the scale is undefined) or a reference is not finite.
+    """
+    if not (np.isfinite(ref_min) and np.isfinite(ref_max)):
+        raise UserError(f"reference scores must be finite numbers, got ref_min={ref_min}, ref_max={ref_max}")
+    if ref_max == ref_min:
+        raise UserError(f"cannot normalize: ref_max_score equals ref_min_score ({ref_min}); the dataset's reference scores are broken")
+    scores = 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
+    return float(scores) if scores.ndim == 0 else scores
+
+
+def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | None = None) -> dict:
+    """Train and evaluate one run (resuming from its checkpoint) and write its record.
+
+    A run is locked while it trains (``seed<k>.lock``, released by the OS if the process dies):
+    a second process given the same run, such as two sweeps over one store, fails it with one
+    line instead of training it twice.
+    """
+    done = existing_record(run, results)
+    if done is not None:  # a retry of a run whose worker died after writing its record
+        return done
+    lock = run.spec.checkpoint_path(results).with_suffix(".lock")
+    with exclusive_lock(lock, f"run {run.spec.tier}/{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"):
+        try:
+            ckpt = run.spec.checkpoint_path(results)
+            for debris in ckpt.parent.glob(f".{ckpt.name}*"):  # temp files of a writer that was killed
+                debris.unlink(missing_ok=True)
+            done = existing_record(run, results)  # finished by another process while we waited to start
+            record = done if done is not None else _train_and_record(run, results, progress)
+        finally:  # a failed run leaves its checkpoint (a rerun resumes it), not its lock
+            lock.unlink(missing_ok=True)
+    return record
+
+
+def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int], None] | None) -> dict:
+    import numpy as np
+
+    from mabcq_bench.runs.learn import train_agents
+    from mabcq_bench.data.tasks import get_task
+
+    spec, proto = run.spec, run.protocol
+    task = get_task(spec.task)
+    started = time.time()
+    ckpt = spec.checkpoint_path(results)
+    marker = ckpt.with_suffix(".ckpt.json")
+    if ckpt.exists():
+        saved = json.loads(marker.read_text()) if marker.exists() else {}
+        if saved.get("config_fingerprint") != run.fingerprint:
+            raise UserError(f"checkpoint {ckpt} belongs to another configuration; use another --results folder")
+    # the marker names the process working on the run (for a person, or a test, looking in)
+    write_json(marker, {"config_fingerprint": run.fingerprint, "pid": os.getpid(), "host": os.uname().nodename})
+    datasets = [_agent_data(dataset_id, checksum) for dataset_id, checksum in run.datasets]
+    last = [0]
+
+    def on_update(done: int, _metrics) -> None:
+        if progress is not None and (done - last[0] >= 25 or done == proto["updates"]):
+            progress(done - last[0])
+            last[0] = done
+
+    values = {k: v for k, v in run.config.items()}
+    result = train_agents(
+        task,
+        datasets,
+        spec.algo,
+        updates=proto["updates"],
+        seed=spec.seed,
+        eval_every=proto["eval_every"],
+        eval_episodes=proto["eval_episodes"],
+        diag_states=proto["diag_states"],
+        checkpoint=ckpt,
+        checkpoint_every=proto["checkpoint_every"],
+        threads=proto["threads"],
+        device=run.device,
+        overrides=values,
+        on_update=on_update,
+    )
+
+    def score(returns) -> float:
+        return float(normalized_score(float(np.mean(returns)), run.ref_min, run.ref_max))
+
+    final = result.evaluations[-1]
+    record = {
+        "schema": RECORD_SCHEMA,
+        "status": "finished",
+        "tier": spec.tier,
+        "task": spec.task,
+        "algo": spec.algo,
+        "variant": spec.variant,
+        "overrides": {k: v for k, v in spec.overrides},
+        "epsilon": run.epsilon,
+        "seed": spec.seed,
+        "config_fingerprint": run.fingerprint,
+        "config": run.config,
+        "protocol": proto,
+        "versions": versions(),
+        "datasets": [{"id": i, "checksum": c} for i, c in run.datasets],
+        "ref_min_score": run.ref_min,
+        "ref_max_score": run.ref_max,
+        "final": {
+            "returns": final.returns,
+            "return_mean": final.mean_return,
+            "normalized_score": score(final.returns),
+            "coordination_gap": final.coordination_gap,
+        },
+        "curve": [
+            {"updates": e.update, "return_mean": e.mean_return, "normalized_score": score(e.returns), "coordination_gap": e.coordination_gap}
+            for e in result.evaluations
+        ],
+        "metrics": result.metrics,
+        "updates": result.updates,
+        "wall_s": round(time.time() - started, 1),  # this call: loading, training, scoring
+        "train_wall_s": round(result.total_wall_s, 1),  # training over every call of this run
+    }
+    write_json(spec.record_path(results), record)
+    ckpt.unlink(missing_ok=True)
+    marker.unlink(missing_ok=True)
+    return record
+
+
+_DATA_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _agent_data(dataset_id: str, checksum: str):
+    """Agent data, cached per worker process (a worker runs many seeds of one task)."""
+    from mabcq_bench.data.datasets import load_agent_data
+
+    key = (dataset_id, checksum)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = load_agent_data(dataset_id)
+    return _DATA_CACHE[key]
+
+
+def run_one(run: PreparedRun, results: Path, progress: Callable[[int], None] | None = None) -> Outcome:
+    """:func:`execute`, reporting instead of raising: (key, record, None) or (key, None, error line)."""
+    key = f"{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"
+    try:
+        return key, execute(run, Path(results), progress=progress), None
+    except UserError as exc:
+        return key, None, str(exc)
+    except Exception as exc:  # a crash: the run has no record and will be retried on rerun
+        return key, None, f"{type(exc).__name__}: {exc}".splitlines()[0]

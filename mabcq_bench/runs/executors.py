@@ -1,0 +1,80 @@
+"""Executors: how a sweep's pending runs are carried out. One interface, several engines.
+
+An executor is a function ``(pending, results, workers, on_progress, address) -> iterator of
+Outcome``: it runs every :class:`~mabcq_bench.runs.plan.PreparedRun` through
+:func:`~mabcq_bench.runs.execute.run_one` wherever it likes, calls ``on_progress(n)`` as updates
+are done, and yields each run's outcome as it finishes. ``local`` is a pool of spawned processes
+on this machine; ``ray`` one Ray task per run (:mod:`mabcq_bench.runs.ray`, an optional extra).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing as mp
+import queue
+import signal
+import threading
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from mabcq_bench.runs.execute import Outcome, run_one
+from mabcq_bench.runs.plan import PreparedRun
+
+_EVENTS = None  # a pool worker's end of the progress queue (set by _init_worker)
+
+
+def _init_worker(events) -> None:
+    """Pool worker start: Ctrl-C is the parent's to handle (it stops the workers itself)."""
+    global _EVENTS
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _EVENTS = events
+
+
+def _pool_task(run: PreparedRun, results: str) -> Outcome:
+    return run_one(run, Path(results), progress=_EVENTS.put if _EVENTS is not None else None)
+
+
+def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_progress: Callable[[int], None], address: str | None = None) -> Iterator[Outcome]:
+    """Run ``pending`` on a pool of ``workers`` spawned processes on this machine."""
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                on_progress(events.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            except (EOFError, OSError, ValueError):
+                return
+
+    pumper = threading.Thread(target=pump, daemon=True)
+    pumper.start()
+    pool = cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx, initializer=_init_worker, initargs=(events,))
+    try:
+        futures = [pool.submit(_pool_task, run, str(results)) for run in pending]
+        for future in cf.as_completed(futures):
+            yield future.result()
+        pool.shutdown()
+    except BaseException:
+        # Ctrl-C (or the consumer stopping): stop now. Killing a worker mid-run is safe:
+        # checkpoints and records are written atomically, so a rerun resumes every unfinished run.
+        workers_alive = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers_alive:
+            proc.terminate()
+        raise
+    finally:
+        stop.set()
+        pumper.join(timeout=2)
+
+
+def _ray_pool(*args, **kwargs) -> Iterator[Outcome]:
+    from mabcq_bench.runs.ray import ray_pool  # Ray is an optional extra, imported only when asked for
+
+    return ray_pool(*args, **kwargs)
+
+
+#: How runs are executed: name -> generator of outcomes (see :func:`local_pool`).
+EXECUTORS: dict[str, Callable[..., Iterator[Outcome]]] = {"local": local_pool, "ray": _ray_pool}

@@ -1,0 +1,201 @@
+"""What to run and where its record goes: run specs resolved against a protocol and the datasets.
+
+A :class:`RunSpec` is one (tier, task, algorithm variant, seed); :func:`prepare` resolves every
+spec's configuration, checks the agents' datasets and fingerprints the run, before any work
+starts. A finished run's record is ``<results>/<tier>/<task>/<variant>/seed<k>.json``; runs on
+version-N datasets are filed under ``<tier>-v<N>`` (:func:`board_name`), so different versions
+of the datasets never share a folder or a table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from mabcq_bench.errors import UserError
+from mabcq_bench.runs.protocol import Protocol
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One (tier, task, algorithm variant, seed)."""
+
+    tier: str
+    task: str
+    algo: str
+    seed: int
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def variant(self) -> str:
+        """Display name: the algorithm plus its overrides (``mabcq epsilon=0.4``)."""
+        return " ".join([self.algo] + [f"{k}={v}" for k, v in self.overrides])
+
+    def folder(self, results: Path) -> Path:
+        slug = self.variant.replace(" ", "_").replace("/", "-")
+        return results / self.tier / self.task / slug
+
+    def record_path(self, results: Path) -> Path:
+        return self.folder(results) / f"seed{self.seed}.json"
+
+    def checkpoint_path(self, results: Path) -> Path:
+        return self.folder(results) / f"seed{self.seed}.ckpt"
+
+
+def parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """``key=value`` pairs (values parsed as TOML/JSON scalars or lists) into sorted overrides."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set takes key=value, got {item!r}")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return tuple(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run with everything resolved: the spec, its config, datasets and fingerprint."""
+
+    spec: RunSpec
+    config: dict[str, Any]
+    protocol: dict[str, int]
+    datasets: tuple[tuple[str, str], ...]  # (id, checksum) per agent
+    ref_min: float
+    ref_max: float
+    epsilon: float | None
+    fingerprint: str
+    device: str = "cpu"  # torch device of the learners (cuda runs ask Ray for a GPU)
+
+
+def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, device: str = "cpu") -> list[PreparedRun]:
+    """Resolve configs and check datasets for every run, before any work starts."""
+    from mabcq_bench.algos import get_algo
+    from mabcq_bench.data.tasks import get_task
+
+    specs = list(specs)
+    _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier)
+    # runs on another version of the datasets are filed and tabulated apart (never mixed)
+    specs = [dataclasses.replace(s, tier=board_name(s.tier, dataset_version(s.task, dataset_tier))) for s in specs]
+    datasets_of: dict[str, tuple[tuple[tuple[str, str], ...], float, float]] = {}
+    out = []
+    for spec in specs:
+        task = get_task(spec.task)
+        algo = get_algo(spec.algo)
+        if spec.task not in datasets_of:
+            datasets_of[spec.task] = check_datasets(task, dataset_tier)
+        values = protocol.config(spec.algo, spec.task, dict(spec.overrides))
+        cfg = dataclasses.asdict(algo.config(task, **values))
+        cfg = json.loads(json.dumps(cfg))  # tuples as lists: what a record holds
+        ids, ref_min, ref_max = datasets_of[spec.task]
+        identity = {"task": spec.task, "algo": spec.algo, "config": cfg, "protocol": protocol.protocol, "datasets": ids}
+        if device != "cpu":  # other devices give other numbers: never mixed with CPU runs
+            identity["device"] = device
+        fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+        out.append(PreparedRun(spec, cfg, dict(protocol.protocol), ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device))
+    return out
+
+
+def _dataset_ids(task, tier: str) -> list[str]:
+    from mabcq_bench.data.recipes import dataset_id
+
+    version = dataset_version(task.name, tier)
+    return [dataset_id(task.name, tier, i, version) for i in range(task.n_agents)]
+
+
+def _check_all_present(task_names: Sequence[str], tier: str) -> None:
+    """One line naming every task whose datasets are missing, with the command that makes them."""
+    from mabcq_bench.data.datasets import dataset_path
+    from mabcq_bench.data.tasks import get_task
+
+    missing = [name for name in task_names if any(not dataset_path(i).exists() for i in _dataset_ids(get_task(name), tier))]
+    if missing:
+        raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {','.join(missing)} --preset {tier}`")
+
+
+def board_name(tier: str, version: int) -> str:
+    """The name a run's records are filed and tabulated under: the protocol tier for runs on
+    version-0 datasets (the first leaderboard's), ``<tier>-v<N>`` for runs on version N. Runs
+    on different versions of the datasets are different experiments: their records live in
+    different folders and tables, never in one cell."""
+    return tier if version == 0 else f"{tier}-v{version}"
+
+
+def dataset_version(task: str, tier: str) -> int:
+    """The dataset version runs of ``tier`` use: the one its recipe (``datasets/<tier>.toml``)
+    makes; for a tier without a recipe file there (a user's recipe passed by path), the newest
+    version in the local Minari store."""
+    import re
+
+    from mabcq_bench.data.datasets import datasets_root
+    from mabcq_bench.data.recipes import load_recipe
+
+    try:
+        return load_recipe(tier).for_task(task).dataset_version
+    except UserError:
+        found = [int(m.group(1)) for p in (datasets_root() / "mabcq" / task).glob(f"{tier}-agent0-v*") if (m := re.fullmatch(rf"{re.escape(tier)}-agent0-v(\d+)", p.name))]
+        return max(found, default=0)
+
+
+def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float, float]:
+    """Every agent's dataset of ``task`` at ``tier``: present, readable, and shaped for the task.
+
+    Returns ((id, checksum) per agent, ref_min_score, ref_max_score).
+    """
+    from mabcq_bench.data.datasets import dataset_path, read_metadata
+
+    ids = _dataset_ids(task, tier)
+    missing = [i for i in ids if not dataset_path(i).exists()]
+    if missing:
+        raise UserError(f"datasets {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {task.name} --preset {tier}`")
+    out, refs = [], set()
+    for agent, dataset_id in enumerate(ids):
+        md = read_metadata(dataset_id)
+        shape_ok = (
+            md.get("task") == task.name
+            and md.get("agent") == agent
+            and md.get("n_agents") == task.n_agents
+            and tuple(md["observation_space"].shape) == (task.state_dim,)
+            and tuple(md["action_space"].shape) == (task.action_dims[agent],)
+        )
+        if not shape_ok:
+            raise UserError(f"dataset {dataset_id} does not match task {task.name} (agent {agent}: state {task.state_dim}, action {task.action_dims[agent]}); remake it with make-data")
+        if md.get("computed_checksum") != md.get("checksum"):
+            raise UserError(f"dataset {dataset_id} is corrupt (its data does not match its checksum); remake it with make-data")
+        if md.get("ref_min_score") is None or md.get("ref_max_score") is None:
+            raise UserError(f"dataset {dataset_id} has no reference scores; remake it with make-data")
+        refs.add((float(md["ref_min_score"]), float(md["ref_max_score"]), md.get("recipe_fingerprint")))
+        out.append((dataset_id, md["checksum"]))
+    if len(refs) != 1:
+        raise UserError(f"the {task.name} {tier} datasets come from different recipes; remake them with make-data")
+    (ref_min, ref_max, _), = refs
+    return tuple(out), ref_min, ref_max
+
+
+def existing_record(run: PreparedRun, results: Path) -> dict | None:
+    """The finished record of ``run``, ``None`` if absent; a record of another configuration
+    under the same name, or an unreadable one, is an error."""
+    path = run.spec.record_path(results)
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"result record {path} is corrupt; move it away to rerun that run") from None
+    if not isinstance(record, dict) or record.get("status") != "finished":
+        raise UserError(f"result record {path} is corrupt; move it away to rerun that run")
+    if record.get("config_fingerprint") != run.fingerprint:
+        raise UserError(
+            f"{results} holds {run.spec.task}/{run.spec.variant} seed {run.spec.seed} of another configuration "
+            f"(fingerprint {record.get('config_fingerprint')}, now {run.fingerprint}); use another --results folder"
+        )
+    return record
