@@ -6,8 +6,12 @@ exit status 1; click's own usage errors exit with status 2.
 
 from __future__ import annotations
 
+import json
+
 import click
 
+from mabcq_bench.algos import matrix_game as _matrix_game
+from mabcq_bench.algos import matrix_game_io as _matrix_game_io
 from mabcq_bench.errors import UserError
 
 
@@ -110,18 +114,14 @@ def manifest_cmd(env: str, preset: str, write: bool) -> None:
         if not _echo_manifest_checks(recipes, only_listed=False):
             raise UserError("the local datasets differ from the manifest (see above)")
         return
-    entries = [e for r in recipes for i in range(_n_agents(r)) if (e := manifest.entry(r.dataset_id(i), r))]
+    from mabcq_bench.data.tasks import get_task
+
+    entries = [e for r in recipes for i in range(get_task(r.task).n_agents) if (e := manifest.entry(r.dataset_id(i), r))]
     if not entries:
         raise UserError("no local datasets of these tasks to write into the manifest; make them with make-data")
     path = manifest.manifest_path(recipes[0].tier)
     manifest.write_manifest(path, recipes[0].tier, entries)
     click.echo(f"wrote {len(entries)} datasets into {path}")
-
-
-def _n_agents(recipe) -> int:
-    from mabcq_bench.data.tasks import get_task
-
-    return get_task(recipe.task).n_agents
 
 
 @main.command("train-expert")
@@ -152,15 +152,13 @@ def train_expert_cmd(env: str, preset: str, progress: bool, ship: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench_data_cmd(env: str, preset: str, transitions: int, num_envs: int | None, as_json: bool) -> None:
     """Measure dataset collection (transitions/s) beside raw stepping of the same task."""
-    import json as _json
-
     from mabcq_bench.data.bench import bench_collection
 
     if "," in env or env == "all":
         raise UserError("bench-data measures one task: give --env with a single task name")
     (recipe,) = _plan(env, preset)
     result = bench_collection(recipe, transitions=transitions, num_envs=num_envs)
-    click.echo(_json.dumps(result) if as_json else result["table"])
+    click.echo(json.dumps(result) if as_json else result["table"])
 
 
 # --- runs: scoring harness, leaderboard, regression ------------------------------------------
@@ -224,7 +222,7 @@ def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, exe
 
     Finished runs are skipped, interrupted ones resume from their checkpoint. Ends with the table.
     """
-    from mabcq_bench.report.leaderboard import build_tables, format_table
+    from mabcq_bench.report.tables import build_tables, format_table
 
     sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device)
     if sweep.records:
@@ -249,7 +247,9 @@ def leaderboard_cmd(results: str, out: str | None) -> None:
     """
     from pathlib import Path
 
-    from mabcq_bench.report.leaderboard import build_tables, format_table, load_records, unfinished_runs, write_leaderboard
+    from mabcq_bench.report.leaderboard import write_leaderboard
+    from mabcq_bench.report.records import load_records, unfinished_runs
+    from mabcq_bench.report.tables import build_tables, format_table
 
     records = load_records(results)
     skipped = unfinished_runs(results)
@@ -345,40 +345,14 @@ def baselines_cmd(write: bool) -> None:
 
 # --- algorithms: matrix game, update benchmark -----------------------------------------------
 
-import json  # noqa: E402  (imports kept in this section; others edit the top of the file)
-
-from mabcq_bench.algos import matrix_game as _matrix_game  # noqa: E402
-
 
 @main.command("matrix-game")
-@click.option(
-    "--payoff",
-    required=True,
-    help="Nested JSON list, one dimension per agent, e.g. '[[1,5],[6,1]]' (the paper's Table 1).",
-)
-@click.option(
-    "--behavior",
-    "behaviors",
-    multiple=True,
-    help="Behaviour policy of one agent as comma-separated probabilities, e.g. 0.8,0.2; "
-    "give it once per agent, in axis order.",
-)
-@click.option(
-    "--algo",
-    default="mabcq",
-    show_default=True,
-    help=f"One of: {', '.join(_matrix_game.ALGOS)}.",
-)
-@click.option(
-    "--epsilon",
-    type=float,
-    default=None,
-    help="Clip lambda_vd to [1-E, 1+E] (the paper's optimism level); unclipped if not given.",
-)
+@click.option("--payoff", required=True, help="Nested JSON list, one dimension per agent, e.g. '[[1,5],[6,1]]' (the paper's Table 1).")
+@click.option("--behavior", "behaviors", multiple=True, help="Behaviour policy of one agent as comma-separated probabilities, e.g. 0.8,0.2; give it once per agent, in axis order.")
+@click.option("--algo", default="mabcq", show_default=True, help=f"One of: {', '.join(_matrix_game.ALGOS)}.")
+@click.option("--epsilon", type=float, default=None, help="Clip lambda_vd to [1-E, 1+E] (the paper's optimism level); unclipped if not given.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def matrix_game(
-    payoff: str, behaviors: tuple[str, ...], algo: str, epsilon: float | None, as_json: bool
-) -> None:
+def matrix_game(payoff: str, behaviors: tuple[str, ...], algo: str, epsilon: float | None, as_json: bool) -> None:
     """Solve the paper's one-step matrix game exactly, as each agent sees its own dataset.
 
     Each next state is a joint-action cell (equal payoffs are still distinct states) whose value
@@ -392,13 +366,13 @@ def matrix_game(
     distribution: no value, never chosen. Each agent picks its highest value, ties to the
     lowest index. Indices are 0-based.
     """
-    payoff_array = _matrix_game.parse_payoff(payoff)
-    behavior = [_matrix_game.parse_behavior(text, i) for i, text in enumerate(behaviors)]
+    payoff_array = _matrix_game_io.parse_payoff(payoff)
+    behavior = [_matrix_game_io.parse_behavior(text, i) for i, text in enumerate(behaviors)]
     result = _matrix_game.solve(payoff_array, behavior, algo, epsilon)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
-        click.echo(_matrix_game.format_table(result))
+        click.echo(_matrix_game_io.format_table(result))
 
 
 @main.command("bench")
@@ -418,7 +392,6 @@ def bench(device: str, repeats: int, updates: int, threads: int | None, as_json:
 
     result = bench_update(device=device, repeats=repeats, updates=updates, threads=threads)
     click.echo(json.dumps(result) if as_json else format_report(result))
-
 
 
 if __name__ == "__main__":

@@ -245,7 +245,8 @@ def test_shipped_protocol_files_are_what_the_registry_generates():
 
 def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tmp_path, monkeypatch):
     """v0 and v1 datasets are different experiments: their runs never share a folder or a cell."""
-    from mabcq_bench.report.leaderboard import build_tables, load_records
+    from mabcq_bench.report.records import load_records
+    from mabcq_bench.report.tables import build_tables
     from mabcq_bench.data.recipes import load_recipe
 
     minari_copy = tmp_path / "minari"  # the shared tiny store stays as it was for other tests

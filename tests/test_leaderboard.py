@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.report.leaderboard import TASK_ORDER, build_tables, epsilon_points, format_markdown, format_table, load_records, write_leaderboard
+from mabcq_bench.report.leaderboard import write_leaderboard
+from mabcq_bench.report.records import TASK_ORDER, load_records
+from mabcq_bench.report.tables import build_tables, epsilon_points, format_markdown, format_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from mabcq_bench.runs import execute, plan
 from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.cli import main
-from mabcq_bench.report.leaderboard import unfinished_runs, write_leaderboard
+from mabcq_bench.report.leaderboard import write_leaderboard
+from mabcq_bench.report.records import unfinished_runs
 
 from test_leaderboard import assert_png, fake_records, make_record, write_store
 

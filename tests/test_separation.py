@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mabcq_bench.report import separation
-from mabcq_bench.report.leaderboard import build_tables, write_leaderboard
+from mabcq_bench.report.leaderboard import write_leaderboard
+from mabcq_bench.report.tables import build_tables
 
 from test_leaderboard import make_record
 

@@ -1,8 +1,16 @@
-"""The algorithm registry: every learner the benchmark runs, by name.
+"""The algorithm layer and its registry: every learner the benchmark runs, by name.
+
+``base`` (the learner interface, minibatches, target updates) and ``nets`` (the shared network
+and optimizer code, where speed machinery lives) → ``weights`` (λ_vd, λ_tn) → one file per
+learner (``mabcq``, with its ablations as config flags; ``ddpg``; ``behavior``); ``matrix_game``
+(the paper's tabular game, with ``matrix_game_io`` for the CLI) and ``bench`` (update timings).
 
 Adding an algorithm is one entry in :data:`ALGOS`: a learner class implementing
 :class:`~mabcq_bench.algos.base.Learner`, its config dataclass, and the config values that make
 this entry what it is (the ablations are MABCQ with a weight switched off, not copies).
+
+May import: ``mabcq_bench.data`` (the task registry, agent data), ``mabcq_bench.errors``,
+``mabcq_bench.util`` and modules of this package. Never the runs, reports or the CLI.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from mabcq_bench.data.datasets import mixed_policy
+from mabcq_bench.data.mixture import mixed_policy
 from mabcq_bench.data.experts import find_expert, sac_policy
 from mabcq_bench.data.recipes import Recipe
 from mabcq_bench.data.rollout import collect

@@ -1,27 +1,11 @@
-"""Per-agent offline datasets (paper §4.1) written as standard Minari datasets.
+"""Per-agent offline datasets written as standard Minari datasets: make, check, read.
 
-Agent ``i``'s dataset ``mabcq/<task>/<tier>-agent<i>-v<N>`` mixes four parts:
-
-==================  ==============================================================  ========
-part                where the transitions come from                                 default
-==================  ==============================================================  ========
-early               SAC's experience early in training, re-enacted                   20 %
-self_intermediate   agent i acts the intermediate policy, the others the expert     35 %
-self_expert         agent i acts the expert, the others the intermediate policy     35 %
-all_expert          every agent acts the expert                                      10 %
-==================  ==============================================================  ========
-
-"Agent i acts policy π" means agent i's slice of π's joint action. The last three parts add
-Gaussian noise (``policy_noise``) to the joint action, clipped to the action box. A transition
-holds the full state, agent i's own action, the shared reward, the next state and the
-termination/truncation flags: never another agent's action.
-
-Every part is made of complete episodes (reset to termination or the time limit); only a part's
-last episode is cut to make its size exact (flagged truncated, listed in the metadata's
-``incomplete_episodes``). The early part re-enacts SAC's first ``early_steps`` steps: uniform
-random actions until the first saved actor, then each saved stochastic actor for its share of the
-window (:func:`early_episodes`). Every policy is evaluated with :mod:`mabcq_bench.data.exact`, so the
-datasets made from the shipped experts are the same bits on every x86-64 CPU.
+Agent ``i``'s dataset ``mabcq/<task>/<tier>-agent<i>-v<N>`` holds the episodes of the four parts
+of :mod:`mabcq_bench.data.mixture` with only agent i's slice of the joint action: the full state,
+agent i's own action, the shared reward, the next state and the termination/truncation flags,
+never another agent's action. Its metadata holds the reference returns, the recipe and its
+fingerprint, the package versions, ``incomplete_episodes`` (the piece cut at each part's end)
+and a checksum of the data; its description is the dataset card (:mod:`mabcq_bench.data.card`).
 
 Writes are atomic: a dataset is built in a hidden staging folder inside the Minari root (Minari
 skips hidden folders) and renamed into place once complete and verified, so no half-written
@@ -44,11 +28,13 @@ import numpy as np
 
 from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.errors import UserError
-from mabcq_bench.data.experts import REFERENCES, Expert, early_snapshot_steps, get_expert
+from mabcq_bench.data.card import dataset_card
+from mabcq_bench.data.experts import REFERENCES, Expert, get_expert
+from mabcq_bench.data.mixture import agent_episodes
 from mabcq_bench.data.recipes import PARTS, Recipe
-from mabcq_bench.data.rollout import Episode, PolicyFn, collect, random_policy
+from mabcq_bench.data.rollout import Episode
 from mabcq_bench.data.tasks import Task, get_task
-from mabcq_bench.util import derive_seed, ensure_writable, exclusive_lock, versions
+from mabcq_bench.util import ensure_writable, exclusive_lock, versions
 
 STAGING = ".mabcq-staging"
 AUTHOR = "mabcq-bench"
@@ -185,79 +171,6 @@ def load_agent_data(dataset_id: str) -> AgentData:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [""])[0][:200]
-
-
-# --- building one agent's episodes ------------------------------------------------------------
-
-
-def mixed_policy(task: Task, agent: int, own: PolicyFn, others: PolicyFn, noise: float, seed: int) -> PolicyFn:
-    """Joint policy where ``agent`` acts ``own``'s slice and every other agent acts ``others``',
-    plus Gaussian noise of std ``noise`` on the joint action, clipped to the action box."""
-    rng = np.random.default_rng(seed)
-    space = task.make_env().action_space
-    own_idx = list(task.partition[agent])
-
-    def act(states: np.ndarray) -> np.ndarray:
-        joint = np.array(others(states), dtype=np.float64)
-        if own is not others:
-            joint[:, own_idx] = own(states)[:, own_idx]
-        joint += rng.normal(0.0, noise, joint.shape)
-        return np.clip(joint, space.low, space.high)
-
-    return act
-
-
-def early_episodes(task: Task, recipe: Recipe, expert: Expert, n: int, seed: int, progress=None) -> list[Episode]:
-    """``n`` transitions re-enacting SAC's experience over its first ``early_steps`` steps.
-
-    SAC acts uniformly at random until its first saved actor, then each saved stochastic actor
-    until the next one. Each of those policies gets its share of the window, in complete
-    episodes, in training order; a policy's last episode is kept whole and the next one's share
-    shrinks by the overshoot, so only the part's very last episode is cut.
-    """
-    e = recipe.expert
-    actors = dict(expert.early_actors())
-    if sorted(actors) != early_snapshot_steps(e):
-        raise UserError(f"expert {expert.dir} holds early actors at steps {sorted(actors)}, the recipe wants {early_snapshot_steps(e)}")
-    starts = [0, *actors]
-    ends = [*actors, e.early_steps]
-    rng = np.random.default_rng(derive_seed(seed, "early-policy"))
-    out: list[Episode] = []
-    done = 0
-    for j, (lo, hi) in enumerate(zip(starts, ends)):
-        last = j == len(starts) - 1
-        want = n - done if last else round(n * hi / e.early_steps) - done
-        if want <= 0:
-            continue
-        if lo == 0:
-            policy = random_policy(task, derive_seed(seed, "early-random"))
-        else:
-            policy = lambda states, actor=actors[lo]: actor.sample(states, rng)  # noqa: E731
-        episodes = collect(task, policy, want, recipe.num_envs, derive_seed(seed, "early-envs", lo), progress=progress, cut_last=last)
-        out += episodes
-        done += sum(len(ep) for ep in episodes)
-    return out
-
-
-def agent_episodes(task: Task, recipe: Recipe, expert: Expert, agent: int, progress: bool = True) -> dict[str, list[Episode]]:
-    """Joint-action episodes of every part of agent ``agent``'s dataset, in :data:`PARTS` order."""
-    from tqdm.auto import tqdm
-
-    sizes = recipe.part_sizes()
-    policies = {name: expert.policy(name) for name in ("intermediate", "expert")}
-    who_acts = {  # part -> (policy of agent i, policy of the others)
-        "self_intermediate": ("intermediate", "expert"),
-        "self_expert": ("expert", "intermediate"),
-        "all_expert": ("expert", "expert"),
-    }
-    parts: dict[str, list[Episode]] = {}
-    with tqdm(total=recipe.transitions_per_agent, desc=f"{task.name} agent{agent} rollouts", unit="tr", disable=None if progress else True, dynamic_ncols=True) as bar:
-        parts["early"] = early_episodes(task, recipe, expert, sizes["early"], derive_seed(recipe.seed, task.name, "early"), progress=bar.update)
-        for part, (own, others) in who_acts.items():
-            seed = derive_seed(recipe.seed, task.name, part, agent)
-            policy = mixed_policy(task, agent, policies[own], policies[others], recipe.policy_noise, seed)
-            parts[part] = collect(task, policy, sizes[part], recipe.num_envs, seed, progress=bar.update)
-    return parts
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -405,56 +318,3 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
-
-
-def dataset_card(task: Task, recipe: Recipe, expert: Expert, agent: int, sizes: dict[str, int], ranges: dict[str, list[int]]) -> str:
-    """The dataset card: Markdown, shown by ``minari show``."""
-    e = recipe.expert
-    info = expert.info
-    r, norm = expert.returns, info["normalized"]
-    own = ", ".join(str(i) for i in task.partition[agent])
-    rows = {
-        "early": f"SAC's first {e.early_steps:,} training steps, re-enacted from its saved actors",
-        "self_intermediate": f"agent {agent} acts the intermediate policy, the others the expert",
-        "self_expert": f"agent {agent} acts the expert, the others the intermediate policy",
-        "all_expert": "every agent acts the expert",
-    }
-    table = "\n".join(
-        f"| {p} | {sizes[p]:,} | {ranges[p][0]}–{ranges[p][1] - 1 if ranges[p][1] > ranges[p][0] else '–'} | {rows[p]} |" for p in PARTS
-    )
-    names = {"random": "uniform random actions", "zero_action": "zero actions (doing nothing)", "intermediate": f"intermediate (SAC step {info['intermediate_step']:,})", "expert": f"expert (SAC step {info['expert_step']:,})"}
-    refs = "\n".join(f"| {names[p]} | {r[p]['mean']:.1f} ± {r[p]['std']:.1f} | {norm[p]:.1f} |" for p in REFERENCES)
-    target = f"until its deterministic policy returned {e.target_return:g}" if e.target_return is not None else f"for {e.total_steps:,} steps"
-    return f"""Agent {agent} of {task.n_agents} in {task.scenario} {task.agent_conf} (MaMuJoCo partition of {task.env_id}), tier `{recipe.tier}`: \
-{recipe.transitions_per_agent:,} transitions for offline, fully decentralized multi-agent RL (the MABCQ benchmark).
-
-**Contents.** Each transition holds the full state s ({task.state_dim} numbers, the {task.env_id} observation), agent {agent}'s own action \
-a_{agent} ({task.action_dims[agent]} of the {task.joint_action_dim} joint-action numbers: indices [{own}] of {task.env_id}), the shared reward, the next state, and termination/truncation flags. \
-It never holds another agent's action. Episodes are complete (a reset to termination or the 1000-step time limit), except the last \
-episode of each part, cut to the part's size and flagged truncated (`incomplete_episodes` in the metadata).
-
-**How it was made** (paper §4.1). A Stable-Baselines3 SAC policy (expert `{e.name}`, shipped with mabcq-bench) was trained on the joint task \
-{target} (seed {e.seed}, {info['sac_steps_trained']:,} steps). The *expert* is that checkpoint, the *intermediate* the checkpoint whose return is \
-nearest {e.intermediate_fraction:.2f} of the expert's. The dataset mixes four parts (Gaussian noise of std {recipe.policy_noise} on the joint action in the last three):
-
-| part | transitions | episodes | source |
-|---|---|---|---|
-{table}
-
-**Reference returns** (undiscounted, one episode on each of {recipe.eval_episodes} evaluation seeds from {recipe.eval_seed}; normalized: 0 = random, 100 = expert):
-
-| policy | return | normalized |
-|---|---|---|
-{refs}
-
-`ref_min_score` is the random policy's return and `ref_max_score` the expert's, so `minari.get_normalized_score(dataset, returns)` \
-gives 0 for random and 1 for the expert. Scores are for the *joint* decentralized policy in the evaluation environment \
-(`dataset.recover_environment(eval_env=True)`), whose action is all agents' actions assembled by the partition. \
-The dataset has no environment of its own (`recover_environment()` without `eval_env=True` fails): its action space is agent \
-{agent}'s own action, and no environment acts on one agent's action alone.
-
-**Get it.** These datasets are not hosted: `minari download` does not know them. Make them locally, in minutes, from the experts \
-shipped with mabcq-bench: `mabcq-bench make-data --env {task.name} --preset {recipe.tier}` (recipe fingerprint `{recipe.fingerprint}`), \
-then `mabcq-bench manifest --env {task.name} --preset {recipe.tier}` checks that they are the published bits. The package versions \
-they were made with are in the metadata under `versions`. {recipe.description}
-"""

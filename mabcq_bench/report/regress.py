@@ -30,7 +30,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.report.leaderboard import DASH, group_runs
+from mabcq_bench.report.records import group_runs
+from mabcq_bench.report.tables import DASH
 from mabcq_bench.util import atomic_path
 
 
@@ -138,7 +139,7 @@ def reference_from_records(
     """A reference from the runs of a finished sweep: every (task, algo) over every seed.
 
     Args:
-        records: run records (e.g. ``leaderboard.load_records(results)``).
+        records: run records (e.g. ``records.load_records(results)``).
         tier: the sweep's tier.
         tasks, algos, seeds: what the reference covers; ``algos`` are variant names.
         tolerance: largest allowed ``|now − reference|`` in normalized-score points.

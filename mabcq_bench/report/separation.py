@@ -21,7 +21,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 if TYPE_CHECKING:
-    from mabcq_bench.report.leaderboard import Leaderboard
+    from mabcq_bench.report.tables import Leaderboard
 
 SCORE, GAP = "normalized_score", "coordination_gap"
 

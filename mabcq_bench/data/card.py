@@ -1,0 +1,60 @@
+"""The dataset card: the Markdown description every dataset carries (``minari show`` prints it)."""
+
+from __future__ import annotations
+
+from mabcq_bench.data.experts import REFERENCES, Expert
+from mabcq_bench.data.recipes import PARTS, Recipe
+from mabcq_bench.data.tasks import Task
+
+
+def dataset_card(task: Task, recipe: Recipe, expert: Expert, agent: int, sizes: dict[str, int], ranges: dict[str, list[int]]) -> str:
+    """The dataset card: Markdown, shown by ``minari show``."""
+    e = recipe.expert
+    info = expert.info
+    r, norm = expert.returns, info["normalized"]
+    own = ", ".join(str(i) for i in task.partition[agent])
+    rows = {
+        "early": f"SAC's first {e.early_steps:,} training steps, re-enacted from its saved actors",
+        "self_intermediate": f"agent {agent} acts the intermediate policy, the others the expert",
+        "self_expert": f"agent {agent} acts the expert, the others the intermediate policy",
+        "all_expert": "every agent acts the expert",
+    }
+    table = "\n".join(
+        f"| {p} | {sizes[p]:,} | {ranges[p][0]}–{ranges[p][1] - 1 if ranges[p][1] > ranges[p][0] else '–'} | {rows[p]} |" for p in PARTS
+    )
+    names = {"random": "uniform random actions", "zero_action": "zero actions (doing nothing)", "intermediate": f"intermediate (SAC step {info['intermediate_step']:,})", "expert": f"expert (SAC step {info['expert_step']:,})"}
+    refs = "\n".join(f"| {names[p]} | {r[p]['mean']:.1f} ± {r[p]['std']:.1f} | {norm[p]:.1f} |" for p in REFERENCES)
+    target = f"until its deterministic policy returned {e.target_return:g}" if e.target_return is not None else f"for {e.total_steps:,} steps"
+    return f"""Agent {agent} of {task.n_agents} in {task.scenario} {task.agent_conf} (MaMuJoCo partition of {task.env_id}), tier `{recipe.tier}`: \
+{recipe.transitions_per_agent:,} transitions for offline, fully decentralized multi-agent RL (the MABCQ benchmark).
+
+**Contents.** Each transition holds the full state s ({task.state_dim} numbers, the {task.env_id} observation), agent {agent}'s own action \
+a_{agent} ({task.action_dims[agent]} of the {task.joint_action_dim} joint-action numbers: indices [{own}] of {task.env_id}), the shared reward, the next state, and termination/truncation flags. \
+It never holds another agent's action. Episodes are complete (a reset to termination or the 1000-step time limit), except the last \
+episode of each part, cut to the part's size and flagged truncated (`incomplete_episodes` in the metadata).
+
+**How it was made** (paper §4.1). A Stable-Baselines3 SAC policy (expert `{e.name}`, shipped with mabcq-bench) was trained on the joint task \
+{target} (seed {e.seed}, {info['sac_steps_trained']:,} steps). The *expert* is that checkpoint, the *intermediate* the checkpoint whose return is \
+nearest {e.intermediate_fraction:.2f} of the expert's. The dataset mixes four parts (Gaussian noise of std {recipe.policy_noise} on the joint action in the last three):
+
+| part | transitions | episodes | source |
+|---|---|---|---|
+{table}
+
+**Reference returns** (undiscounted, one episode on each of {recipe.eval_episodes} evaluation seeds from {recipe.eval_seed}; normalized: 0 = random, 100 = expert):
+
+| policy | return | normalized |
+|---|---|---|
+{refs}
+
+`ref_min_score` is the random policy's return and `ref_max_score` the expert's, so `minari.get_normalized_score(dataset, returns)` \
+gives 0 for random and 1 for the expert. Scores are for the *joint* decentralized policy in the evaluation environment \
+(`dataset.recover_environment(eval_env=True)`), whose action is all agents' actions assembled by the partition. \
+The dataset has no environment of its own (`recover_environment()` without `eval_env=True` fails): its action space is agent \
+{agent}'s own action, and no environment acts on one agent's action alone.
+
+**Get it.** These datasets are not hosted: `minari download` does not know them. Make them locally, in minutes, from the experts \
+shipped with mabcq-bench: `mabcq-bench make-data --env {task.name} --preset {recipe.tier}` (recipe fingerprint `{recipe.fingerprint}`), \
+then `mabcq-bench manifest --env {task.name} --preset {recipe.tier}` checks that they are the published bits. The package versions \
+they were made with are in the metadata under `versions`. {recipe.description}
+"""

@@ -1,0 +1,97 @@
+"""The four parts of an agent's dataset (paper §4.1), as joint-action episodes in the real task.
+
+==================  ==============================================================  ========
+part                where the transitions come from                                 default
+==================  ==============================================================  ========
+early               SAC's experience early in training, re-enacted                   20 %
+self_intermediate   agent i acts the intermediate policy, the others the expert     35 %
+self_expert         agent i acts the expert, the others the intermediate policy     35 %
+all_expert          every agent acts the expert                                      10 %
+==================  ==============================================================  ========
+
+"Agent i acts policy π" means agent i's slice of π's joint action. The last three parts add
+Gaussian noise (``policy_noise``) to the joint action, clipped to the action box. Every part is
+made of complete episodes; only its last episode is cut to the part's size. Every policy is
+evaluated with :mod:`mabcq_bench.data.exact`, so the same expert gives the same bits on every CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mabcq_bench.data.experts import Expert, early_snapshot_steps
+from mabcq_bench.data.recipes import Recipe
+from mabcq_bench.data.rollout import Episode, PolicyFn, collect, random_policy
+from mabcq_bench.data.tasks import Task
+from mabcq_bench.errors import UserError
+from mabcq_bench.util import derive_seed
+
+
+def mixed_policy(task: Task, agent: int, own: PolicyFn, others: PolicyFn, noise: float, seed: int) -> PolicyFn:
+    """Joint policy where ``agent`` acts ``own``'s slice and every other agent acts ``others``',
+    plus Gaussian noise of std ``noise`` on the joint action, clipped to the action box."""
+    rng = np.random.default_rng(seed)
+    space = task.make_env().action_space
+    own_idx = list(task.partition[agent])
+
+    def act(states: np.ndarray) -> np.ndarray:
+        joint = np.array(others(states), dtype=np.float64)
+        if own is not others:
+            joint[:, own_idx] = own(states)[:, own_idx]
+        joint += rng.normal(0.0, noise, joint.shape)
+        return np.clip(joint, space.low, space.high)
+
+    return act
+
+
+def early_episodes(task: Task, recipe: Recipe, expert: Expert, n: int, seed: int, progress=None) -> list[Episode]:
+    """``n`` transitions re-enacting SAC's experience over its first ``early_steps`` steps.
+
+    SAC acts uniformly at random until its first saved actor, then each saved stochastic actor
+    until the next one. Each of those policies gets its share of the window, in complete
+    episodes, in training order; a policy's last episode is kept whole and the next one's share
+    shrinks by the overshoot, so only the part's very last episode is cut.
+    """
+    e = recipe.expert
+    actors = dict(expert.early_actors())
+    if sorted(actors) != early_snapshot_steps(e):
+        raise UserError(f"expert {expert.dir} holds early actors at steps {sorted(actors)}, the recipe wants {early_snapshot_steps(e)}")
+    starts = [0, *actors]
+    ends = [*actors, e.early_steps]
+    rng = np.random.default_rng(derive_seed(seed, "early-policy"))
+    out: list[Episode] = []
+    done = 0
+    for j, (lo, hi) in enumerate(zip(starts, ends)):
+        last = j == len(starts) - 1
+        want = n - done if last else round(n * hi / e.early_steps) - done
+        if want <= 0:
+            continue
+        if lo == 0:
+            policy = random_policy(task, derive_seed(seed, "early-random"))
+        else:
+            policy = lambda states, actor=actors[lo]: actor.sample(states, rng)  # noqa: E731
+        episodes = collect(task, policy, want, recipe.num_envs, derive_seed(seed, "early-envs", lo), progress=progress, cut_last=last)
+        out += episodes
+        done += sum(len(ep) for ep in episodes)
+    return out
+
+
+def agent_episodes(task: Task, recipe: Recipe, expert: Expert, agent: int, progress: bool = True) -> dict[str, list[Episode]]:
+    """Joint-action episodes of every part of agent ``agent``'s dataset, in :data:`PARTS` order."""
+    from tqdm.auto import tqdm
+
+    sizes = recipe.part_sizes()
+    policies = {name: expert.policy(name) for name in ("intermediate", "expert")}
+    who_acts = {  # part -> (policy of agent i, policy of the others)
+        "self_intermediate": ("intermediate", "expert"),
+        "self_expert": ("expert", "intermediate"),
+        "all_expert": ("expert", "expert"),
+    }
+    parts: dict[str, list[Episode]] = {}
+    with tqdm(total=recipe.transitions_per_agent, desc=f"{task.name} agent{agent} rollouts", unit="tr", disable=None if progress else True, dynamic_ncols=True) as bar:
+        parts["early"] = early_episodes(task, recipe, expert, sizes["early"], derive_seed(recipe.seed, task.name, "early"), progress=bar.update)
+        for part, (own, others) in who_acts.items():
+            seed = derive_seed(recipe.seed, task.name, part, agent)
+            policy = mixed_policy(task, agent, policies[own], policies[others], recipe.policy_noise, seed)
+            parts[part] = collect(task, policy, sizes[part], recipe.num_envs, seed, progress=bar.update)
+    return parts
