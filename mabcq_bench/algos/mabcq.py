@@ -156,18 +156,12 @@ class MABCQ(TorchLearner):
 
         with torch.no_grad():
             # 2. Target networks, one pass. Columns 0..n-1: (s', ã_j + ξ̂(s', ã_j)), ã_j ~ G¹(s');
-            #    column n (only for λ_vd): (s, a). The state part of the critic's first layer is
-            #    computed once per row of [s'; s] and broadcast over that state's columns.
+            #    column n (only for λ_vd): (s, a).
             a_next = self.xi_target(s2, self.vae1.sample(s2, n, gen))  # (B, n, A)
             if c.use_vd:
-                pre = self.critic_target.project_x(torch.cat([a_next, a.unsqueeze(1)], 1))  # (2, B, n+1, H)
-                state_part = self.critic_target.project_cond(torch.cat([s2, s]))  # (2, 2B, H)
-                pre[:, :, :n] += state_part[:, : len(s)].unsqueeze(2)
-                pre[:, :, n] += state_part[:, len(s) :]
+                q_pair = self.critic_target.paired(s2, a_next, s, a)[..., 0]  # (2, B, n+1)
             else:
-                pre = self.critic_target.project_x(a_next)
-                pre += self.critic_target.project_cond(s2).unsqueeze(2)
-            q_pair = self.critic_target.tail(pre)[..., 0]  # (2, B, n[+1])
+                q_pair = self.critic_target(s2, a_next)[..., 0]  # (2, B, n)
             # Soft clipped double Q: λ·min + (1 − λ)·max over the twin heads.
             q_soft = c.soft_clip * q_pair.amin(0) + (1.0 - c.soft_clip) * q_pair.amax(0)  # (B, n[+1])
             v_next = q_soft[:, :n].amax(1)  # V(s') = Q̂(s', π̂(s')): the best of the n candidates

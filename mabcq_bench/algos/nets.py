@@ -116,6 +116,25 @@ class MLP(nn.Module):
         heads, b, k, width = pre.shape
         return _layers(pre.relu_().view(heads, b * k, width), list(self.weights), list(self.biases)).view(heads, b, k, -1)
 
+    def paired(self, cond: Tensor, x: Tensor, extra_cond: Tensor, extra_x: Tensor) -> Tensor:
+        """``forward(cond, x)`` for ``k`` inputs per state and, in the same pass, one more column:
+        ``forward(extra_cond, extra_x)``. Each state's part of the first layer is computed once
+        and broadcast over its columns.
+
+        Args:
+            cond: ``(B, C)``; x: ``(B, k, X)``; extra_cond: ``(B, C)``; extra_x: ``(B, X)``.
+
+        Returns:
+            ``(heads, B, k + 1, out)``: columns ``0..k-1`` at ``(cond, x)``, column ``k`` at
+            ``(extra_cond, extra_x)``.
+        """
+        k = x.shape[1]
+        pre = self.project_x(torch.cat([x, extra_x.unsqueeze(1)], 1))  # (heads, B, k+1, H)
+        state_part = self.project_cond(torch.cat([cond, extra_cond]))  # (heads, 2B, H)
+        pre[:, :, :k] += state_part[:, : len(cond)].unsqueeze(2)
+        pre[:, :, k] += state_part[:, len(cond) :]
+        return self.tail(pre)
+
     def forward(self, cond: Tensor, x: Tensor | None = None, *, head: int | None = None, frozen: bool = False) -> Tensor:
         """Evaluate the nets.
 
