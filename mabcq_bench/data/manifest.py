@@ -43,6 +43,7 @@ def entry(dataset_id: str, recipe: Recipe) -> dict | None:
     md = verify_dataset(dataset_id, recipe)
     if md is None:
         return None
+    returns, lengths = _returns_and_lengths(dataset_id)
     return {
         "dataset_id": dataset_id,
         "task": recipe.task,
@@ -53,8 +54,8 @@ def entry(dataset_id: str, recipe: Recipe) -> dict | None:
         "recipe_fingerprint": md["recipe_fingerprint"],
         **{f"{p}_return": round(float(md[f"{p}_return"]["mean"]), 3) for p in REFERENCES},
         "incomplete_episodes": len(md["incomplete_episodes"]),
-        "transitions_in_complete_episodes": _complete_share(dataset_id, md),
-        "parts": _parts(dataset_id, md),
+        "transitions_in_complete_episodes": _complete_share(lengths, md),
+        "parts": _parts(returns, md),
         "versions": md["versions"],
     }
 
@@ -68,17 +69,15 @@ def _returns_and_lengths(dataset_id: str):
     return np.array([float(np.sum(ep.rewards)) for ep in eps]), np.array([len(ep.rewards) for ep in eps])
 
 
-def _complete_share(dataset_id: str, md: dict) -> float:
+def _complete_share(lengths, md: dict) -> float:
     """Fraction of the transitions that lie in complete episodes (not cut at a part's end)."""
-    _, lengths = _returns_and_lengths(dataset_id)
     cut = sum(int(lengths[i]) for i in md["incomplete_episodes"])
     return round(1.0 - cut / int(lengths.sum()), 4)
 
 
-def _parts(dataset_id: str, md: dict) -> dict[str, dict]:
+def _parts(returns, md: dict) -> dict[str, dict]:
     """Per part of the mixture: transitions, episodes and the mean return of its complete
     episodes (the quality of data each part holds; the piece cut at a part's end is left out)."""
-    returns, _ = _returns_and_lengths(dataset_id)
     cut = set(md["incomplete_episodes"])
     out = {}
     for part, (lo, hi) in md["mixture_episodes"].items():
