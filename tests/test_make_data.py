@@ -268,3 +268,18 @@ def test_smoke_tier_for_every_task():
             md = ds.storage.metadata
             assert np.isfinite([md["ref_min_score"], md["ref_max_score"]]).all()
             assert md["partition"] == [list(p) for p in task.partition]
+
+
+@pytest.mark.parametrize("n", [7, 30, 333, 1000])
+def test_early_part_has_exactly_its_size_with_only_its_last_episode_cut(n):
+    """Each early-training policy's last episode is kept whole; when that overshoots the part,
+    the part's last episode is cut, never the size missed."""
+    from mabcq_bench.data.experts import find_expert
+    from mabcq_bench.data.mixture import early_episodes
+
+    recipe = load_recipe("smoke").for_task("hopper")
+    episodes = early_episodes(TASKS["hopper"], recipe, find_expert(recipe), n, seed=3)
+    assert sum(len(e) for e in episodes) == n
+    assert all(e.complete for e in episodes[:-1])
+    again = early_episodes(TASKS["hopper"], recipe, find_expert(recipe), n, seed=3)
+    assert all(np.array_equal(a.observations, b.observations) for a, b in zip(episodes, again))

@@ -73,6 +73,8 @@ def early_episodes(task: Task, recipe: Recipe, expert: Expert, n: int, seed: int
         episodes = collect(task, policy, want, recipe.num_envs, derive_seed(seed, "early-envs", lo), progress=progress, cut_last=last)
         out += episodes
         done += sum(len(ep) for ep in episodes)
+    if done > n:  # an earlier policy's last episode overshot the whole part: cut that one
+        out[-1] = out[-1].cut(len(out[-1]) - (done - n))
     return out
 
 
