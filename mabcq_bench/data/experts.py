@@ -191,6 +191,7 @@ def train_expert(recipe: Recipe, progress: bool = True, log: Callable[[str], Non
         log(f"[{task.name}] choosing the expert and intermediate checkpoints; evaluating the reference policies")
         info = _finish(task, recipe, training, d)
         write_json(d / "expert.json", info)
+        shutil.rmtree(training / "resume", ignore_errors=True)  # the replay buffer (GBs at 1M steps) is no longer needed; checkpoints stay
         e = info["returns"]
         log(
             f"[{task.name}] expert: step {info['expert_step']:,} ({e['expert']['mean']:.1f}), intermediate: step "
