@@ -163,7 +163,7 @@ def bench_data_cmd(env: str, preset: str, transitions: int, num_envs: int | None
 
 # --- runs: scoring harness, leaderboard, regression ------------------------------------------
 
-_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (mabcq, mabcq-no-tn, mabcq-no-vd, bcq, ddpg, behavior)."
+_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (mabcq, mabcq-no-tn, mabcq-no-vd, bcq, ddpg, behavior; the reference rows zero-action, random)."
 
 
 def _seeds(text: str) -> list[int]:

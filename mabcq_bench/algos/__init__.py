@@ -25,6 +25,7 @@ from mabcq_bench.algos.base import Batch, Learner, TorchLearner
 from mabcq_bench.algos.behavior import Behavior, BehaviorConfig
 from mabcq_bench.algos.ddpg import DDPG, DDPGConfig
 from mabcq_bench.algos.mabcq import MABCQ, MABCQConfig
+from mabcq_bench.algos.reference import RandomAction, ReferenceConfig, ZeroAction
 from mabcq_bench.errors import UserError
 from mabcq_bench.data.tasks import Task
 
@@ -136,6 +137,8 @@ ALGOS: dict[str, AlgoSpec] = {
     "bcq": AlgoSpec("bcq", MABCQ, MABCQConfig, {"use_vd": False, "use_tn": False}, "independent BCQ (both weights 1)"),
     "ddpg": AlgoSpec("ddpg", DDPG, DDPGConfig, {}, "independent DDPG, no action constraint"),
     "behavior": AlgoSpec("behavior", Behavior, BehaviorConfig, {}, "behaviour cloning: the action decoded by G¹"),
+    "zero-action": AlgoSpec("zero-action", ZeroAction, ReferenceConfig, {}, "reference row: sends zero actions, trains nothing"),
+    "random": AlgoSpec("random", RandomAction, ReferenceConfig, {}, "reference row: uniform random actions, trains nothing"),
 }
 
 
