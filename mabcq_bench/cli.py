@@ -380,17 +380,20 @@ def matrix_game(payoff: str, behaviors: tuple[str, ...], algo: str, epsilon: flo
 @click.option("--repeats", type=click.IntRange(min=1), default=7, show_default=True, help="Timed blocks per algorithm; the median is reported.")
 @click.option("--updates", type=click.IntRange(min=1), default=10, show_default=True, help="Updates per timed block.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads [default: torch's, all cores].")
+@click.option("--env", default="all", show_default=True, help="Tasks of the joint table: a name, a comma-separated list or 'all'.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
-def bench(device: str, repeats: int, updates: int, threads: int | None, as_json: bool) -> None:
-    """Time one training update of bcq and mabcq at the paper's Table 6 sizes.
+def bench(device: str, repeats: int, updates: int, threads: int | None, env: str, as_json: bool) -> None:
+    """Time one training update of bcq and mabcq at the paper's Table 6 sizes, and one update of
+    all a task's agents for every algorithm.
 
     Prints ms per update, the MABCQ/BCQ ratio, the update's achieved GFLOP/s (its matmuls counted
-    analytically) and this machine's measured fp32 matmul peak. The paper: 10 ms / 18 ms on a
-    GTX 1080Ti.
+    analytically), this machine's measured fp32 matmul peak, and the joint table (per task and
+    algorithm). The paper: 10 ms / 18 ms on a GTX 1080Ti.
     """
     from mabcq_bench.algos.bench import bench_update, format_report
+    from mabcq_bench.data.tasks import resolve_tasks
 
-    result = bench_update(device=device, repeats=repeats, updates=updates, threads=threads)
+    result = bench_update(device=device, repeats=repeats, updates=updates, threads=threads, tasks=resolve_tasks(env))
     click.echo(json.dumps(result) if as_json else format_report(result))
 
 

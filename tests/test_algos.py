@@ -22,6 +22,7 @@ from mabcq_bench.algos.nets import MLP
 from mabcq_bench.algos.reference import ZeroAction
 from mabcq_bench.algos.bench import update_flops
 from mabcq_bench.cli import main
+from mabcq_bench.data.tasks import TASKS
 from mabcq_bench.errors import UserError
 
 STATE, ACTION = 6, 2
@@ -163,6 +164,22 @@ def test_bench_command_prints_one_json_object():
     assert {"bcq_ms", "mabcq_ms", "ratio", "gflops", "peak_gflops"} <= set(data)
     assert data["bcq_ms"] > 0 and data["mabcq_ms"] > 0 and data["peak_gflops"] > 0
     assert data["ratio"] == pytest.approx(data["mabcq_ms"] / data["bcq_ms"], rel=0.01)
+    # joint: every task, every algorithm that trains (the reference rows train nothing)
+    trained = {name for name, spec in ALGOS.items() if spec.learner.trains}
+    assert set(data["joint"]) == set(TASKS)
+    for task, row in data["joint"].items():
+        assert set(row) == trained, task
+        assert all(ms > 0 for ms in row.values())
+    assert "zero-action" not in trained and "mabcq" in trained
+    assert data["adam"]["ours"] > 0 and data["adam"]["torch_fused"] > 0
+
+
+def test_bench_joint_takes_the_tasks_given():
+    result = CliRunner().invoke(main, ["bench", "--repeats", "1", "--updates", "1", "--threads", "1", "--env", "hopper"])
+    assert result.exit_code == 0, result.output
+    assert "hopper" in result.output and "walker" not in result.output
+    result = CliRunner().invoke(main, ["bench", "--env", "cartpole"])
+    assert result.exit_code == 1 and "unknown task 'cartpole'" in result.output
 
 
 def test_bench_command_rejects_a_bad_device():

@@ -61,6 +61,9 @@ class Learner(Protocol):
     #: False for learners without a Q-function (then :meth:`value` returns NaN).
     has_value: bool
 
+    #: False for reference rows whose updates do nothing (the speed benchmark skips them).
+    trains: bool
+
     def train(self, batch: Batch) -> dict[str, float]:
         """One update on a minibatch; returns namespaced metrics (``losses/q``, ``weights/...``)."""
 
@@ -220,6 +223,7 @@ class TorchLearner:
     """
 
     has_value = True
+    trains = True
 
     def __init__(self, config: Any, seed: int, device: torch.device | str) -> None:
         self.config = config

@@ -1,10 +1,16 @@
-"""Speed of one training update of BCQ and MABCQ at Table 6's sizes (paper Appendix C).
+"""Speed of one training update of BCQ and MABCQ at Table 6's sizes (paper Appendix C), and of
+a whole task's agents for every algorithm.
 
 The paper reports 10 ms (BCQ) and 18 ms (MABCQ) per update on a GTX 1080Ti for HalfCheetah
 (batch 1024, MLP (64, 64), n = 10, state 17, action 3). :func:`bench_update` times both updates
 on this machine, counts the update's floating-point work analytically (the matmuls of the
 forward and backward passes, as the learner performs them) and sets the achieved rate beside the
 machine's own fp32 matmul peak, so a reader sees how close to the hardware limit the update runs.
+
+``joint`` is what a run pays per update step: every agent of a task updates once, each its own
+learner on its own batch (the task's real state and action sizes). ``adam`` keeps the reason
+for the project's own Adam on record: its step beside ``torch.optim.Adam(fused=True)`` on the
+same flat parameters.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import torch
 
 from mabcq_bench.algos import ALGOS, Batch, MABCQConfig
 from mabcq_bench.algos.base import torch_threads, tune_malloc
+from mabcq_bench.data.tasks import TASKS, Task
 from mabcq_bench.errors import UserError
 
 #: HalfCheetah's sizes in Table 6 (the paper's Table 5 row we compare with).
@@ -113,7 +120,13 @@ def matmul_peak_gflops(device: torch.device, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def bench_update(device: str = "cpu", repeats: int = 7, updates: int = 10, threads: int | None = None) -> dict[str, Any]:
+def bench_update(
+    device: str = "cpu",
+    repeats: int = 7,
+    updates: int = 10,
+    threads: int | None = None,
+    tasks: Sequence[Task] | None = None,
+) -> dict[str, Any]:
     """Time one update of ``bcq`` and ``mabcq`` at Table 6's sizes.
 
     Calls :func:`~mabcq_bench.algos.base.tune_malloc` first, as the trainer does.
@@ -126,12 +139,15 @@ def bench_update(device: str = "cpu", repeats: int = 7, updates: int = 10, threa
         repeats: timed blocks per algorithm.
         updates: updates per block.
         threads: torch CPU threads (``None``: leave torch's setting, all cores by default).
+        tasks: the tasks of ``joint`` (``None``: all).
 
     Returns:
         ``bcq_ms``, ``mabcq_ms``, ``ratio`` (MABCQ/BCQ), ``gflops`` (MABCQ's update), ``peak_gflops``,
-        and for context ``bcq_gflops``, ``bcq_gflop``/``mabcq_gflop`` (work per update),
-        ``device``, ``threads``, ``repeats``, ``load_avg`` (1-minute load average before the run, where
-        the OS reports it: other work on the machine inflates CPU timings).
+        ``joint`` (task -> algorithm -> ms of one update of all the task's agents), ``adam``
+        (µs of one step of the critic's optimizer: ``ours`` and ``torch_fused``), and for
+        context ``bcq_gflops``, ``bcq_gflop``/``mabcq_gflop`` (work per update), ``device``,
+        ``threads``, ``repeats``, ``load_avg`` (1-minute load average before the run, where the OS
+        reports it: other work on the machine inflates CPU timings).
     """
     try:
         dev = torch.device(device)
@@ -144,7 +160,79 @@ def bench_update(device: str = "cpu", repeats: int = 7, updates: int = 10, threa
     load_avg = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # before we add to it
     tune_malloc()
     with torch_threads(threads):
-        return {**_bench(dev, repeats, updates), "load_avg": load_avg}
+        result = _bench(dev, repeats, updates)
+        result["joint"] = bench_joint(dev, repeats, updates, list(TASKS.values()) if tasks is None else tasks)
+        result["adam"] = bench_adam(dev, repeats)
+        return {**result, "load_avg": load_avg}
+
+
+def _random_batch(state_dim: int, action_dim: int, size: int, gen: torch.Generator, dev: torch.device) -> Batch:
+    """A batch of uniform states and actions in [-1, 1], rewards in [0, 1] and 1 % terminals."""
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=gen, device=dev)
+
+    return Batch(rand(size, state_dim) * 2 - 1, rand(size, action_dim) * 2 - 1, rand(size), rand(size, state_dim) * 2 - 1, (rand(size) < 0.01).float())
+
+
+def _median_ms(step: Any, repeats: int, updates: int, dev: torch.device) -> float:
+    """Median over ``repeats`` blocks of the ms per call of ``step()``, ``updates`` calls a block."""
+    times = []
+    for _ in range(repeats):
+        _sync(dev)
+        t = time.perf_counter()
+        for _ in range(updates):
+            step()
+        _sync(dev)
+        times.append((time.perf_counter() - t) / updates)
+    return round(statistics.median(times) * 1e3, 3)
+
+
+def bench_joint(dev: torch.device, repeats: int, updates: int, tasks: Sequence[Task]) -> dict[str, dict[str, float]]:
+    """ms of one joint update step per task and algorithm: each agent's learner (seed = its
+    index) takes one update on its own random batch, one agent after the other, as a run does.
+    Reference rows, whose updates do nothing, are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for task in tasks:
+        row: dict[str, float] = {}
+        for name, spec in ALGOS.items():
+            if not getattr(spec.learner, "trains", True):
+                continue
+            gen = torch.Generator(device=dev).manual_seed(0)
+            config = spec.config(task)
+            agents = [
+                (spec.learner(task.state_dim, dim, config, seed=i, device=dev), _random_batch(task.state_dim, dim, config.batch_size, gen, dev))
+                for i, dim in enumerate(task.action_dims)
+            ]
+
+            def step() -> None:
+                for learner, batch in agents:
+                    learner.train(batch)
+
+            for _ in range(3):  # warm-up
+                step()
+            row[name] = _median_ms(step, repeats, updates, dev)
+        out[task.name] = row
+    return out
+
+
+def bench_adam(dev: torch.device, repeats: int, steps: int = 50) -> dict[str, float]:
+    """µs of one optimizer step on MABCQ's critic at Table 6's sizes (one flat tensor of
+    parameters): this project's :class:`~mabcq_bench.algos.base.Adam` and
+    ``torch.optim.Adam(fused=True)``, which compute the same update."""
+    learner = ALGOS["mabcq"].learner(STATE_DIM, ACTION_DIM, ALGOS["mabcq"].config(), seed=0, device=dev)
+    ours = learner.optimizers["critic"]
+    params = [torch.nn.Parameter(p.detach().clone()) for p in ours.params]
+    for p, g in zip(params, ours.grads):
+        p.grad = torch.randn_like(g)
+        g.copy_(p.grad)
+    theirs = torch.optim.Adam(params, lr=ours.lr, fused=True)
+    result = {}
+    for name, opt in (("ours", ours), ("torch_fused", theirs)):
+        for _ in range(3):
+            opt.step()
+        result[name] = round(_median_ms(opt.step, repeats, steps, dev) * 1e3, 1)
+    return result
 
 
 def _bench(dev: torch.device, repeats: int, updates: int) -> dict[str, Any]:
@@ -198,6 +286,16 @@ def format_report(result: dict[str, Any]) -> str:
         f"  mabcq/bcq {result['ratio']:.2f}   (paper, GTX 1080Ti: 18 ms / 10 ms = 1.8)",
         f"  fp32 matmul peak of this machine: {result['peak_gflops']:.1f} GFLOP/s",
     ]
+    joint = result.get("joint") or {}
+    if joint:
+        algos = list(next(iter(joint.values())))
+        lines.append("one update of all a task's agents (ms), each agent on its own batch:")
+        lines.append("  " + f"{'task':<12}" + "".join(f"{a:>13}" for a in algos))
+        for task, row in joint.items():
+            lines.append("  " + f"{task:<12}" + "".join(f"{row[a]:>13.2f}" for a in algos))
+    if "adam" in result:
+        adam = result["adam"]
+        lines.append(f"one Adam step of the critic: ours {adam['ours']:.1f} µs, torch.optim.Adam(fused=True) {adam['torch_fused']:.1f} µs")
     cores = os.cpu_count() or 1
     if result["device"] == "cpu" and result["load_avg"] is not None and result["load_avg"] > 0.5:
         hint = " (with more threads than free cores, try --threads 1)" if result["threads"] > 1 else ""

@@ -27,6 +27,7 @@ class ZeroAction(TorchLearner):
     """Always the zero action."""
 
     has_value = False
+    trains = False
 
     def __init__(self, state_dim: int, action_dim: int, config: ReferenceConfig | None = None, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
         super().__init__(config or ReferenceConfig(), seed, device)
