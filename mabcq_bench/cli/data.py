@@ -1,0 +1,126 @@
+"""Commands of the data layer: datasets, experts, manifests, the collection benchmark."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mabcq_bench.cli.app import _ENV_HELP, _PRESET_HELP, _plan, main
+from mabcq_bench.errors import UserError
+
+
+@main.command("make-data")
+@click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
+@click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
+@click.option("--progress/--no-progress", default=True, help="Progress bars (shown on a terminal only).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: here, one task after another; ray: experts, then agents' datasets, as Ray tasks.")
+@click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto); default: a local Ray.")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="With --executor ray and no --address: CPUs of the local Ray (default: all).")
+@click.option("--retrain", is_flag=True, help="Train the SAC experts here instead of using the ones shipped in datasets/experts (hours per task for lite/paper).")
+def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address: str | None, workers: int | None, retrain: bool) -> None:
+    """Write every agent's Minari dataset from the task's SAC joint expert.
+
+    The experts ship with the repository (datasets/experts/<name>/<task>/, checksummed), so by
+    default no SAC is trained and the datasets are the published bits on any x86-64 CPU. SAC is
+    trained only with --retrain or for a recipe no shipped expert was made by; trained experts
+    are cached in MABCQ_BENCH_HOME (default ~/.mabcq-bench). Datasets go to Minari's store
+    (MINARI_DATASETS_PATH, default ~/.minari/datasets) as mabcq/<task>/<tier>-agent<i>-v<N>.
+    Rerunning resumes an interrupted job and skips what is finished.
+    """
+    from mabcq_bench.data.datasets import make_data
+
+    recipes = _plan(env, preset)
+    if executor == "ray":
+        from mabcq_bench.runs.ray import make_data_ray
+
+        statuses = make_data_ray(recipes, address=address, workers=workers, retrain=retrain, log=click.echo)
+    else:
+        statuses = [status for recipe in recipes for status in make_data(recipe, retrain=retrain, progress=progress, log=click.echo)]
+    for status in statuses:
+        click.echo(f"{status.dataset_id}\t{status.total_steps} transitions\tsha256 {status.checksum[:16]}\t{'new' if status.created else 'kept'}")
+    _echo_manifest_checks(recipes, only_listed=True)
+
+
+def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
+    """Print each dataset's comparison with its tier's committed manifest; True if all are the same."""
+    from mabcq_bench.data import manifest
+
+    ok = True
+    for tier in sorted({r.tier for r in recipes}):
+        path = manifest.manifest_path(tier)
+        listed = manifest.read_manifest(path)
+        if not listed:
+            if only_listed:
+                continue
+            raise UserError(f"tier {tier!r} has no published manifest ({path} does not exist); write one with --write")
+        for c in manifest.check([r for r in recipes if r.tier == tier], listed):
+            if only_listed and c.verdict == "unlisted":
+                continue
+            ok &= c.ok
+            click.echo(f"{c.dataset_id}\t{'matches the manifest' if c.verdict == 'identical' else c.verdict}\t{c.detail}")
+    return ok
+
+
+@main.command("manifest")
+@click.option("--env", "env", default="all", show_default=True, help=_ENV_HELP)
+@click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
+@click.option("--write", is_flag=True, help="Add the local datasets to datasets/<tier>.manifest.json instead of checking them.")
+def manifest_cmd(env: str, preset: str, write: bool) -> None:
+    """Check the local datasets against the tier's committed manifest (id, size, checksum, returns).
+
+    Each dataset is identical (the published bits), equivalent (other bits, per-part returns
+    within 5% of the expert-random span) or differs. Exits 1 if any differs or is missing.
+    """
+    from mabcq_bench.data import manifest
+
+    recipes = _plan(env, preset)
+    if not write:
+        if not _echo_manifest_checks(recipes, only_listed=False):
+            raise UserError("the local datasets differ from the manifest (see above)")
+        return
+    from mabcq_bench.data.tasks import get_task
+
+    entries = [e for r in recipes for i in range(get_task(r.task).n_agents) if (e := manifest.entry(r.dataset_id(i), r))]
+    if not entries:
+        raise UserError("no local datasets of these tasks to write into the manifest; make them with make-data")
+    path = manifest.manifest_path(recipes[0].tier)
+    manifest.write_manifest(path, recipes[0].tier, entries)
+    click.echo(f"wrote {len(entries)} datasets into {path}")
+
+
+@main.command("train-expert")
+@click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
+@click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
+@click.option("--progress/--no-progress", default=True, help="Progress bar on a terminal, else one line per checkpoint.")
+@click.option("--ship", is_flag=True, help="Then copy the finished expert into datasets/experts/<name>/<task>/ (for maintainers).")
+def train_expert_cmd(env: str, preset: str, progress: bool, ship: bool) -> None:
+    """Train (or resume) the SAC joint expert here and print its reference returns.
+
+    Checkpoints are evaluated as they are saved; training stops at the recipe's target return.
+    """
+    from mabcq_bench.data.experts import REFERENCES, ship_expert, train_expert
+
+    for recipe in _plan(env, preset):
+        expert = train_expert(recipe, progress=progress, log=click.echo)
+        r = expert.returns
+        click.echo(f"{recipe.task}\t{expert.dir}\t" + "\t".join(f"{p} {r[p]['mean']:.1f}" for p in REFERENCES))
+        if ship:
+            ship_expert(recipe, log=click.echo)
+
+
+@main.command("bench-data")
+@click.option("--env", "env", default="hopper", show_default=True, help="One task name.")
+@click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
+@click.option("--transitions", default=20_000, show_default=True, type=click.IntRange(min=1000), help="Transitions per measurement.")
+@click.option("--num-envs", default=None, type=click.IntRange(min=1), help="Batch size of the vector env (default: the recipe's).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_data_cmd(env: str, preset: str, transitions: int, num_envs: int | None, as_json: bool) -> None:
+    """Measure dataset collection (transitions/s) beside raw stepping of the same task."""
+    from mabcq_bench.data.bench import bench_collection
+
+    if "," in env or env == "all":
+        raise UserError("bench-data measures one task: give --env with a single task name")
+    (recipe,) = _plan(env, preset)
+    result = bench_collection(recipe, transitions=transitions, num_envs=num_envs)
+    click.echo(json.dumps(result) if as_json else result["table"])

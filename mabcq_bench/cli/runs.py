@@ -1,0 +1,182 @@
+"""Commands of runs and reports: the scoring harness, leaderboards, the regression gate, protocol files."""
+
+from __future__ import annotations
+
+import click
+
+from mabcq_bench.cli.app import _ENV_HELP, _check_folder, main
+from mabcq_bench.errors import UserError
+
+
+_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (mabcq, mabcq-no-tn, mabcq-no-vd, bcq, ddpg, behavior; the reference rows zero-action, random)."
+
+
+def _seeds(text: str) -> list[int]:
+    """``3`` means seeds 0, 1, 2; ``0,4,7`` lists them."""
+    try:
+        if "," in text:
+            return sorted({int(x) for x in text.split(",") if x.strip()})
+        count = int(text)
+    except ValueError:
+        raise UserError(f"--seeds takes a count (3) or a list (0,4,7), got {text!r}") from None
+    if count < 1:
+        raise UserError(f"--seeds must be at least 1, got {count}")
+    return list(range(count))
+
+
+def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu"):
+    from pathlib import Path
+
+    from mabcq_bench.algos import resolve_algos
+    from mabcq_bench.runs.plan import RunSpec, parse_overrides, prepare
+    from mabcq_bench.runs.protocol import load_protocol
+    from mabcq_bench.runs.sweep import default_workers, run_sweep
+    from mabcq_bench.data.tasks import resolve_tasks
+
+    _check_folder(Path(results), "--results")
+    tasks = resolve_tasks(env)
+    algos = resolve_algos(algo)
+    protocol = load_protocol(preset)
+    extra = parse_overrides(overrides)
+    per_algo = {}
+    for a in algos:  # an override that changes nothing for an algorithm is not applied to it
+        dead = a.inert(dict(extra))
+        if dead:
+            click.echo(f"--set {', '.join(dead)} does not change {a.name}: its runs are made without {'it' if len(dead) == 1 else 'them'}")
+        per_algo[a.name] = tuple((k, v) for k, v in extra if k not in dead)
+    specs = [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name]) for t in tasks for a in algos for s in seeds]
+    runs = prepare(specs, protocol, protocol.datasets, device=device)
+    result = run_sweep(runs, Path(results), workers or default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
+    return result, protocol
+
+
+@main.command("run")
+@click.option("--algo", default="all", show_default=True, help=_ALGO_HELP)
+@click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
+@click.option("--seeds", default="3", show_default=True, help="Number of seeds (3 = 0,1,2) or a list (0,4,7).")
+@click.option("--preset", default="lite", show_default=True, help="Tier: baselines/<tier>.toml (protocol and hyperparameters) on the <tier> datasets.")
+@click.option("--results", default="runs", show_default=True, help="Results store: one record per (tier, task, algorithm, seed).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter, e.g. --set epsilon=0.4 (part of the run's name).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar with ETA (on a terminal).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: a process pool here; ray: one Ray task per run.")
+@click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto, or ray://head:10001); default: a local Ray.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device of the learners (cuda asks Ray for one GPU per run).")
+def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, executor, address, device) -> None:
+    """Train and score algorithms on the per-agent datasets, one record per run.
+
+    Finished runs are skipped, interrupted ones resume from their checkpoint. Ends with the table.
+    """
+    from mabcq_bench.report.tables import build_tables, format_table
+
+    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device)
+    if sweep.records:
+        for board in sorted({r["tier"] for r in sweep.records}):
+            click.echo(format_table(build_tables(sweep.records, board)))
+    click.echo(f"{len(sweep.records)} runs finished ({sweep.skipped} reused), {len(sweep.failures)} failed, {sweep.wall_s:.0f}s")
+    if sweep.failures:
+        raise UserError(
+            f"{len(sweep.failures)} run(s) failed: {'; '.join(f'{k}: {v}' for k, v in sweep.failures.items())}. "
+            "Rerun the same command to resume them from their checkpoints, or delete their seed<k>.ckpt* files to start them over"
+        )
+
+
+@main.command("leaderboard")
+@click.option("--results", default="runs", show_default=True, help="Results store written by `run`.")
+@click.option("--out", default=None, help="Folder for <tier>.md, <tier>.csv and the plots [default: <results>/leaderboard, never the repository's published leaderboard/].")
+def leaderboard_cmd(results: str, out: str | None) -> None:
+    """Tables (markdown, csv) and plots from a results store, one set per tier.
+
+    Unfinished runs (running, interrupted or failed: a checkpoint without a record) are skipped
+    and counted; a rerun of the same `mabcq-bench run` completes them.
+    """
+    from pathlib import Path
+
+    from mabcq_bench.report.leaderboard import write_leaderboard
+    from mabcq_bench.report.records import load_records, unfinished_runs
+    from mabcq_bench.report.tables import build_tables, format_table
+
+    records = load_records(results)
+    skipped = unfinished_runs(results)
+    if skipped:
+        click.echo(f"skipping {len(skipped)} unfinished run(s) without a record (e.g. {skipped[0]}); rerun `mabcq-bench run` to complete them")
+    if not records:
+        raise UserError(f"results folder {results} holds no finished runs")
+    target = Path(out) if out is not None else Path(results) / "leaderboard"
+    _check_folder(target, "--out")
+    for path in write_leaderboard(records, target):
+        click.echo(f"wrote {path}")
+    for tier in sorted({r["tier"] for r in records}):
+        click.echo(f"\n{tier}:\n" + format_table(build_tables(records, tier)))
+    click.echo(f"\nthe tables and plots are in {target}/")
+
+
+@main.command("regress")
+@click.option("--reference", default="leaderboard/regress-reference.json", show_default=True, help="Committed reference scores and tolerance.")
+@click.option("--results", default=None, help="Results store for the sweep (default: a fresh temporary folder, so nothing is reused).")
+@click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
+@click.option("--update", is_flag=True, help="Write the reference from this sweep instead of comparing (explicit; never automatic).")
+@click.option("--tolerance", default=None, type=click.FloatRange(min=0), help="With --update: the score tolerance to store (normalized-score points).")
+@click.option("--metric-tolerance", default=None, type=click.FloatRange(min=0), help="With --update: the relative tolerance of the training metrics to store (e.g. 0.02).")
+@click.option("--progress/--no-progress", default=True, help="Progress bars on a terminal.")
+def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance, progress) -> None:
+    """Regenerate the smoke sweep and compare its scores and training metrics with the committed reference.
+
+    Runs on the shipped smoke datasets (identical on every x86-64 CPU); the tolerances cover the
+    spread measured across CPU-dispatch settings (see the reference's tolerance_note).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from mabcq_bench.report import regress
+    from mabcq_bench.runs.plan import board_name, dataset_version
+    from mabcq_bench.data.datasets import make_data
+    from mabcq_bench.data.recipes import load_recipe
+
+    ref_path = Path(reference)
+    if ref_path.exists() or not update:
+        ref = regress.load_reference(ref_path)
+    else:
+        ref = {"tier": "smoke", "tasks": ["hopper"], "algos": ["mabcq", "mabcq-no-tn", "mabcq-no-vd", "bcq", "ddpg", "behavior"], "seeds": [0, 1], "tolerance": 10.0, "tolerance_note": ""}
+    recipe_file = load_recipe(ref["tier"])
+    for task in ref["tasks"]:
+        make_data(recipe_file.for_task(task), progress=progress, log=click.echo)
+    with tempfile.TemporaryDirectory(prefix="mabcq-regress-") as tmp:
+        store = Path(results) if results else Path(tmp)
+        sweep, _ = _sweep(",".join(ref["tasks"]), ",".join(ref["algos"]), [int(s) for s in ref["seeds"]], ref["tier"], store, workers, (), progress)
+    failures = {k.rsplit("/seed", 1)[0]: v for k, v in sweep.failures.items()}
+    if update:
+        if failures:
+            raise UserError(f"not writing a reference from a sweep with failed runs: {'; '.join(failures)}")
+        tol = tolerance if tolerance is not None else float(ref["tolerance"])
+        mtol = metric_tolerance if metric_tolerance is not None else ref.get("metric_tolerance")
+        board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]))
+        new = regress.reference_from_records(sweep.records, ref["tier"], ref["tasks"], ref["algos"], ref["seeds"], tol, ref.get("tolerance_note", ""), mtol, board=board)
+        regress.write_reference(ref_path, new)
+        click.echo(f"wrote {ref_path}")
+        return
+    board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]))
+    table, ok = regress.compare(ref, sweep.records, failures, board=board)
+    click.echo(table)
+    if not ok:
+        raise UserError("scores moved beyond the tolerance or runs failed (see the table)")
+    metrics = f" and their training metrics within ±{ref['metric_tolerance']:.1%}" if ref.get("metrics") else ""
+    click.echo(f"regress: all {len(ref['scores'])} scores within ±{ref['tolerance']:g} of the reference{metrics}")
+
+
+@main.command("baselines")
+@click.option("--write", is_flag=True, help="Regenerate baselines/<tier>.toml from the algorithm registry's defaults.")
+def baselines_cmd(write: bool) -> None:
+    """Show (or regenerate) the protocol files: run protocol and every algorithm's hyperparameters."""
+    from mabcq_bench.runs.protocol import BASELINES_DIR, DEFAULT_PROTOCOLS, protocol_text
+    from mabcq_bench.util import atomic_path
+
+    for tier, (proto, note, datasets) in DEFAULT_PROTOCOLS.items():
+        text = protocol_text(tier, proto, note, datasets)
+        path = BASELINES_DIR / f"{tier}.toml"
+        if write:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+            click.echo(f"wrote {path}")
+        else:
+            click.echo(f"# --- {path}\n{text}")
