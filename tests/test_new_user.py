@@ -76,7 +76,7 @@ def test_a_failed_run_keeps_its_checkpoint_but_not_its_lock_and_says_what_to_do(
     assert run.spec.checkpoint_path(store["results"]).exists()
     assert not run.spec.checkpoint_path(store["results"]).with_suffix(".lock").exists()
 
-    from mabcq_bench import cli
+    from mabcq_bench.cli import runs as cli
 
     class Sweep:  # what run_sweep returns when a run failed in a worker
         records, skipped, failures, wall_s = [], 0, {"hopper/bcq/seed0": "RuntimeError: diverged (NaN loss)"}, 1.0
