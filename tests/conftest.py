@@ -95,7 +95,7 @@ def smoke_hopper(tmp_path_factory):
 
 
 #: A protocol small enough for tests: 6 updates, evaluations at 3 and 6, checkpoints every 2.
-TINY_PROTOCOL = {"updates": 6, "eval_every": 3, "eval_episodes": 1, "diag_states": 32, "checkpoint_every": 2, "threads": 1}
+TINY_PROTOCOL = {"version": 2, "updates": 6, "eval_every": 3, "eval_episodes": 1, "final_eval_episodes": 2, "score_window": 2, "diag_states": 32, "checkpoint_every": 2, "threads": 1}
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ def _runs(algo="mabcq", seeds=(0,), overrides=()):
 def test_record_holds_what_the_leaderboard_needs(store):
     (run,) = _runs()
     record = execute.execute(run, store["results"])
-    path = store["results"] / "tiny" / "hopper" / "mabcq" / "seed0.json"
+    path = store["results"] / "tiny-p2" / "hopper" / "mabcq" / "seed0.json"
     assert json.loads(path.read_text()) == record
     assert record["status"] == "finished" and record["updates"] == 6
     assert [p["updates"] for p in record["curve"]] == [3, 6]
@@ -156,8 +156,8 @@ def test_cli_run_then_leaderboard(store, tmp_path):
     assert "bcq" in result.output and "4 runs finished" in result.output
     result = _cli(["leaderboard", "--results", str(store["results"]), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert (out / "tiny.md").exists() and (out / "tiny.csv").exists() and (out / "tiny-curves.png").stat().st_size > 0
-    assert "| bcq |" in (out / "tiny.md").read_text()
+    assert (out / "tiny-p2.md").exists() and (out / "tiny-p2.csv").exists() and (out / "tiny-p2-curves.png").stat().st_size > 0
+    assert "| bcq |" in (out / "tiny-p2.md").read_text()
 
 
 def test_regress_passes_on_its_reference_and_fails_when_tampered(store, tmp_path):
@@ -189,16 +189,16 @@ def test_ctrl_c_stops_the_sweep_at_once_and_a_rerun_completes_it(store):
     env = {**os.environ, "MINARI_DATASETS_PATH": store["MINARI_DATASETS_PATH"], "MABCQ_BENCH_HOME": store["MABCQ_BENCH_HOME"]}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while not list(results.glob("tiny/hopper/bcq/seed*.json")) and time.time() < deadline and proc.poll() is None:
+    while not list(results.glob("tiny-p2/hopper/bcq/seed*.json")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "Aborted" in out
-    finished = sorted(results.glob("tiny/hopper/bcq/seed*.json"))
+    finished = sorted(results.glob("tiny-p2/hopper/bcq/seed*.json"))
     assert 1 <= len(finished) < 8  # it stopped; the runs that were cut have no record
     result = CliRunner().invoke(main, cmd[3:])
     assert result.exit_code == 0, result.output
-    assert len(list(results.glob("tiny/hopper/bcq/seed*.json"))) == 8
+    assert len(list(results.glob("tiny-p2/hopper/bcq/seed*.json"))) == 8
     assert not list(results.glob("tiny/hopper/bcq/*.ckpt*"))
 
 
@@ -213,8 +213,8 @@ def test_a_tier_can_train_on_another_tiers_datasets(store, tmp_path):
     assert load_protocol("tiny").datasets == "tiny"
     result = _cli(["run", "--algo", "bcq", "--env", "hopper", "--preset", str(path), "--seeds", "1", "--results", str(store["results"]), "--workers", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
-    record = json.loads((store["results"] / "tiny-long" / "hopper" / "bcq" / "seed0.json").read_text())
-    assert record["tier"] == "tiny-long" and record["updates"] == 9 and [p["updates"] for p in record["curve"]] == [3, 6, 9]
+    record = json.loads((store["results"] / "tiny-long-p2" / "hopper" / "bcq" / "seed0.json").read_text())
+    assert record["tier"] == "tiny-long-p2" and record["updates"] == 9 and [p["updates"] for p in record["curve"]] == [3, 6, 9]
     assert [d["id"] for d in record["datasets"]] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
     path.write_text(longer.replace('datasets = "tiny"', "datasets = 3"))
     result = _cli(["run", "--preset", str(path)])
@@ -227,7 +227,7 @@ def test_a_run_another_process_is_training_is_refused_not_trained_twice(store):
     (run,) = _runs(seeds=(3,))
     lock = run.spec.checkpoint_path(store["results"]).with_suffix(".lock")
     with exclusive_lock(lock, "a run"):  # as another sweep over the same store holds it
-        with pytest.raises(UserError, match=r"another mabcq-bench process is working on run tiny/hopper/mabcq/seed3"):
+        with pytest.raises(UserError, match=r"another mabcq-bench process is working on run tiny-p2/hopper/mabcq/seed3"):
             execute.execute(run, store["results"])
     assert not run.spec.record_path(store["results"]).exists()
     record = execute.execute(run, store["results"])
@@ -254,7 +254,7 @@ def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tm
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(minari_copy))
     (v0,) = _runs("bcq")
     execute.execute(v0, store["results"])
-    assert v0.spec.tier == "tiny" and v0.datasets[0][0].endswith("-v0")
+    assert v0.spec.tier == "tiny-p2" and v0.datasets[0][0].endswith("-v0")
     # the same tier, version 1 of its datasets (a recipe with dataset_version = 1)
     from conftest import tiny_recipe_text
     from mabcq_bench.data.datasets import make_data
@@ -265,12 +265,12 @@ def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tm
         recipe_path.write_text("dataset_version = 1\n" + tiny_recipe_text())
         make_data(load_recipe("tiny").for_task("hopper"), progress=False, log=lambda _: None)
         (v1,) = _runs("bcq")
-        assert v1.spec.tier == "tiny-v1" and v1.datasets[0][0].endswith("-v1")
+        assert v1.spec.tier == "tiny-v1-p2" and v1.datasets[0][0].endswith("-v1")
         execute.execute(v1, store["results"])
     finally:
         recipe_path.write_text(original)
     records = load_records(store["results"])
-    assert sorted(r["tier"] for r in records) == ["tiny", "tiny-v1"]
-    assert (store["results"] / "tiny-v1" / "hopper" / "bcq" / "seed0.json").exists()
-    assert [c.n for c in build_tables(records, "tiny").rows[0].cells.values()] == [1]
-    assert [c.n for c in build_tables(records, "tiny-v1").rows[0].cells.values()] == [1]
+    assert sorted(r["tier"] for r in records) == ["tiny-p2", "tiny-v1-p2"]
+    assert (store["results"] / "tiny-v1-p2" / "hopper" / "bcq" / "seed0.json").exists()
+    assert [c.n for c in build_tables(records, "tiny-p2").rows[0].cells.values()] == [1]
+    assert [c.n for c in build_tables(records, "tiny-v1-p2").rows[0].cells.values()] == [1]

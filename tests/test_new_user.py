@@ -112,7 +112,7 @@ def test_an_override_without_effect_is_not_applied_and_said(store):
     result = _invoke(["run", "--algo", "mabcq,bcq", "--env", "hopper", "--preset", "tiny", "--results", str(store["results"]), "--set", "epsilon=0.3", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "--set epsilon does not change bcq: its runs are made without it" in result.output
-    variants = sorted(p.name for p in (store["results"] / "tiny" / "hopper").iterdir())
+    variants = sorted(p.name for p in (store["results"] / "tiny-p2" / "hopper").iterdir())
     assert variants == ["bcq", "mabcq_epsilon=0.3"]  # folder of the variant "mabcq epsilon=0.3"
 
 

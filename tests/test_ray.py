@@ -62,7 +62,7 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(store, local
     killed = None
     deadline = time.time() + 120
     while killed is None and time.time() < deadline and thread.is_alive():
-        for ckpt in results.glob("tiny/hopper/bcq/seed*.ckpt"):
+        for ckpt in results.glob("tiny-p2/hopper/bcq/seed*.ckpt"):
             marker = json.loads(ckpt.with_suffix(".ckpt.json").read_text())
             os.kill(marker["pid"], signal.SIGKILL)  # the Ray worker process running this run
             killed = ckpt
@@ -72,7 +72,7 @@ def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(store, local
     assert killed is not None, "no run reached a checkpoint to kill"
     result = outcome["result"]
     assert not result.failures and len(result.records) == 2
-    assert sorted(p.name for p in results.glob("tiny/hopper/bcq/*")) == ["seed0.json", "seed1.json"]
+    assert sorted(p.name for p in results.glob("tiny-p2/hopper/bcq/*")) == ["seed0.json", "seed1.json"]
     for record in result.records:
         ref = reference[(record["variant"], record["seed"])]
         assert (record["final"], record["curve"]) == (ref["final"], ref["curve"])  # resumed, nothing counted twice

@@ -79,6 +79,10 @@ class Learner(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (the learner must have the same config)."""
 
+    def reseed(self, stream: str, seed: int) -> None:
+        """Restart the random stream ``act`` or ``value`` from ``seed`` (the trainer does so before
+        every evaluation)."""
+
 
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[int]:
@@ -217,9 +221,11 @@ class TorchLearner:
     A subclass fills :attr:`modules`, :attr:`optimizers` and :attr:`generators` in ``__init__``;
     :meth:`state_dict` / :meth:`load_state_dict` then cover all of them.
 
-    Three random streams, derived from the seed: ``init`` (initial weights, drawn on the CPU so
+    Four random streams, derived from the seed: ``init`` (initial weights, drawn on the CPU so
     they are the same on every device), ``train`` (the noise of updates), ``act`` (the noise of
-    acting; kept apart so that evaluating does not change the training trajectory).
+    acting) and ``value`` (the noise of :meth:`value`, the coordination diagnostic). Acting and
+    valuing never touch ``train``, so evaluating does not change the training trajectory, and
+    neither touches the other, so the diagnostic does not change what is evaluated.
     """
 
     has_value = True
@@ -229,11 +235,12 @@ class TorchLearner:
         self.config = config
         self.seed = seed
         self.device = torch.device(device)
-        init_seed, train_seed, act_seed = derived_seeds(seed, 3)
+        init_seed, train_seed, act_seed, value_seed = derived_seeds(seed, 4)  # the first three as before
         self.init_generator = torch.Generator().manual_seed(init_seed)
         self.generators: dict[str, torch.Generator] = {
             "train": torch.Generator(device=self.device).manual_seed(train_seed),
             "act": torch.Generator(device=self.device).manual_seed(act_seed),
+            "value": torch.Generator(device=self.device).manual_seed(value_seed),
         }
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, Adam] = {}
@@ -244,6 +251,17 @@ class TorchLearner:
         for module in self.modules.values():
             module.to(self.device)
             rebind(module)
+
+    def reseed(self, stream: str, seed: int) -> None:
+        """Restart the random stream ``act`` or ``value`` from ``seed``.
+
+        The trainer calls it before every evaluation with a seed derived from the run's seed, the
+        agent and the update count, so the policy evaluated at update u is the same whatever was
+        evaluated before it (the evaluation schedule, the diagnostic).
+        """
+        if stream not in ("act", "value"):
+            raise ValueError(f"reseed: stream must be 'act' or 'value', got {stream!r}")
+        self.generators[stream].manual_seed(seed)
 
     def _states(self, states: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(states, dtype=np.float32), device=self.device)

@@ -215,10 +215,9 @@ class MABCQ(TorchLearner):
         return to_floats(logs)
 
     @torch.no_grad()
-    def _policy(self, states: Tensor) -> tuple[Tensor, Tensor]:
-        """π(s): the best by Q1 of n perturbed G¹ samples (paper §3.3; BCQ). Returns actions
-        ``(B, A)`` and their Q1 values ``(B,)``."""
-        gen = self.generators["act"]
+    def _policy(self, states: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """π(s): the best by Q1 of n perturbed G¹ samples (paper §3.3; BCQ), with the noise of
+        ``gen``. Returns actions ``(B, A)`` and their Q1 values ``(B,)``."""
         candidates = self.xi(states, self.vae1.sample(states, self.config.n_actions, gen))  # (B, n, A)
         q1 = self.critic(states, candidates, head=0)[0, :, :, 0]  # (B, n)
         best = q1.argmax(1)
@@ -226,11 +225,12 @@ class MABCQ(TorchLearner):
         return candidates[rows, best], q1[rows, best]
 
     def act(self, states: np.ndarray) -> np.ndarray:
-        actions, _ = self._policy(self._states(states))
+        actions, _ = self._policy(self._states(states), self.generators["act"])
         return actions.cpu().numpy()
 
     def value(self, states: np.ndarray) -> np.ndarray:
-        """Q1(s, π(s)): the value of the action :meth:`act` would take (the critic that picks it)."""
-        _, q1 = self._policy(self._states(states))
+        """Q1(s, π(s)): the value of the action :meth:`act` would take (the critic that picks it),
+        with π's noise from the ``value`` stream, so valuing does not change what is acted."""
+        _, q1 = self._policy(self._states(states), self.generators["value"])
         return q1.cpu().numpy()
 

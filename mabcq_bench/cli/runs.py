@@ -53,7 +53,7 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
 @main.command("run")
 @click.option("--algo", default="all", show_default=True, help=_ALGO_HELP)
 @click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
-@click.option("--seeds", default="3", show_default=True, help="Number of seeds (3 = 0,1,2) or a list (0,4,7).")
+@click.option("--seeds", default="5", show_default=True, help="Number of seeds (5 = 0,1,2,3,4) or a list (0,4,7).")
 @click.option("--preset", default="lite", show_default=True, help="Tier: baselines/<tier>.toml (protocol and hyperparameters) on the <tier> datasets.")
 @click.option("--results", default="runs", show_default=True, help="Results store: one record per (tier, task, algorithm, seed).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
@@ -143,19 +143,18 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
         make_data(recipe_file.for_task(task), progress=progress, log=click.echo)
     with tempfile.TemporaryDirectory(prefix="mabcq-regress-") as tmp:
         store = Path(results) if results else Path(tmp)
-        sweep, _ = _sweep(",".join(ref["tasks"]), ",".join(ref["algos"]), [int(s) for s in ref["seeds"]], ref["tier"], store, workers, (), progress)
+        sweep, protocol = _sweep(",".join(ref["tasks"]), ",".join(ref["algos"]), [int(s) for s in ref["seeds"]], ref["tier"], store, workers, (), progress)
+    board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]), protocol.protocol["version"])
     failures = {k.rsplit("/seed", 1)[0]: v for k, v in sweep.failures.items()}
     if update:
         if failures:
             raise UserError(f"not writing a reference from a sweep with failed runs: {'; '.join(failures)}")
         tol = tolerance if tolerance is not None else float(ref["tolerance"])
         mtol = metric_tolerance if metric_tolerance is not None else ref.get("metric_tolerance")
-        board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]))
         new = regress.reference_from_records(sweep.records, ref["tier"], ref["tasks"], ref["algos"], ref["seeds"], tol, ref.get("tolerance_note", ""), mtol, board=board)
         regress.write_reference(ref_path, new)
         click.echo(f"wrote {ref_path}")
         return
-    board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]))
     table, ok = regress.compare(ref, sweep.records, failures, board=board)
     click.echo(table)
     if not ok:

@@ -1,8 +1,9 @@
 """Run records: reading a results store and checking every record before anything trusts it.
 
 A results store holds one JSON record per *finished* run at
-``<results>/<tier>/<task>/<variant>/seed<k>.json`` (schema 1, written by
-:mod:`mabcq_bench.runs.execute`). :func:`load_records` reads them all and refuses, with the
+``<results>/<board>/<task>/<variant>/seed<k>.json`` (written by :mod:`mabcq_bench.runs.execute`;
+schema 1 from protocol version 1, schema 2 from version 2, which adds the final evaluation's
+episode count and the ``window`` mean; the two are filed on different boards and never mixed). :func:`load_records` reads them all and refuses, with the
 file's name, any record it cannot trust; it never skips or modifies one. An unfinished run (a
 checkpoint ``seed<k>.ckpt.json`` without a record) is not a record: :func:`unfinished_runs`
 lists them.
@@ -19,8 +20,8 @@ from typing import Any, Iterable
 from mabcq_bench.errors import UserError
 
 
-#: The run-record schema this module reads.
-SCHEMA = 1
+#: The run-record schemas this module reads.
+SCHEMAS = (1, 2)
 
 
 #: Column order of the tables: the paper's tasks (the order of ``mabcq_bench.data.tasks.TASKS``, kept
@@ -50,8 +51,8 @@ def _record_problem(rec: Any) -> str | None:
     missing = [k for k in _REQUIRED if k not in rec]
     if missing:
         return f"lacks required keys {', '.join(missing)}"
-    if rec["schema"] != SCHEMA:
-        return f"has schema {rec['schema']!r}; this mabcq-bench reads schema {SCHEMA}"
+    if rec["schema"] not in SCHEMAS:
+        return f"has schema {rec['schema']!r}; this mabcq-bench reads schemas {', '.join(map(str, SCHEMAS))}"
     if rec["status"] != "finished":
         return f"has status {rec['status']!r}, not 'finished' (only finished runs belong in the store)"
     for key in ("tier", "task", "algo", "variant", "config_fingerprint"):
@@ -68,6 +69,10 @@ def _record_problem(rec: Any) -> str | None:
         return f"has final normalized_score {final['normalized_score']!r}; expected a finite number"
     if final["coordination_gap"] is not None and not _is_number(final["coordination_gap"]):
         return f"has final coordination_gap {final['coordination_gap']!r}; expected a number or null"
+    if rec["schema"] >= 2:
+        window = rec.get("window")
+        if not isinstance(window, dict) or not _is_number(window.get("normalized_score")) or not math.isfinite(window["normalized_score"]):
+            return "has no finite window normalized_score (schema 2)"
     curve = rec["curve"]
     if not isinstance(curve, list):
         return "has a curve that is not a list"

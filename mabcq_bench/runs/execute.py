@@ -2,7 +2,10 @@
 
 For each (task, algorithm, seed) a run loads every agent's Minari dataset, trains each agent on
 its own (:func:`mabcq_bench.runs.learn.train_agents`), evaluates the joint decentralized policy
-every ``eval_every`` updates and at the end on fixed evaluation seeds, and writes one record.
+every ``eval_every`` updates on fixed evaluation seeds (the learning curve), evaluates it once
+more after the last update on ``final_eval_episodes`` episodes (the run's score), and writes one
+record. Beside the score the record holds ``window``: the mean of the last ``score_window``
+learning-curve evaluations, which says whether the score is a lucky last point.
 
 A record is written atomically once the run has finished, so a crashed run never leaves one that
 looks finished. While a run trains, its state is checkpointed next to where the record will be
@@ -28,7 +31,9 @@ from mabcq_bench.errors import UserError
 from mabcq_bench.runs.plan import PreparedRun, existing_record
 from mabcq_bench.util import exclusive_lock, versions, write_json
 
-RECORD_SCHEMA = 1
+#: Schema 2 (protocol version 2) adds ``final.episodes`` and ``window``; ``final`` is then the
+#: separate final evaluation, not the last learning-curve point.
+RECORD_SCHEMA = 2
 
 #: What an executor reports for each run: (run key, record or None, one-line error or None).
 Outcome = tuple[str, "dict | None", "str | None"]
@@ -115,6 +120,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         seed=spec.seed,
         eval_every=proto["eval_every"],
         eval_episodes=proto["eval_episodes"],
+        final_eval_episodes=proto["final_eval_episodes"],
         diag_states=proto["diag_states"],
         checkpoint=ckpt,
         checkpoint_every=proto["checkpoint_every"],
@@ -127,7 +133,13 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
     def score(returns) -> float:
         return float(normalized_score(float(np.mean(returns)), run.ref_min, run.ref_max))
 
-    final = result.evaluations[-1]
+    final = result.final
+    assert final is not None  # the protocol always asks for one (final_eval_episodes >= 1)
+    curve = [
+        {"updates": e.update, "return_mean": e.mean_return, "normalized_score": score(e.returns), "coordination_gap": e.coordination_gap}
+        for e in result.evaluations
+    ]
+    last = curve[-int(proto["score_window"]) :]
     record = {
         "schema": RECORD_SCHEMA,
         "status": "finished",
@@ -146,15 +158,18 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         "ref_min_score": run.ref_min,
         "ref_max_score": run.ref_max,
         "final": {
+            "episodes": len(final.returns),
             "returns": final.returns,
             "return_mean": final.mean_return,
             "normalized_score": score(final.returns),
             "coordination_gap": final.coordination_gap,
         },
-        "curve": [
-            {"updates": e.update, "return_mean": e.mean_return, "normalized_score": score(e.returns), "coordination_gap": e.coordination_gap}
-            for e in result.evaluations
-        ],
+        "window": {
+            "evaluations": len(last),
+            "from_update": last[0]["updates"],
+            "normalized_score": float(np.mean([c["normalized_score"] for c in last])),
+        },
+        "curve": curve,
         "metrics": result.metrics,
         "updates": result.updates,
         "wall_s": round(time.time() - started, 1),  # this call: loading, training, scoring

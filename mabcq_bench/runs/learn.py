@@ -62,7 +62,9 @@ class TrainResult:
         task, algo, seed: what was run.
         updates: updates done per agent.
         config: the algorithm's resolved config (same for all agents).
-        evaluations: the joint evaluations, in order.
+        evaluations: the joint learning-curve evaluations, in order.
+        final: the final evaluation (``final_eval_episodes`` episodes after the last update, on
+            their own evaluation seeds), or ``None`` when none was asked for.
         metrics: per evaluation interval, the learners' training metrics averaged over the
             interval's updates and over agents (keys as the learners return them, plus ``update``).
         learners: the trained learners, agent order.
@@ -84,10 +86,12 @@ class TrainResult:
     threads: int = 1
     wall_s: float = 0.0
     total_wall_s: float = 0.0
+    final: Evaluation | None = None
 
     @property
     def final_return(self) -> float:
-        return self.evaluations[-1].mean_return
+        """The final evaluation's mean return (the last curve evaluation's without one)."""
+        return (self.final or self.evaluations[-1]).mean_return
 
 
 def train_agents(
@@ -99,6 +103,7 @@ def train_agents(
     seed: int,
     eval_every: int = 0,
     eval_episodes: int = 10,
+    final_eval_episodes: int = 0,
     diag_states: int = 1000,
     checkpoint: Path | str | None = None,
     checkpoint_every: int = 0,
@@ -116,7 +121,9 @@ def train_agents(
         updates: updates per agent (each agent takes one step per update, in turn).
         seed: seeds everything: learners, samplers, evaluation episodes, diagnostic states.
         eval_every: evaluate every this many updates (0: only at the end; the end always is).
-        eval_episodes: episodes per evaluation, run as one batch of environments.
+        eval_episodes: episodes per learning-curve evaluation, run as one batch of environments.
+        final_eval_episodes: episodes of a final evaluation after the last update (0: none), on
+            evaluation seeds of its own, run as one batch of environments.
         diag_states: how many states of agent 0's dataset make the fixed set of the
             coordination diagnostic.
         checkpoint: file of the resumable training state; resumed from when it exists.
@@ -135,7 +142,7 @@ def train_agents(
     tune_malloc()
     with torch_threads(threads):
         return _train(
-            task, datasets, algo, updates, seed, eval_every, eval_episodes, diag_states,
+            task, datasets, algo, updates, seed, eval_every, eval_episodes, final_eval_episodes, diag_states,
             checkpoint, checkpoint_every, device, overrides, on_update,
         )  # fmt: skip
 
@@ -148,6 +155,7 @@ def _train(
     seed: int,
     eval_every: int,
     eval_episodes: int,
+    final_eval_episodes: int,
     diag_states: int,
     checkpoint: Path | str | None,
     checkpoint_every: int,
@@ -234,12 +242,16 @@ def _train(
         if on_update is not None:
             on_update(done, step_metrics)
         if done == updates or (eval_every and done % eval_every == 0):
-            evaluations.append(_evaluate(task, learners, eval_episodes, eval_seed, diag, done))
+            evaluations.append(_evaluate(task, learners, eval_episodes, eval_seed, diag, done, derive_seed(seed, "acting", done)))
             metrics_log.append({"update": float(done), **{k: v / pending_count for k, v in pending.items()}})
             pending, pending_count = {}, 0
         if done == updates or (checkpoint_every and done % checkpoint_every == 0):
             save()
 
+    final = None
+    if final_eval_episodes:  # after the last checkpoint: a resumed run redoes only this
+        final_seed = derive_seed(seed, "final evaluation")
+        final = _evaluate(task, learners, final_eval_episodes, final_seed, diag, done, derive_seed(seed, "final acting"))
     elapsed = time.perf_counter() - started
     return TrainResult(
         task=task.name,
@@ -253,6 +265,7 @@ def _train(
         threads=torch.get_num_threads(),
         wall_s=elapsed,
         total_wall_s=earlier_s + elapsed,
+        final=final,
     )
 
 
@@ -265,7 +278,17 @@ def coordination_gap(learners: Sequence[Learner], states: np.ndarray) -> float |
     return float(np.mean(values.max(0) - values.min(0)))
 
 
-def _evaluate(task: Task, learners: Sequence[Learner], episodes: int, seed: int, diag: np.ndarray, update: int) -> Evaluation:
+def _evaluate(task: Task, learners: Sequence[Learner], episodes: int, seed: int, diag: np.ndarray, update: int, noise_seed: int) -> Evaluation:
+    """Evaluate the agents jointly on ``episodes`` episodes (evaluation seeds ``seed, seed + 1,
+    ...``) and take the coordination diagnostic on ``diag``.
+
+    Each agent's acting and valuing noise restarts from ``noise_seed`` first (per agent and
+    stream), so the result depends only on the networks and these seeds: not on earlier
+    evaluations, and the diagnostic does not change what is evaluated.
+    """
+    for i, learner in enumerate(learners):
+        learner.reseed("act", derive_seed(noise_seed, "act", i))
+        learner.reseed("value", derive_seed(noise_seed, "value", i))
     policy = rollout.decentralized(task, [learner.act for learner in learners])
     returns = rollout.evaluate(task, policy, episodes, seed)
     return Evaluation(update=update, returns=[float(r) for r in returns], coordination_gap=coordination_gap(learners, diag))

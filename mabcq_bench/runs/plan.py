@@ -2,9 +2,10 @@
 
 A :class:`RunSpec` is one (tier, task, algorithm variant, seed); :func:`prepare` resolves every
 spec's configuration, checks the agents' datasets and fingerprints the run, before any work
-starts. A finished run's record is ``<results>/<tier>/<task>/<variant>/seed<k>.json``; runs on
-version-N datasets are filed under ``<tier>-v<N>`` (:func:`board_name`), so different versions
-of the datasets never share a folder or a table.
+starts. A finished run's record is ``<results>/<board>/<task>/<variant>/seed<k>.json``, where the
+board (:func:`board_name`) names the tier, the datasets' version and the scoring protocol's
+version (``lite-v1-p2``), so runs on different datasets or scored differently never share a
+folder or a table.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, dev
     specs = list(specs)
     _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier)
     # runs on another version of the datasets are filed and tabulated apart (never mixed)
-    specs = [dataclasses.replace(s, tier=board_name(s.tier, dataset_version(s.task, dataset_tier))) for s in specs]
+    pv = int(protocol.protocol["version"])
+    specs = [dataclasses.replace(s, tier=board_name(s.tier, dataset_version(s.task, dataset_tier), pv)) for s in specs]
     datasets_of: dict[str, tuple[tuple[tuple[str, str], ...], float, float]] = {}
     out = []
     for spec in specs:
@@ -97,11 +99,12 @@ def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, dev
         cfg = dataclasses.asdict(algo.config(task, **values))
         cfg = json.loads(json.dumps(cfg))  # tuples as lists: what a record holds
         ids, ref_min, ref_max = datasets_of[spec.task]
-        identity = {"task": spec.task, "algo": spec.algo, "config": cfg, "protocol": protocol.protocol, "datasets": ids}
+        proto = protocol.for_task(spec.task)
+        identity = {"task": spec.task, "algo": spec.algo, "config": cfg, "protocol": proto, "datasets": ids}
         if device != "cpu":  # other devices give other numbers: never mixed with CPU runs
             identity["device"] = device
         fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        out.append(PreparedRun(spec, cfg, dict(protocol.protocol), ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device))
+        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device))
     return out
 
 
@@ -122,12 +125,14 @@ def _check_all_present(task_names: Sequence[str], tier: str) -> None:
         raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {','.join(missing)} --preset {tier}`")
 
 
-def board_name(tier: str, version: int) -> str:
-    """The name a run's records are filed and tabulated under: the protocol tier for runs on
-    version-0 datasets (the first leaderboard's), ``<tier>-v<N>`` for runs on version N. Runs
-    on different versions of the datasets are different experiments: their records live in
-    different folders and tables, never in one cell."""
-    return tier if version == 0 else f"{tier}-v{version}"
+def board_name(tier: str, version: int, protocol_version: int = 1) -> str:
+    """The name a run's records are filed and tabulated under: the protocol tier, then ``-v<N>``
+    for runs on version-N datasets (version 0, the first leaderboard's, adds nothing), then
+    ``-p<M>`` for runs scored by protocol version M ≥ 2 (version 1 adds nothing). Runs on other
+    datasets, or scored another way, are different experiments: their records live in different
+    folders and tables, never in one cell."""
+    name = tier if version == 0 else f"{tier}-v{version}"
+    return name if protocol_version == 1 else f"{name}-p{protocol_version}"
 
 
 def dataset_version(task: str, tier: str) -> int:

@@ -21,13 +21,25 @@ from mabcq_bench.util import read_tier_file
 #: Where the shipped protocol files live (the repository's ``baselines/``).
 BASELINES_DIR = Path(os.environ.get("MABCQ_BENCH_BASELINES", Path(__file__).resolve().parents[2] / "baselines"))
 PROTOCOL_KEYS = {
+    "version": int,  # the scoring protocol's version: records of different versions are never tabulated together
     "updates": int,  # updates per agent
     "eval_every": int,  # learning-curve evaluation every this many updates
-    "eval_episodes": int,  # joint episodes per evaluation (one per evaluation seed)
+    "eval_episodes": int,  # joint episodes per learning-curve evaluation (one per evaluation seed)
+    "final_eval_episodes": int,  # joint episodes of the final evaluation, whose mean is the run's score
+    "score_window": int,  # the mean of this many last learning-curve evaluations is reported beside the score
     "diag_states": int,  # states of the coordination diagnostic
     "checkpoint_every": int,  # resumable checkpoint every this many updates
     "threads": int,  # torch threads per run
 }
+
+#: The protocol version the code implements. Version 1 (records without ``version``): the score
+#: was the last learning-curve evaluation (5 episodes at lite), and evaluations shared the acting
+#: noise with the coordination diagnostic. Version 2: a separate final evaluation of
+#: ``final_eval_episodes`` episodes, the ``score_window`` mean, and per-evaluation random streams.
+PROTOCOL_VERSION = 2
+
+#: Keys a ``[protocol.tasks.<task>]`` table may set for one task.
+PER_TASK_KEYS = ("updates", "eval_every", "checkpoint_every")
 
 
 @dataclass(frozen=True)
@@ -36,13 +48,19 @@ class Protocol:
 
     tier: str
     path: Path
-    protocol: dict[str, int]
+    protocol: dict[str, Any]  # [protocol] values; per-task ones under "tasks" (see for_task)
     algos: dict[str, dict[str, Any]]  # algo -> {field: value, "tasks": {task: {field: value}}}
     datasets: str = ""  # the tier of the datasets it trains on (``datasets = "lite"``); default: its own
 
     def __post_init__(self) -> None:
         if not self.datasets:
             object.__setattr__(self, "datasets", self.tier)
+
+    def for_task(self, task: str) -> dict[str, int]:
+        """The protocol of ``task``'s runs: ``[protocol]`` with its ``[protocol.tasks.<task>]`` values."""
+        values = {k: v for k, v in self.protocol.items() if k != "tasks"}
+        values.update(self.protocol.get("tasks", {}).get(task, {}))
+        return values
 
     def config(self, algo: str, task: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Hyperparameters of ``algo`` on ``task``: the file's values, its per-task table, then ``overrides``."""
@@ -56,28 +74,39 @@ class Protocol:
 
 
 class TierProtocol(NamedTuple):
-    protocol: dict[str, int]
+    protocol: dict[str, Any]  # [protocol] values, and per-task ones under "tasks"
     note: str  # the file's first line
     datasets: str | None = None  # the datasets' tier, when not the tier itself
+
+
+def _protocol(updates: int, eval_every: int, eval_episodes: int, final_eval_episodes: int, score_window: int, checkpoint_every: int, diag_states: int = 1000, **tasks: dict[str, int]) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "version": PROTOCOL_VERSION, "updates": updates, "eval_every": eval_every, "eval_episodes": eval_episodes,
+        "final_eval_episodes": final_eval_episodes, "score_window": score_window, "diag_states": diag_states,
+        "checkpoint_every": checkpoint_every, "threads": 1,
+    }  # fmt: skip
+    if tasks:
+        values["tasks"] = tasks
+    return values
 
 
 #: The shipped tiers' protocols (what `mabcq-bench baselines --write` puts in baselines/).
 DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
     "smoke": TierProtocol(
-        {"updates": 200, "eval_every": 100, "eval_episodes": 2, "diag_states": 256, "checkpoint_every": 100, "threads": 1},
+        _protocol(200, 100, 2, 10, 2, 100, diag_states=256),
         "smoke: CI only (the regression gate). A few hundred updates on the smoke datasets; the scores test the pipeline, not the algorithms.",
     ),
     "lite": TierProtocol(
-        {"updates": 10000, "eval_every": 1000, "eval_episodes": 5, "diag_states": 1000, "checkpoint_every": 1000, "threads": 1},
-        "lite: a 2-core laptop, the committed leaderboard. Table 6 hyperparameters, 10k updates per agent.",
+        _protocol(10000, 1000, 10, 50, 5, 1000),
+        "lite: a 2-core laptop, the committed leaderboard. Table 6 hyperparameters; the score is a 50-episode final evaluation.",
     ),
     "lite-long": TierProtocol(
-        {"updates": 50000, "eval_every": 2500, "eval_episodes": 5, "diag_states": 1000, "checkpoint_every": 2500, "threads": 1},
-        "lite-long: the lite datasets with 5x lite's training budget (50k updates per agent), to see where the algorithms separate (leaderboard/FINDINGS.md).",
+        _protocol(50000, 2500, 10, 50, 5, 2500),
+        "lite-long: the lite datasets with a long training budget (50k updates per agent), to see where the algorithms separate (leaderboard/FINDINGS.md).",
         "lite",
     ),
     "paper": TierProtocol(
-        {"updates": 300000, "eval_every": 10000, "eval_episodes": 10, "diag_states": 1000, "checkpoint_every": 5000, "threads": 1},
+        _protocol(300000, 10000, 10, 50, 5, 5000),
         "paper: Table 6 hyperparameters on the 1M-transition datasets. The paper does not state its number of updates; 300k is ours.",
     ),
 }
@@ -89,12 +118,28 @@ def load_protocol(preset: str) -> Protocol:
     proto = data.get("protocol")
     if not isinstance(data.get("tier"), str) or not isinstance(proto, dict) or not isinstance(data.get("algos"), dict):
         raise UserError(f"malformed protocol {path}: it needs tier = '...', a [protocol] table and [algos.<name>] tables")
-    for key, kind in PROTOCOL_KEYS.items():
-        if not isinstance(proto.get(key), kind) or isinstance(proto.get(key), bool) or proto[key] < (0 if key == "eval_every" else 1):
-            raise UserError(f"malformed protocol {path}: [protocol] {key} must be a positive integer")
-    unknown = set(proto) - set(PROTOCOL_KEYS)
+    for key in PROTOCOL_KEYS:
+        if key not in proto:
+            raise UserError(f"malformed protocol {path}: [protocol] has no {key} (regenerate the file with `mabcq-bench baselines --write`, or add it)")
+        _check_key(path, "[protocol]", key, proto[key])
+    if proto["version"] != PROTOCOL_VERSION:
+        raise UserError(f"{path} is protocol version {proto['version']}; this mabcq-bench runs version {PROTOCOL_VERSION}")
+    unknown = set(proto) - set(PROTOCOL_KEYS) - {"tasks"}
     if unknown:
         raise UserError(f"malformed protocol {path}: unknown [protocol] key(s) {', '.join(sorted(unknown))}")
+    from mabcq_bench.data.tasks import TASKS
+
+    tasks = proto.get("tasks", {})
+    if not isinstance(tasks, dict):
+        raise UserError(f"malformed protocol {path}: [protocol.tasks.<task>] tables set per-task values")
+    for task, values in tasks.items():
+        where = f"[protocol.tasks.{task}]"
+        if task not in TASKS:
+            raise UserError(f"malformed protocol {path}: {where} is not a task; valid tasks: {', '.join(TASKS)}")
+        if not isinstance(values, dict) or set(values) - set(PER_TASK_KEYS):
+            raise UserError(f"malformed protocol {path}: {where} may set only {', '.join(PER_TASK_KEYS)}")
+        for key, value in values.items():
+            _check_key(path, where, key, value)
     from mabcq_bench.algos import ALGOS
 
     for name in data["algos"]:
@@ -106,7 +151,12 @@ def load_protocol(preset: str) -> Protocol:
     return Protocol(data["tier"], path, dict(proto), data["algos"], datasets)
 
 
-def protocol_text(tier: str, protocol: dict[str, int], note: str, datasets: str | None = None) -> str:
+def _check_key(path: Path, where: str, key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "eval_every" else 1):
+        raise UserError(f"malformed protocol {path}: {where} {key} must be a positive integer")
+
+
+def protocol_text(tier: str, protocol: dict[str, Any], note: str, datasets: str | None = None) -> str:
     """A complete protocol file: the protocol plus every registered algorithm's resolved config
     and its per-task values (ε), so a user sees every hyperparameter without reading code.
     ``datasets`` names the datasets' tier when it is not ``tier`` itself."""
@@ -118,6 +168,8 @@ def protocol_text(tier: str, protocol: dict[str, int], note: str, datasets: str 
         lines.append(f'datasets = "{datasets}"  # trains on the {datasets} datasets')
     lines += ["", "[protocol]"]
     lines += [f"{k} = {protocol[k]}" for k in PROTOCOL_KEYS]
+    for task, values in protocol.get("tasks", {}).items():
+        lines += [f"[protocol.tasks.{task}]"] + [f"{k} = {v}" for k, v in values.items()]
     for name, spec in ALGOS.items():
         base = dataclasses.asdict(spec.config())
         lines += ["", f"[algos.{name}]  # {spec.summary}"]
