@@ -153,8 +153,8 @@ def separations(board: "Leaderboard", pairs: Sequence[tuple[str, str, str]] = PA
     with Holm–Bonferroni over the family of those that have enough runs for a verdict."""
     seps = [s for task in board.tasks for a, b, key in pairs if (s := compare(board, task, a, b, key)) is not None]
     family = [s for s in seps if s.tested]
-    adjusted = dict(zip(map(id, family), holm_bonferroni([s.p_final for s in family])))
-    return [replace(s, p_holm=float(adjusted[id(s)]), family=len(family)) if s.tested else replace(s, family=len(family)) for s in seps]
+    adjusted = iter(holm_bonferroni([s.p_final for s in family]).tolist())  # in the order of ``family``
+    return [replace(s, p_holm=next(adjusted) if s.tested else None, family=len(family)) for s in seps]
 
 
 def _reachable(s: Separation) -> bool:
