@@ -113,7 +113,7 @@ def test_write_leaderboard_files(tmp_path):
     store = write_store(tmp_path / "results", fake_records())
     out = tmp_path / "leaderboard"
     written = write_leaderboard(load_records(store), out, reps=300)
-    names = ["lite.md", "lite.csv", "lite-curves.png", "lite-coordination.png", "lite-epsilon.png"]
+    names = ["lite.md", "lite.csv", "lite-curves.png", "lite-profiles.png", "lite-coordination.png", "lite-epsilon.png"]
     assert written == [out / n for n in names]
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temporary files left
     for name in names[2:]:
@@ -126,7 +126,7 @@ def test_write_leaderboard_files(tmp_path):
     assert table[0] == "| variant | walker | hopper | IQM [low, high] | coord. gap |"
     assert table[2].startswith("| mabcq | 80.0 ± 10.0 (3) | 50.0 ± 10.0 (3) | 65.0 [") and table[2].endswith("| 3.00 |")
     assert table[5] == "| behavior | 15.0 ± 0.0 (1) | 5.0 ± 0.0 (1) | 10.0 [10.0, 10.0] | – |"
-    assert "![lite-epsilon](lite-epsilon.png)" in md
+    assert "![lite-epsilon](lite-epsilon.png)" in md and "![lite-profiles](lite-profiles.png)" in md
 
     with open(out / "lite.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
@@ -151,8 +151,18 @@ def test_epsilon_points_take_the_no_vd_ablation_as_epsilon_zero():
 def test_coordination_plot_skips_algorithms_without_q(tmp_path):
     records = [make_record("ant", "behavior", s, 10.0 + s, None, tier="smoke") for s in range(2)]
     written = write_leaderboard(records, tmp_path, reps=50)
-    assert [p.name for p in written] == ["smoke.md", "smoke.csv", "smoke-curves.png"]
+    assert [p.name for p in written] == ["smoke.md", "smoke.csv", "smoke-curves.png", "smoke-profiles.png"]
     assert_png(tmp_path / "smoke-curves.png")
+    assert_png(tmp_path / "smoke-profiles.png")
+
+
+def test_profiles_need_a_variant_with_runs_on_every_task(tmp_path):
+    # A profile averages over tasks: with no variant on both tasks there is none to draw, and
+    # the old plot (from a store where there was) is not left behind.
+    (tmp_path / "lite-profiles.png").write_bytes(PNG_MAGIC)
+    records = [make_record("hopper", "mabcq", s, 50.0, 1.0) for s in range(2)] + [make_record("walker", "bcq", s, 40.0, 1.0) for s in range(2)]
+    written = write_leaderboard(records, tmp_path, reps=50)
+    assert "lite-profiles.png" not in [p.name for p in written] and not (tmp_path / "lite-profiles.png").exists()
 
 
 def test_mixed_fingerprints_in_one_cell_are_refused(tmp_path):

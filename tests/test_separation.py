@@ -11,9 +11,9 @@ from mabcq_bench.report.tables import build_tables
 from test_leaderboard import make_record
 
 
-def _run(variant: str, seed: int, scores: list[float], gaps: list[float] | None = None) -> dict:
+def _run(variant: str, seed: int, scores: list[float], gaps: list[float] | None = None, task: str = "hopper") -> dict:
     gaps = gaps or [1.0] * len(scores)
-    rec = make_record("hopper", variant, seed, scores[-1], gaps[-1])
+    rec = make_record(task, variant, seed, scores[-1], gaps[-1])
     rec["curve"] = [{"updates": 1000 * (i + 1), "return_mean": 10 * s, "normalized_score": s, "coordination_gap": g} for i, (s, g) in enumerate(zip(scores, gaps))]
     return rec
 
@@ -48,6 +48,11 @@ def test_coordination_gap_of_mabcq_against_no_tn():
     (score, gap) = separation.separations(board)
     assert score.key == "normalized_score" and score.verdict == "not separated"
     assert gap.key == "coordination_gap" and gap.below_from == 2000 and gap.mean_a == (2.0, 3.0) and gap.mean_b == (1.5, 10.0)
+    # Lower is the claim for the gap, so its test is "mabcq's gap is lower": 1/20 at 3 v 3. In a
+    # family of two (with the score row) Holm doubles it, and no verdict is called.
+    assert gap.p_final == pytest.approx(0.05) and gap.family == 2 and gap.p_holm == pytest.approx(0.1)
+    assert gap.verdict == "not significant: mabcq below from 2,000 updates, Holm p 0.10"
+    assert separation.compare(board, "hopper", "mabcq", "mabcq-no-tn", separation.GAP).verdict == "mabcq below from 2,000 updates"
     behavior = [_run("behavior", k, [5, 5]) for k in range(3)]
     for rec in behavior:  # no Q-function: its curve has no gap, only its score is compared
         for point in rec["curve"]:
@@ -74,7 +79,10 @@ def test_leaderboard_markdown_has_the_section(tmp_path):
     write_leaderboard(board_records, tmp_path, reps=50)
     md = (tmp_path / "lite.md").read_text()
     assert "## Where the algorithms separate" in md
-    assert "| hopper | mabcq vs bcq (3 v 3 runs) | score | 61.0 vs 41.0 at 2,000 | 0.05 | mabcq above from 2,000 updates |" in md
+    assert "Holm–Bonferroni over the family of the 1 comparison of this table" in md
+    # a family of one: the adjusted p is the raw p, and 3 v 3 fully ordered passes at 0.05
+    assert "| hopper | mabcq vs bcq (3 v 3 runs) | score | 61.0 vs 41.0 at 2,000 | 0.05 | 0.05 | mabcq above from 2,000 updates |" in md
+    assert "no comparison can pass" not in md
 
 
 def test_epsilon_variants_are_compared_with_epsilon_zero(tmp_path):
@@ -94,6 +102,50 @@ def test_epsilon_variants_are_compared_with_epsilon_zero(tmp_path):
             records.append(rec)
     write_leaderboard(records, tmp_path, reps=50)
     md = (tmp_path / "lite.md").read_text()
-    assert "| hopper | mabcq epsilon=0.2 vs mabcq-no-vd (3 v 3 runs) | score | 41.0 vs 61.0 at 2,000 | 1.00 | mabcq epsilon=0.2 below from 2,000 updates |" in md
-    assert "| hopper | mabcq epsilon=0.4 vs mabcq-no-vd (3 v 3 runs) | score | 64.0 vs 61.0 at 2,000 | 0.35 | not separated |" in md
+    # Each row tests "the ε variant scores higher than ε = 0": ε = 0.2 ending below on every seed
+    # is shown, but it is the untested direction (its p of "higher" is 1).
+    assert "| hopper | mabcq epsilon=0.2 vs mabcq-no-vd (3 v 3 runs) | score | 41.0 vs 61.0 at 2,000 | 1.00 | 1.00 | the other way: mabcq epsilon=0.2 below from 2,000 updates (untested) |" in md
+    assert "| hopper | mabcq epsilon=0.4 vs mabcq-no-vd (3 v 3 runs) | score | 64.0 vs 61.0 at 2,000 | 0.35 | 0.70 | not separated |" in md
     assert "phi=0.1 vs" not in md
+
+
+def _two_task_records(seeds: int) -> list[dict]:
+    """mabcq ordered above bcq on every seed from the first evaluation, on hopper and on walker."""
+    return [
+        _run(variant, k, [base + k, base + 10 + k], task=task)
+        for task in ("hopper", "walker")
+        for variant, base in (("mabcq", 50), ("bcq", 20))
+        for k in range(seeds)
+    ]
+
+
+def test_holm_over_the_table_at_3_and_5_seeds(tmp_path):
+    # 3 v 3 on two tasks: each raw p is 1/20; Holm over the family of 2 makes both 0.10, so no
+    # separation can be called (the smallest exact p at 3 seeds passes only a family of one).
+    seps = separation.separations(build_tables(_two_task_records(3), "lite", reps=50))
+    assert [(s.task, s.family) for s in seps] == [("walker", 2), ("hopper", 2)]
+    for s in seps:
+        assert s.above_from == 1000 and s.p_final == pytest.approx(0.05) and s.p_holm == pytest.approx(0.1)
+        assert s.verdict == "not significant: mabcq above from 1,000 updates, Holm p 0.10"
+    write_leaderboard(_two_task_records(3), tmp_path, reps=50)
+    md = (tmp_path / "lite.md").read_text()
+    assert "family of the 2 comparisons" in md
+    assert "With these runs no comparison can pass: with 3 v 3 runs no p is below 1/20, and 2 × that is above 0.05." in md
+    # 5 v 5: raw p 1/252, adjusted 2/252 = 0.0079 <= 0.05: both separate.
+    seps = separation.separations(build_tables(_two_task_records(5), "lite", reps=50))
+    for s in seps:
+        assert s.p_final == pytest.approx(1 / 252) and s.p_holm == pytest.approx(2 / 252)
+        assert s.verdict == "mabcq above from 1,000 updates"
+    write_leaderboard(_two_task_records(5), tmp_path, reps=50)
+    md = (tmp_path / "lite.md").read_text()
+    assert "| walker | mabcq vs bcq (5 v 5 runs) | score | 62.0 vs 32.0 at 2,000 | 0.004 | 0.0079 | mabcq above from 1,000 updates |" in md
+    assert "no comparison can pass" not in md
+
+
+def test_comparisons_with_too_few_runs_are_left_out_of_the_family():
+    records = _two_task_records(3)
+    records += [_run("ddpg", 0, [1, 2], task="hopper")]  # one run: shown, never tested
+    seps = separation.separations(build_tables(records, "lite", reps=50))
+    ddpg = next(s for s in seps if s.b == "ddpg")
+    assert ddpg.p_holm is None and ddpg.verdict == "too few runs to tell (needs 3 each)"
+    assert {s.family for s in seps} == {2}

@@ -1,9 +1,11 @@
 """The report layer: from run records to tables, plots, statistics and the CI gate.
 
-``records`` (read and check a results store) → ``aggregate`` (mean ± std, IQM with a stratified
-bootstrap) → ``tables`` → ``plots`` and ``separation`` (where algorithms separate over training)
-→ ``leaderboard`` (writes a tier's Markdown, CSV and PNGs); ``regress`` compares a sweep's scores
-and training metrics with the committed reference.
+``records`` (read and check a results store) → ``aggregate`` (mean ± std; IQM, probability of
+improvement and performance profiles with stratified-bootstrap intervals; Holm's adjustment) →
+``tables`` → ``plots``, ``separation`` (where algorithms separate over training, Holm-adjusted)
+and ``improvement`` (P(A better than B) of the compared pairs) → ``leaderboard`` (writes a tier's
+Markdown, CSV and PNGs); ``regress`` compares a sweep's scores and training metrics with the
+committed reference.
 
 Records are plain JSON: this layer reads them and never trains anything. May import:
 ``mabcq_bench.errors``, ``mabcq_bench.util`` and modules of this package. Never the data, the

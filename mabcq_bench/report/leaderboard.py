@@ -1,8 +1,10 @@
 """The leaderboard: run records of a results store -> per-tier tables (Markdown, CSV) and plots.
 
 :func:`write_leaderboard` writes, for every tier present, ``<tier>.md`` (the table of
-:mod:`~mabcq_bench.report.tables`, the plots of :mod:`~mabcq_bench.report.plots`, and where the
+:mod:`~mabcq_bench.report.tables`, the plots of :mod:`~mabcq_bench.report.plots`, the probability
+of improvement of the compared pairs, :mod:`~mabcq_bench.report.improvement`, and where the
 algorithms separate over training, :mod:`~mabcq_bench.report.separation`) and ``<tier>.csv``.
+The pairs are :data:`~mabcq_bench.report.separation.PAIRS` and the ε variants against ε = 0.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.report import separation
+from mabcq_bench.report import improvement, separation
 from mabcq_bench.report.plots import write_plots
 from mabcq_bench.report.records import _file, check_record
 from mabcq_bench.report.tables import EPSILON_ALGO, EPSILON_ZERO, Leaderboard, build_tables, format_csv, format_markdown
@@ -69,7 +71,13 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
     for tier in [t for t in TIER_ORDER if t in tiers] + sorted(tiers - set(TIER_ORDER)):
         board = build_tables(records, tier, reps=reps, ci=ci, seed=seed)
         plots = write_plots(board, out)
-        text = format_markdown(board, plots) + "\n" + separation.format_markdown(separation.separations(board, separation.PAIRS + tuple(epsilon_pairs(board))))
+        pairs = separation.PAIRS + tuple(epsilon_pairs(board))
+        sections = [
+            format_markdown(board, plots),
+            improvement.format_markdown(improvement.improvements(board, pairs), board),
+            separation.format_markdown(separation.separations(board, pairs)),
+        ]
+        text = "\n".join(s for s in sections if s)
         written.append(_write_text(out / f"{tier}.md", text.rstrip("\n") + "\n"))
         written.append(_write_text(out / f"{tier}.csv", format_csv(board)))
         written.extend(plots)

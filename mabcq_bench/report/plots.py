@@ -3,6 +3,9 @@
 - ``<tier>-curves.png``: normalized score over training (the paper's Figure 2), the main
   algorithms; ``<tier>-ablations.png``: the same for MABCQ's ablations and ε variants beside
   MABCQ and BCQ;
+- ``<tier>-profiles.png``: performance profiles of the final normalized score (Agarwal et al.
+  2021): the fraction of runs above τ against τ, with a stratified-bootstrap band, a panel for
+  the main algorithms and one for MABCQ's ablations and ε variants;
 - ``<tier>-coordination.png``: the coordination gap over training (Figure 3), variants with a Q;
 - ``<tier>-training.png``: the learners' training metrics (Q̂, critic loss, λ_vd and λ_tn batch
   means), a row per task;
@@ -18,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mabcq_bench.report.aggregate import performance_profile
 from mabcq_bench.report.tables import Leaderboard, curve_stats, epsilon_points
 from mabcq_bench.util import atomic_path
 
@@ -111,6 +115,43 @@ def _plot_over_training(board: Leaderboard, key: str, ylabel: str, title: str, p
     return _save_png(fig, path)
 
 
+#: Number of thresholds τ of a performance profile (an even grid over the scores' range).
+PROFILE_POINTS = 101
+
+
+def _plot_profiles(board: Leaderboard, path: Path, groups: Sequence[tuple[str, Sequence[str]]]) -> Path | None:
+    """Performance profiles, a panel per (title, variants) group; None if nothing to draw.
+
+    Only variants with runs on every task are drawn: a profile averages over tasks, so one over
+    fewer tasks is not comparable. The τ grid spans [0, 100] (random policy to expert) and
+    every final score, so each curve falls to 0 inside the panel.
+    """
+    rows = {r.variant: r for r in board.rows if r.complete}
+    panels = [(title, [v for v in variants if v in rows]) for title, variants in groups]
+    panels = [(title, variants) for title, variants in panels if variants]
+    if not panels:
+        return None
+    scores = np.concatenate([c.scores for r in rows.values() for c in r.cells.values() if c is not None])
+    taus = np.linspace(min(0.0, float(scores.min())), max(100.0, float(scores.max())), PROFILE_POINTS)
+    order = [r.variant for r in board.rows]
+    colors, styles = _colors(order), _styles(order)
+    fig, axes = _figure(len(panels))
+    for ax, (title, variants) in zip(axes, panels):
+        for variant in variants:
+            cells = {task: cell.scores for task, cell in rows[variant].cells.items() if cell is not None}
+            profile, low, high = performance_profile(cells, taus, reps=board.reps, ci=board.ci, seed=board.boot_seed)
+            ax.plot(taus, profile, color=colors[variant], linestyle=styles[variant], linewidth=1.6, label=variant, drawstyle="steps-post")
+            ax.fill_between(taus, low, high, color=colors[variant], alpha=0.12, linewidth=0, step="post")
+        ax.set_title(title)
+        ax.set_xlabel(r"normalized score $\tau$")
+        ax.set_ylabel(r"fraction of runs with score $> \tau$")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"Performance profiles — tier {board.tier} (final scores of variants with runs on all {len(board.tasks)} tasks; band: {board.ci * 100:g}% stratified bootstrap)")
+    _legend(fig, axes, order)
+    return _save_png(fig, path)
+
+
 #: Training metrics drawn in ``<tier>-training.png`` (those a learner logs; others are skipped).
 TRAINING_METRICS = (
     ("values/q_mean", "Q̂ batch mean"),
@@ -188,6 +229,7 @@ def write_plots(board: Leaderboard, out_dir: Path) -> list[Path]:
     plots = [
         (f"{board.tier}-curves.png", lambda p: _plot_over_training(board, "normalized_score", "normalized score", "Learning curves", p, main)),
         (f"{board.tier}-ablations.png", lambda p: _plot_over_training(board, "normalized_score", "normalized score", "MABCQ's ablations and ε", p, ablations) if ablations else None),
+        (f"{board.tier}-profiles.png", lambda p: _plot_profiles(board, p, [("algorithms", main), ("MABCQ's ablations and ε", ablations)])),
         (f"{board.tier}-coordination.png", lambda p: _plot_over_training(board, "coordination_gap", r"$\max_i V_i(s) - \min_i V_i(s)$", "Coordination gap", p)),
         (f"{board.tier}-training.png", lambda p: _plot_training(board, p)),
         (f"{board.tier}-epsilon.png", lambda p: _plot_epsilon(board, p)),

@@ -6,24 +6,44 @@ enough to tell the algorithms apart is a different question. Every run records i
 budget as well:
 
 - at each evaluation point, variant A is *above* B when every seed of A scores higher than every
-  seed of B. With 3 seeds against 3 this is the one-sided exact Mann–Whitney test at its smallest
-  attainable p = 1/20 = 0.05 (it is the only ordering of the six runs that gives that p);
-- A *separates from* B at budget u when A is above B at u and at every later evaluation point, so
-  a lucky crossing half-way through training does not count.
+  seed of B (with 3 seeds against 3, the only ordering of the six runs whose one-sided exact
+  Mann–Whitney p is the smallest attainable, 1/20 = 0.05);
+- A is *ordered above* B from budget u when A is above B at u and at every later evaluation
+  point, so a lucky crossing half-way through training does not count;
+- the test: a one-sided exact Mann–Whitney test, at the last evaluation point, of "A is better
+  than B" (a higher score; a *lower* coordination gap, the paper's claim for λ_tn). The direction
+  is fixed by the pair, never chosen after looking at the data;
+- a table makes many such tests, so its p-values are adjusted with Holm–Bonferroni over the
+  family of all its comparisons (every pair on every task with enough runs, :func:`separations`):
+  A *separates from* B when it is ordered better from some budget on **and** the adjusted p is at
+  most :data:`ALPHA`. The family-wise error rate of the table's verdicts is then at most ALPHA.
+
+A consequence worth knowing: with n_a against n_b runs no p can be below 1/C(n_a + n_b, n_a), so
+3 seeds against 3 (0.05) pass in a family of one only, and 5 against 5 (1/252) in a family of at
+most 12. The Markdown says when a table's runs cannot reach a verdict at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from math import comb
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from mabcq_bench.report.aggregate import holm_bonferroni
+
 if TYPE_CHECKING:
     from mabcq_bench.report.tables import Leaderboard
 
 SCORE, GAP = "normalized_score", "coordination_gap"
+
+#: Quantities where lower is better: a pair (A, B, quantity) tests "A better than B".
+LOWER_IS_BETTER = frozenset({GAP})
+
+#: Family-wise error rate of a table's verdicts (Holm–Bonferroni over its comparisons).
+ALPHA = 0.05
 
 #: Runs each side needs before a separation is called (with fewer, "every seed above every seed"
 #: is too easy to meet by chance: 1 v 3 happens with probability 1/4).
@@ -42,6 +62,11 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _p_text(p: float) -> str:
+    """A p-value for a table: two decimals, or two significant digits below 0.01 (1/252 = 0.004)."""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.2g}"
+
+
 @dataclass(frozen=True)
 class Separation:
     """How variant ``a`` compares with variant ``b`` on one task over training."""
@@ -55,18 +80,30 @@ class Separation:
     updates: tuple[int, ...]  # evaluation points both variants' runs all have
     mean_a: tuple[float, ...]
     mean_b: tuple[float, ...]
-    p_final: float  # one-sided exact Mann–Whitney p of "a > b" at the last common point
+    p_final: float  # one-sided exact Mann–Whitney p of "a better than b" at the last common point
     above_from: int | None  # smallest budget from which every seed of a stays above every seed of b
     below_from: int | None  # the same with a below b
+    p_holm: float | None = None  # p_final adjusted over the family; None: too few runs, not tested
+    family: int = 1  # number of comparisons the adjustment is over
+
+    @property
+    def tested(self) -> bool:
+        """Whether the comparison has the runs for a verdict (and so belongs to the family)."""
+        return min(self.n_a, self.n_b) >= MIN_RUNS
 
     @property
     def verdict(self) -> str:
-        if min(self.n_a, self.n_b) < MIN_RUNS:
+        if not self.tested:
             return f"too few runs to tell (needs {MIN_RUNS} each)"
-        if self.above_from is not None:
-            return f"{self.a} above from {self.above_from:,} updates"
-        if self.below_from is not None:
-            return f"{self.a} below from {self.below_from:,} updates"
+        lower = self.key in LOWER_IS_BETTER
+        better, worse = ("below", "above") if lower else ("above", "below")
+        better_from, worse_from = (self.below_from, self.above_from) if lower else (self.above_from, self.below_from)
+        if better_from is not None:
+            if self.p_holm is not None and self.p_holm <= ALPHA:
+                return f"{self.a} {better} from {better_from:,} updates"
+            return f"not significant: {self.a} {better} from {better_from:,} updates, Holm p {_p_text(self.p_holm)}"
+        if worse_from is not None:
+            return f"the other way: {self.a} {worse} from {worse_from:,} updates (untested)"
         return "not separated"
 
 
@@ -87,7 +124,10 @@ def _first_of_final_streak(flags: Sequence[bool], points: Sequence[int]) -> int 
 
 def compare(board: "Leaderboard", task: str, a: str, b: str, key: str = SCORE) -> Separation | None:
     """Compare two variants' ``key`` curves on one task; None when either has no runs there or
-    they share no evaluation point."""
+    they share no evaluation point.
+
+    On its own a comparison is a family of one (``p_holm`` is its raw p); :func:`separations`
+    adjusts the p-values of a whole table together."""
     ra, rb = board.runs.get((task, a)), board.runs.get((task, b))
     if not ra or not rb:
         return None
@@ -98,36 +138,61 @@ def compare(board: "Leaderboard", task: str, a: str, b: str, key: str = SCORE) -
     above = [bool(sa[u].min() > sb[u].max()) for u in points]
     below = [bool(sa[u].max() < sb[u].min()) for u in points]
     last = points[-1]
-    p = float(mannwhitneyu(sa[last], sb[last], alternative="greater", method="exact").pvalue)
-    return Separation(
+    alternative = "less" if key in LOWER_IS_BETTER else "greater"
+    p = float(mannwhitneyu(sa[last], sb[last], alternative=alternative, method="exact").pvalue)
+    s = Separation(
         task, a, b, len(ra), len(rb), key, tuple(points),
         tuple(float(sa[u].mean()) for u in points), tuple(float(sb[u].mean()) for u in points),
         p, _first_of_final_streak(above, points), _first_of_final_streak(below, points),
     )
+    return replace(s, p_holm=p if s.tested else None)
 
 
 def separations(board: "Leaderboard", pairs: Sequence[tuple[str, str, str]] = PAIRS) -> list[Separation]:
-    """Every comparison of ``pairs`` on every task of the board where both variants have runs."""
-    return [s for task in board.tasks for a, b, key in pairs if (s := compare(board, task, a, b, key)) is not None]
+    """Every comparison of ``pairs`` on every task of the board where both variants have runs,
+    with Holm–Bonferroni over the family of those that have enough runs for a verdict."""
+    seps = [s for task in board.tasks for a, b, key in pairs if (s := compare(board, task, a, b, key)) is not None]
+    family = [s for s in seps if s.tested]
+    adjusted = iter(holm_bonferroni([s.p_final for s in family]).tolist())  # in the order of ``family``
+    return [replace(s, p_holm=next(adjusted) if s.tested else None, family=len(family)) for s in seps]
+
+
+def _reachable(s: Separation) -> bool:
+    """Whether the comparison's smallest attainable p, 1/C(n_a + n_b, n_a), survives Holm's first step."""
+    return s.family / comb(s.n_a + s.n_b, s.n_a) <= ALPHA
 
 
 def format_markdown(seps: Sequence[Separation]) -> str:
     """The "where they separate" section of ``<tier>.md``."""
     if not seps:
         return ""
+    family = [s for s in seps if s.tested]
     lines = [
         "## Where the algorithms separate",
         "",
         "From the learning curves of the same runs: *above from u* means every seed of the first variant has a "
-        "higher value (score, or coordination gap) than every seed of the second at u updates and at every later evaluation (with 3 seeds against 3, "
-        "the one-sided exact Mann–Whitney test at p = 0.05). p is that test's p-value at the last evaluation.",
+        "higher value (score, or coordination gap) than every seed of the second at u updates and at every later evaluation. "
+        "p is the one-sided exact Mann–Whitney p at the last evaluation of \"the first is better\" (a higher score; a lower "
+        "coordination gap). "
+        f"Multiple comparisons: Holm–Bonferroni over the family of the {len(family)} comparison{'' if len(family) == 1 else 's'} of this table with at least "
+        f"{MIN_RUNS} runs a side (family-wise error rate ≤ {ALPHA:g}); a separation is called only when the Holm-adjusted p "
+        f"is ≤ {ALPHA:g}. An ordering the other way is shown but not tested.",
+    ]
+    if family and not any(map(_reachable, family)):
+        n_a, n_b = max(((s.n_a, s.n_b) for s in family), key=lambda n: comb(sum(n), n[0]))
+        lines[-1] += (
+            f" With these runs no comparison can pass: with {n_a} v {n_b} runs no p is below 1/{comb(n_a + n_b, n_a)}, "
+            f"and {len(family)} × that is above {ALPHA:g}."
+        )
+    lines += [
         "",
-        "| task | comparison | quantity | mean at the end | p (end) | separation |",
-        "|---|---|---|---:|---:|---|",
+        "| task | comparison | quantity | mean at the end | p | p (Holm) | separation |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     for s in seps:
         means = f"{s.mean_a[-1]:.1f} vs {s.mean_b[-1]:.1f} at {s.updates[-1]:,}"
         what = "score" if s.key == SCORE else "coord. gap" if s.key == GAP else s.key
-        lines.append(f"| {s.task} | {s.a} vs {s.b} ({s.n_a} v {s.n_b} runs) | {what} | {means} | {s.p_final:.2f} | {s.verdict} |")
+        holm = "–" if s.p_holm is None else _p_text(s.p_holm)
+        lines.append(f"| {s.task} | {s.a} vs {s.b} ({s.n_a} v {s.n_b} runs) | {what} | {means} | {_p_text(s.p_final)} | {holm} | {s.verdict} |")
     return "\n".join(lines) + "\n"
 
