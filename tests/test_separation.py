@@ -79,7 +79,7 @@ def test_leaderboard_markdown_has_the_section(tmp_path):
     write_leaderboard(board_records, tmp_path, reps=50)
     md = (tmp_path / "lite.md").read_text()
     assert "## Where the algorithms separate" in md
-    assert "Holm–Bonferroni over the family of the 1 comparison of this table" in md
+    assert "Holm–Bonferroni within each task, over that task's comparisons with at least 3 runs a side (1 per task;" in md
     # a family of one: the adjusted p is the raw p, and 3 v 3 fully ordered passes at 0.05
     assert "| hopper | mabcq vs bcq (3 v 3 runs) | score | 61.0 vs 41.0 at 2,000 | 0.05 | 0.05 | mabcq above from 2,000 updates |" in md
     assert "no comparison can pass" not in md
@@ -110,36 +110,44 @@ def test_epsilon_variants_are_compared_with_epsilon_zero(tmp_path):
 
 
 def _two_task_records(seeds: int) -> list[dict]:
-    """mabcq ordered above bcq on every seed from the first evaluation, on hopper and on walker."""
-    return [
-        _run(variant, k, [base + k, base + 10 + k], task=task)
-        for task in ("hopper", "walker")
-        for variant, base in (("mabcq", 50), ("bcq", 20))
-        for k in range(seeds)
-    ]
+    """Ordered on every seed from the first evaluation: mabcq above bcq above behavior on hopper
+    (three comparisons of PAIRS), mabcq above bcq on walker (one)."""
+    variants = {"hopper": (("mabcq", 50), ("bcq", 20), ("behavior", 0)), "walker": (("mabcq", 50), ("bcq", 20))}
+    return [_run(variant, k, [base + k, base + 10 + k], task=task) for task, vs in variants.items() for variant, base in vs for k in range(seeds)]
 
 
-def test_holm_over_the_table_at_3_and_5_seeds(tmp_path):
-    # 3 v 3 on two tasks: each raw p is 1/20; Holm over the family of 2 makes both 0.10, so no
-    # separation can be called (the smallest exact p at 3 seeds passes only a family of one).
+def test_holm_within_each_task_at_3_and_5_seeds(tmp_path):
+    # 3 v 3: each raw p is 1/20. Hopper's family has 3 comparisons: Holm makes each 3/20 = 0.15,
+    # no separation. Walker's has one: p stays 0.05 and mabcq separates from bcq there.
     seps = separation.separations(build_tables(_two_task_records(3), "lite", reps=50))
-    assert [(s.task, s.family) for s in seps] == [("walker", 2), ("hopper", 2)]
+    assert sorted((s.task, s.a, s.b, s.family) for s in seps) == [
+        ("hopper", "bcq", "behavior", 3), ("hopper", "mabcq", "bcq", 3), ("hopper", "mabcq", "behavior", 3), ("walker", "mabcq", "bcq", 1),
+    ]  # fmt: skip
     for s in seps:
-        assert s.above_from == 1000 and s.p_final == pytest.approx(0.05) and s.p_holm == pytest.approx(0.1)
-        assert s.verdict == "not significant: mabcq above from 1,000 updates, Holm p 0.10"
+        assert s.above_from == 1000 and s.p_final == pytest.approx(0.05)
+        if s.task == "hopper":
+            assert s.p_holm == pytest.approx(0.15) and s.verdict == f"not significant: {s.a} above from 1,000 updates, Holm p 0.15"
+        else:
+            assert s.p_holm == pytest.approx(0.05) and s.verdict == "mabcq above from 1,000 updates"
     write_leaderboard(_two_task_records(3), tmp_path, reps=50)
     md = (tmp_path / "lite.md").read_text()
-    assert "family of the 2 comparisons" in md
-    assert "With these runs no comparison can pass: with 3 v 3 runs no p is below 1/20, and 2 × that is above 0.05." in md
-    # 5 v 5: raw p 1/252, adjusted 2/252 = 0.0079 <= 0.05: both separate.
+    assert "Holm–Bonferroni within each task, over that task's comparisons with at least 3 runs a side (1 or 3 per task;" in md
+    assert "no comparison can pass" not in md  # walker's can
+    # 5 v 5: raw p 1/252, adjusted 3/252 = 0.012 on hopper: every comparison separates.
     seps = separation.separations(build_tables(_two_task_records(5), "lite", reps=50))
     for s in seps:
-        assert s.p_final == pytest.approx(1 / 252) and s.p_holm == pytest.approx(2 / 252)
-        assert s.verdict == "mabcq above from 1,000 updates"
+        assert s.p_final == pytest.approx(1 / 252) and s.p_holm == pytest.approx(s.family / 252)
+        assert s.verdict == f"{s.a} above from 1,000 updates"
     write_leaderboard(_two_task_records(5), tmp_path, reps=50)
     md = (tmp_path / "lite.md").read_text()
-    assert "| walker | mabcq vs bcq (5 v 5 runs) | score | 62.0 vs 32.0 at 2,000 | 0.004 | 0.0079 | mabcq above from 1,000 updates |" in md
-    assert "no comparison can pass" not in md
+    assert "| hopper | mabcq vs bcq (5 v 5 runs) | score | 62.0 vs 32.0 at 2,000 | 0.004 | 0.01 | mabcq above from 1,000 updates |" in md
+
+
+def test_when_no_comparison_can_pass_the_table_says_so(tmp_path):
+    records = [r for r in _two_task_records(3) if r["task"] == "hopper"]
+    write_leaderboard(records, tmp_path, reps=50)
+    md = (tmp_path / "lite.md").read_text()
+    assert "With these runs no comparison can pass: with 3 v 3 runs no p is below 1/20, and 3 × that is above 0.05." in md
 
 
 def test_comparisons_with_too_few_runs_are_left_out_of_the_family():
@@ -148,4 +156,4 @@ def test_comparisons_with_too_few_runs_are_left_out_of_the_family():
     seps = separation.separations(build_tables(records, "lite", reps=50))
     ddpg = next(s for s in seps if s.b == "ddpg")
     assert ddpg.p_holm is None and ddpg.verdict == "too few runs to tell (needs 3 each)"
-    assert {s.family for s in seps} == {2}
+    assert {(s.task, s.family) for s in seps} == {("hopper", 3), ("walker", 1)}

@@ -150,11 +150,15 @@ def compare(board: "Leaderboard", task: str, a: str, b: str, key: str = SCORE) -
 
 def separations(board: "Leaderboard", pairs: Sequence[tuple[str, str, str]] = PAIRS) -> list[Separation]:
     """Every comparison of ``pairs`` on every task of the board where both variants have runs,
-    with Holm–Bonferroni over the family of those that have enough runs for a verdict."""
-    seps = [s for task in board.tasks for a, b, key in pairs if (s := compare(board, task, a, b, key)) is not None]
-    family = [s for s in seps if s.tested]
-    adjusted = iter(holm_bonferroni([s.p_final for s in family]).tolist())  # in the order of ``family``
-    return [replace(s, p_holm=next(adjusted) if s.tested else None, family=len(family)) for s in seps]
+    with Holm–Bonferroni within each task: the family is that task's comparisons that have
+    enough runs for a verdict (a reader asks "on this task, which differences are real?")."""
+    out = []
+    for task in board.tasks:
+        seps = [s for a, b, key in pairs if (s := compare(board, task, a, b, key)) is not None]
+        family = [s for s in seps if s.tested]
+        adjusted = iter(holm_bonferroni([s.p_final for s in family]).tolist()) if family else iter(())
+        out += [replace(s, p_holm=next(adjusted) if s.tested else None, family=len(family)) for s in seps]
+    return out
 
 
 def _reachable(s: Separation) -> bool:
@@ -167,6 +171,8 @@ def format_markdown(seps: Sequence[Separation]) -> str:
     if not seps:
         return ""
     family = [s for s in seps if s.tested]
+    sizes = sorted({s.family for s in family})
+    size_text = " or ".join(map(str, sizes)) if sizes else "0"
     lines = [
         "## Where the algorithms separate",
         "",
@@ -174,15 +180,15 @@ def format_markdown(seps: Sequence[Separation]) -> str:
         "higher value (score, or coordination gap) than every seed of the second at u updates and at every later evaluation. "
         "p is the one-sided exact Mann–Whitney p at the last evaluation of \"the first is better\" (a higher score; a lower "
         "coordination gap). "
-        f"Multiple comparisons: Holm–Bonferroni over the family of the {len(family)} comparison{'' if len(family) == 1 else 's'} of this table with at least "
-        f"{MIN_RUNS} runs a side (family-wise error rate ≤ {ALPHA:g}); a separation is called only when the Holm-adjusted p "
+        f"Multiple comparisons: Holm–Bonferroni within each task, over that task's comparisons with at least {MIN_RUNS} runs a side "
+        f"({size_text} per task; family-wise error rate ≤ {ALPHA:g} per task); a separation is called only when the Holm-adjusted p "
         f"is ≤ {ALPHA:g}. An ordering the other way is shown but not tested.",
     ]
     if family and not any(map(_reachable, family)):
         n_a, n_b = max(((s.n_a, s.n_b) for s in family), key=lambda n: comb(sum(n), n[0]))
         lines[-1] += (
             f" With these runs no comparison can pass: with {n_a} v {n_b} runs no p is below 1/{comb(n_a + n_b, n_a)}, "
-            f"and {len(family)} × that is above {ALPHA:g}."
+            f"and {max(sizes)} × that is above {ALPHA:g}."
         )
     lines += [
         "",
