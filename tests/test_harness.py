@@ -6,9 +6,11 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import TINY_PROTOCOL
 from mabcq_bench.runs import execute, plan, protocol, sweep
 from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.cli import main
@@ -34,6 +36,11 @@ def test_record_holds_what_the_leaderboard_needs(store):
     expected = 100 * (record["final"]["return_mean"] - lo) / (hi - lo)
     assert record["final"]["normalized_score"] == pytest.approx(expected)
     assert record["final"]["coordination_gap"] >= 0
+    # protocol 2: the score is a separate final evaluation; the window is the last curve points' mean
+    assert record["schema"] == 2 and record["protocol"]["version"] == 2 and record["tier"] == "tiny-p2"
+    assert record["final"]["episodes"] == len(record["final"]["returns"]) == 2
+    assert record["window"]["evaluations"] == 2 and record["window"]["from_update"] == 3
+    assert record["window"]["normalized_score"] == pytest.approx(np.mean([p["normalized_score"] for p in record["curve"]]))
     assert [d["id"] for d in record["datasets"]] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
     assert not run.spec.checkpoint_path(store["results"]).exists()
 
@@ -157,7 +164,10 @@ def test_cli_run_then_leaderboard(store, tmp_path):
     result = _cli(["leaderboard", "--results", str(store["results"]), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert (out / "tiny-p2.md").exists() and (out / "tiny-p2.csv").exists() and (out / "tiny-p2-curves.png").stat().st_size > 0
-    assert "| bcq |" in (out / "tiny-p2.md").read_text()
+    md = (out / "tiny-p2.md").read_text()
+    assert "| bcq |" in md
+    assert "each run's final evaluation (2 episodes" in md and "last 2 learning-curve evaluations" in md
+    assert "hopper_window" in (out / "tiny-p2.csv").read_text().splitlines()[0]
 
 
 def test_regress_passes_on_its_reference_and_fails_when_tampered(store, tmp_path):
@@ -274,3 +284,33 @@ def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tm
     assert (store["results"] / "tiny-v1-p2" / "hopper" / "bcq" / "seed0.json").exists()
     assert [c.n for c in build_tables(records, "tiny-p2").rows[0].cells.values()] == [1]
     assert [c.n for c in build_tables(records, "tiny-v1-p2").rows[0].cells.values()] == [1]
+
+
+def test_board_names_keep_datasets_and_protocols_apart():
+    assert plan.board_name("lite", 0) == "lite"  # the first leaderboard: v0 datasets, protocol 1
+    assert plan.board_name("lite", 1) == "lite-v1"
+    assert plan.board_name("lite", 1, 2) == "lite-v1-p2"
+    assert plan.board_name("lite", 0, 2) == "lite-p2"
+
+
+def test_protocol_files_of_another_version_or_without_the_new_keys_are_refused(tmp_path):
+    text = protocol.protocol_text("t", dict(TINY_PROTOCOL), "test")
+    cases = {
+        "old": (text.replace("final_eval_episodes = 2\n", ""), "[protocol] has no final_eval_episodes (regenerate the file with `mabcq-bench baselines --write`, or add it)"),
+        "v1": (text.replace("version = 2", "version = 1"), "is protocol version 1; this mabcq-bench runs version 2"),
+        "zero": (text.replace("score_window = 2", "score_window = 0"), "[protocol] score_window must be a positive integer"),
+        "task": (text.replace("[algos.mabcq]", "[protocol.tasks.hopper]\nupdates = 9\n\n[algos.mabcq]", 1), None),
+        "badtask": (text.replace("[algos.mabcq]", "[protocol.tasks.cartpole]\nupdates = 9\n\n[algos.mabcq]", 1), "[protocol.tasks.cartpole] is not a task"),
+        "badkey": (text.replace("[algos.mabcq]", "[protocol.tasks.hopper]\nthreads = 2\n\n[algos.mabcq]", 1), "[protocol.tasks.hopper] may set only updates, eval_every, checkpoint_every"),
+    }
+    for name, (body, message) in cases.items():
+        path = tmp_path / f"{name}.toml"
+        path.write_text(body)
+        if message is None:
+            loaded = protocol.load_protocol(str(path))
+            assert loaded.for_task("hopper")["updates"] == 9 and loaded.for_task("ant")["updates"] == TINY_PROTOCOL["updates"]
+            assert "tasks" not in loaded.for_task("hopper")
+            continue
+        with pytest.raises(UserError) as err:
+            protocol.load_protocol(str(path))
+        assert message in str(err.value), name

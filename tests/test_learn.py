@@ -130,3 +130,34 @@ def test_datasets_must_match_the_task():
         train_agents(HOPPER, [wide, DATA[1], DATA[2]], "bcq", updates=1, seed=0)
     with pytest.raises(UserError, match="valid algorithms"):
         train_agents(HOPPER, DATA, "cql", updates=1, seed=0)
+
+
+def test_final_evaluation_has_its_own_episodes_and_seeds():
+    result = run(updates=10, eval_every=5, final_eval_episodes=4)
+    assert [e.update for e in result.evaluations] == [5, 10] and len(result.evaluations[-1].returns) == 2
+    assert result.final is not None and result.final.update == 10 and len(result.final.returns) == 4
+    assert result.final_return == pytest.approx(np.mean(result.final.returns))
+    # its episodes start from other evaluation seeds than the learning curve's
+    assert result.final.returns[:2] != result.evaluations[-1].returns
+
+
+def test_what_is_evaluated_depends_neither_on_the_schedule_nor_on_the_diagnostic():
+    """Acting noise restarts per evaluation: the final evaluation is the same whether the run
+    was evaluated along the way or not, and whatever the diagnostic consumed."""
+    base = run(updates=10, eval_every=5, final_eval_episodes=3)
+    no_curve = run(updates=10, eval_every=0, final_eval_episodes=3)
+    other_diag = run(updates=10, eval_every=5, final_eval_episodes=3, diag_states=7)
+    assert same_parameters(base, no_curve) and same_parameters(base, other_diag)
+    assert no_curve.final.returns == base.final.returns == other_diag.final.returns
+    assert no_curve.evaluations[-1].returns == base.evaluations[-1].returns  # the update-10 curve point too
+    assert other_diag.evaluations[-1].returns == base.evaluations[-1].returns
+    # the noise does matter: MABCQ acts by sampling G¹, so the streams are not idle
+    learner = base.learners[0]
+    learner.reseed("act", 1)
+    first = learner.act(DATA[0].observations[:8])
+    learner.reseed("act", 2)
+    assert not np.array_equal(first, learner.act(DATA[0].observations[:8]))
+    learner.reseed("act", 1)
+    assert np.array_equal(first, learner.act(DATA[0].observations[:8]))
+    with pytest.raises(ValueError, match="stream must be"):
+        learner.reseed("train", 0)

@@ -50,6 +50,7 @@ class Cell:
     std: float  # sample std over seeds, 0.0 for one run
     gap: float | None  # mean final coordination gap over the runs that have one (value units)
     fingerprint: str
+    windows: np.ndarray | None = None  # (n,) each run's mean of its last score_window curve scores; None before protocol 2
 
     @property
     def n(self) -> int:
@@ -106,6 +107,7 @@ def _cell(recs: list[dict]) -> Cell:
     mean, std = mean_std(scores)
     gaps = np.array([_optional_number(r["final"]["coordination_gap"]) for r in recs])
     gaps = gaps[np.isfinite(gaps)]
+    has_window = all(isinstance(r.get("window"), dict) for r in recs)
     return Cell(
         scores=scores,
         seeds=tuple(r["seed"] for r in recs),
@@ -113,6 +115,7 @@ def _cell(recs: list[dict]) -> Cell:
         std=std,
         gap=float(gaps.mean()) if gaps.size else None,
         fingerprint=recs[0]["config_fingerprint"],
+        windows=np.array([r["window"]["normalized_score"] for r in recs], dtype=np.float64) if has_window else None,
     )
 
 
@@ -203,17 +206,44 @@ def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
         *("| " + " | ".join(_md_escape(c) for c in b) + " |" for b in body),
     ]
+    lines += _window_table(board)
     if plots:
         lines += ["", *(f"![{p.stem}]({p.name})" for p in plots)]
     return "\n".join(lines) + "\n"
 
 
+def _window_table(board: Leaderboard) -> list[str]:
+    """Markdown lines of the score-window table (protocol 2 records), or none."""
+    cells = [c for r in board.rows for c in r.cells.values() if c is not None]
+    if not cells or any(c.windows is None for c in cells):
+        return []
+    sizes = sorted({int(r["window"]["evaluations"]) for recs in board.runs.values() for r in recs})
+    episodes = sorted({int(r["final"]["episodes"]) for recs in board.runs.values() for r in recs})
+    lines = [
+        "",
+        f"The scores above are each run's final evaluation ({' or '.join(map(str, episodes))} episodes on evaluation seeds of "
+        f"its own). Beside them, the mean of each run's last {' or '.join(map(str, sizes))} learning-curve evaluations "
+        "(mean ± std over seeds): where the two differ by more than the spread, the final score is a lucky or unlucky point.",
+        "",
+        "| variant | " + " | ".join(board.tasks) + " |",
+        "|" + "|".join(["---"] + ["---:"] * len(board.tasks)) + "|",
+    ]
+    for row in board.rows:
+        texts = []
+        for task in board.tasks:
+            c = row.cells[task]
+            texts.append(DASH if c is None else "{:.1f} ± {:.1f}".format(*mean_std(c.windows)))
+        lines.append(f"| {_md_escape(row.variant)} | " + " | ".join(texts) + " |")
+    return lines
+
+
 def format_csv(board: Leaderboard) -> str:
     """``<tier>.csv``: the table's display cells, then the same numbers as numeric columns
-    (``<task>_mean``, ``<task>_std``, ``<task>_n``, ``iqm``, ``iqm_low``, ``iqm_high``,
-    ``coordination_gap``; empty where there is no value), one row per variant."""
+    (``<task>_mean``, ``<task>_std``, ``<task>_n``, ``<task>_window`` (the mean of the runs'
+    score-window means, protocol 2), ``iqm``, ``iqm_low``, ``iqm_high``, ``coordination_gap``;
+    empty where there is no value), one row per variant."""
     header, body = _columns(board)
-    numeric = [f"{t}_{k}" for t in board.tasks for k in ("mean", "std", "n")] + ["iqm", "iqm_low", "iqm_high", "coordination_gap"]
+    numeric = [f"{t}_{k}" for t in board.tasks for k in ("mean", "std", "n", "window")] + ["iqm", "iqm_low", "iqm_high", "coordination_gap"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header + numeric)
@@ -221,7 +251,8 @@ def format_csv(board: Leaderboard) -> str:
         values: list[Any] = []
         for task in board.tasks:
             c = row.cells[task]
-            values += ["", "", 0] if c is None else [repr(round(c.mean, 4)), repr(round(c.std, 4)), c.n]
+            window = "" if c is None or c.windows is None else repr(round(float(c.windows.mean()), 4))
+            values += ["", "", 0, ""] if c is None else [repr(round(c.mean, 4)), repr(round(c.std, 4)), c.n, window]
         values += [repr(round(x, 4)) for x in (row.iqm, row.low, row.high)] + ["" if row.gap is None else repr(round(row.gap, 4))]
         writer.writerow(texts + values)
     return buf.getvalue()
