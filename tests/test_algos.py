@@ -307,3 +307,23 @@ def test_epsilon_zero_is_exactly_mabcq_without_value_deviation():
     for pa, pb in zip(params(zero), params(no_vd)):
         assert torch.equal(pa, pb)
     assert not all(torch.equal(pa, pc) for pa, pc in zip(params(zero), params(some)))
+
+
+def test_bc_acts_deterministically_and_behavior_samples_g1_like_bcq():
+    bc, behavior = (make_learner(name, 17, 3, seed=0, batch_size=64) for name in ("bc", "behavior"))
+    assert bc.config.sample_latent is False and behavior.config.sample_latent is True
+    batch = random_batch(64, 17, 3)
+    for learner in (bc, behavior):
+        learner.train(batch)
+    states = batch.states[:16].numpy()
+    assert np.array_equal(bc.act(states), bc.act(states))  # the prior's mode: no noise
+    first, second = behavior.act(states), behavior.act(states)
+    assert not np.array_equal(first, second)  # a fresh latent per call, from the act stream
+    behavior.reseed("act", 3)
+    again = behavior.act(states)
+    behavior.reseed("act", 3)
+    assert np.array_equal(again, behavior.act(states))
+    # the same G¹ (same seed, same data) decodes both: at z = 0 the behaviour policy is bc
+    with torch.no_grad():
+        z0 = torch.zeros(16, 1, behavior.vae1.latent_dim)
+        assert np.allclose(behavior.vae1.decode(batch.states[:16], z0)[:, 0].numpy(), bc.act(states))

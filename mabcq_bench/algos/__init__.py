@@ -2,7 +2,8 @@
 
 ``base`` (the learner interface, minibatches, target updates) and ``nets`` (the shared network
 and optimizer code, where speed machinery lives) → ``weights`` (λ_vd, λ_tn) → one file per
-learner (``mabcq``, with its ablations as config flags; ``ddpg``; ``behavior``); ``matrix_game``
+learner (``mabcq``, with its ablations as config flags; ``ddpg``; ``behavior``, whose two
+entries are ``bc`` and ``behavior``; ``reference``); ``matrix_game``
 (the paper's tabular game, with ``matrix_game_io`` for the CLI) and ``bench`` (update timings).
 
 Adding an algorithm is one entry in :data:`ALGOS`: a learner class implementing
@@ -136,7 +137,8 @@ ALGOS: dict[str, AlgoSpec] = {
     "mabcq-no-vd": AlgoSpec("mabcq-no-vd", MABCQ, MABCQConfig, {"use_vd": False}, "MABCQ without value deviation (λ_vd = 1)"),
     "bcq": AlgoSpec("bcq", MABCQ, MABCQConfig, {"use_vd": False, "use_tn": False}, "independent BCQ (both weights 1)"),
     "ddpg": AlgoSpec("ddpg", DDPG, DDPGConfig, {}, "independent DDPG, no action constraint"),
-    "behavior": AlgoSpec("behavior", Behavior, BehaviorConfig, {}, "behaviour cloning: the action decoded by G¹"),
+    "bc": AlgoSpec("bc", Behavior, BehaviorConfig, {}, "deterministic behaviour cloning: G¹ decodes the prior's mode z = 0"),
+    "behavior": AlgoSpec("behavior", Behavior, BehaviorConfig, {"sample_latent": True}, "the behaviour policy as BCQ samples it: G¹ decodes z ~ clip(N(0, I), ±0.5)"),
     "zero-action": AlgoSpec("zero-action", ZeroAction, ReferenceConfig, {}, "reference row: sends zero actions, trains nothing"),
     "random": AlgoSpec("random", RandomAction, ReferenceConfig, {}, "reference row: uniform random actions, trains nothing"),
 }

@@ -83,6 +83,11 @@ class Learner(Protocol):
         """Restart the random stream ``act`` or ``value`` from ``seed`` (the trainer does so before
         every evaluation)."""
 
+    def prepare(self, data: Batch) -> None:
+        """See the agent's whole dataset B_i once, before the first update (and again before a
+        checkpoint is loaded): where a learner takes statistics of its data, e.g. TD3+BC's state
+        normalization. Learners that need nothing from it do nothing."""
+
 
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[int]:
@@ -262,6 +267,9 @@ class TorchLearner:
         if stream not in ("act", "value"):
             raise ValueError(f"reseed: stream must be 'act' or 'value', got {stream!r}")
         self.generators[stream].manual_seed(seed)
+
+    def prepare(self, data: Batch) -> None:
+        """Nothing to take from the dataset (see :meth:`Learner.prepare`)."""
 
     def _states(self, states: np.ndarray) -> Tensor:
         return torch.as_tensor(np.asarray(states, dtype=np.float32), device=self.device)

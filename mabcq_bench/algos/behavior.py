@@ -1,8 +1,9 @@
-"""The behaviour policy as MABCQ's generative model G¹ sees it: behaviour cloning with BCQ's VAE.
+"""Behaviour cloning with BCQ's VAE: MABCQ's generative model G¹ alone, two registry entries.
 
-Only G¹(s, a) is trained. Acting decodes the latent ``z = 0`` by default, the mode of the prior
-(and the centre of the clipped prior BCQ samples from), so the policy is deterministic; set
-``sample_latent`` to draw z ~ N(0, I) clipped to [-0.5, 0.5] as BCQ does for its candidates.
+Only G¹(s, a) is trained. ``bc`` acts by decoding the latent ``z = 0``, the mode of the prior
+(and the centre of the clipped prior BCQ samples from): a deterministic cloned policy.
+``behavior`` (``sample_latent``) decodes z ~ N(0, I) clipped to [-0.5, 0.5], an action sampled
+from G¹ exactly as BCQ samples its candidates: the behaviour policy the paper compares with.
 """
 
 from __future__ import annotations

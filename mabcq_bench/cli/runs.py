@@ -8,7 +8,7 @@ from mabcq_bench.cli.app import _ENV_HELP, _check_folder, main
 from mabcq_bench.errors import UserError
 
 
-_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (mabcq, mabcq-no-tn, mabcq-no-vd, bcq, ddpg, behavior; the reference rows zero-action, random)."
+_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (see `mabcq-bench baselines`: mabcq, its ablations mabcq-no-tn, mabcq-no-vd, bcq; the baselines ddpg, bc, behavior; the reference rows zero-action, random)."
 
 
 def _seeds(text: str) -> list[int]:
@@ -137,7 +137,7 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
     if ref_path.exists() or not update:
         ref = regress.load_reference(ref_path)
     else:
-        ref = {"tier": "smoke", "tasks": ["hopper"], "algos": ["mabcq", "mabcq-no-tn", "mabcq-no-vd", "bcq", "ddpg", "behavior"], "seeds": [0, 1], "tolerance": 10.0, "tolerance_note": ""}
+        ref = {"tier": "smoke", "tasks": ["hopper"], "algos": ["mabcq", "mabcq-no-tn", "mabcq-no-vd", "bcq", "ddpg", "behavior", "bc"], "seeds": [0, 1], "tolerance": 10.0, "tolerance_note": ""}
     recipe_file = load_recipe(ref["tier"])
     for task in ref["tasks"]:
         make_data(recipe_file.for_task(task), progress=progress, log=click.echo)

@@ -55,6 +55,7 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
     ("mabcq", "bcq", SCORE),
     ("mabcq", "ddpg", SCORE),
     ("mabcq", "behavior", SCORE),
+    ("mabcq", "bc", SCORE),
     ("mabcq", "mabcq-no-vd", SCORE),
     ("mabcq", "mabcq-no-tn", SCORE),
     ("bcq", "behavior", SCORE),

@@ -174,6 +174,8 @@ def _train(
     ]
     samplers = [np.random.default_rng(derive_seed(seed, "sampler", i)) for i in range(task.n_agents)]
     data = [Batch.from_agent_data(d, device) for d in datasets]
+    for learner, d in zip(learners, data):  # its own dataset only, as everything else it sees
+        learner.prepare(d)
     diag_rng = np.random.default_rng(derive_seed(seed, "diagnostic"))
     n0 = datasets[0].size
     diag = np.asarray(datasets[0].observations)[np.sort(diag_rng.choice(n0, size=min(diag_states, n0), replace=False))]
