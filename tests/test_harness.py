@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import shutil
 
@@ -209,7 +210,59 @@ def test_ctrl_c_stops_the_sweep_at_once_and_a_rerun_completes_it(store):
     result = CliRunner().invoke(main, cmd[3:])
     assert result.exit_code == 0, result.output
     assert len(list(results.glob("tiny-p2/hopper/bcq/seed*.json"))) == 8
-    assert not list(results.glob("tiny/hopper/bcq/*.ckpt*"))
+    assert not list(results.glob("tiny-p2/hopper/bcq/*.ckpt*"))
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether ``pid`` is (still) a multiprocessing pool worker."""
+    try:
+        return "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_killed_sweep_leaves_no_worker_training_behind(store, how):
+    """kill <pid> of the sweep alone (not its process group): its pool workers stop too."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    results = store["results"]
+    protocol = str(store["base"] / "baselines" / "tiny.toml")
+    cmd = [sys.executable, "-m", "mabcq_bench.cli", "run", "--algo", "bcq", "--env", "hopper", "--preset", protocol, "--seeds", "0,1,2,3,4,5,6,7,8,9", "--results", str(results), "--workers", "2", "--no-progress"]
+    env = {**os.environ, "MINARI_DATASETS_PATH": store["MINARI_DATASETS_PATH"], "MABCQ_BENCH_HOME": store["MABCQ_BENCH_HOME"]}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    workers: list[int] = []
+    while time.time() < deadline and proc.poll() is None:
+        workers = [c for c in _children(proc.pid) if _is_worker(c)]
+        if len(workers) == 2 and list(results.glob("tiny-p2/hopper/bcq/seed*.ckpt")):
+            break
+        time.sleep(0.05)
+    assert len(workers) == 2, "the sweep never had two workers running"
+    os.kill(proc.pid, getattr(signal, how))
+    proc.communicate(timeout=30)
+    deadline = time.time() + 20
+    while any(map(_is_worker, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if _is_worker(w)]
+    assert not alive, f"workers {alive} kept running after the sweep got {how}"
+    assert len(list(results.glob("tiny-p2/hopper/bcq/seed*.json"))) < 10  # it did stop
 
 
 def test_a_tier_can_train_on_another_tiers_datasets(store, tmp_path):

@@ -24,10 +24,32 @@ _EVENTS = None  # a pool worker's end of the progress queue (set by _init_worker
 
 
 def _init_worker(events) -> None:
-    """Pool worker start: Ctrl-C is the parent's to handle (it stops the workers itself)."""
+    """Pool worker start: Ctrl-C is the parent's to handle (it stops the workers itself), and a
+    worker whose parent dies, however it dies, is sent SIGTERM by the kernel (Linux), so no
+    orphan goes on training behind the user's back."""
     global _EVENTS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     _EVENTS = events
+
+
+def _die_with_parent() -> None:
+    """``prctl(PR_SET_PDEATHSIG, SIGTERM)`` where the C library offers it (Linux); else nothing."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM to the sweep's process: stop the way Ctrl-C stops it (workers terminated,
+    checkpoints kept)."""
+    raise KeyboardInterrupt
 
 
 def _pool_task(run: PreparedRun, results: str) -> Outcome:
@@ -52,6 +74,8 @@ def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_p
     pumper = threading.Thread(target=pump, daemon=True)
     pumper.start()
     pool = cf.ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=ctx, initializer=_init_worker, initargs=(events,))
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main else None
     try:
         futures = [pool.submit(_pool_task, run, str(results)) for run in pending]
         for future in cf.as_completed(futures):
@@ -66,6 +90,8 @@ def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_p
             proc.terminate()
         raise
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         stop.set()
         pumper.join(timeout=2)
 
