@@ -25,8 +25,10 @@ import torch
 from mabcq_bench.algos.base import Batch, Learner, TorchLearner
 from mabcq_bench.algos.behavior import Behavior, BehaviorConfig
 from mabcq_bench.algos.ddpg import DDPG, DDPGConfig
+from mabcq_bench.algos.iql import IQL, IQLConfig
 from mabcq_bench.algos.mabcq import MABCQ, MABCQConfig
 from mabcq_bench.algos.reference import RandomAction, ReferenceConfig, ZeroAction
+from mabcq_bench.algos.td3bc import TD3BC, TD3BCConfig
 from mabcq_bench.errors import UserError
 from mabcq_bench.data.tasks import Task
 
@@ -90,6 +92,14 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "n_actions": (1, float("inf"), True, False),
     "latent_dim": (1, float("inf"), True, False),
     "vae_pretrain_updates": (0, float("inf"), True, False),
+    "alpha": (0.0, float("inf"), True, False),  # TD3+BC: 0 is pure behaviour cloning
+    "policy_noise": (0.0, float("inf"), True, False),
+    "noise_clip": (0.0, float("inf"), True, False),
+    "policy_delay": (1, float("inf"), True, False),
+    "norm_eps": (0.0, float("inf"), False, False),
+    "expectile": (0.0, 1.0, False, False),  # IQL: 0.5 is the mean, → 1 the maximum
+    "beta": (0.0, float("inf"), False, False),
+    "max_weight": (0.0, float("inf"), False, False),
 }
 
 
@@ -137,6 +147,8 @@ ALGOS: dict[str, AlgoSpec] = {
     "mabcq-no-vd": AlgoSpec("mabcq-no-vd", MABCQ, MABCQConfig, {"use_vd": False}, "MABCQ without value deviation (λ_vd = 1)"),
     "bcq": AlgoSpec("bcq", MABCQ, MABCQConfig, {"use_vd": False, "use_tn": False}, "independent BCQ (both weights 1)"),
     "ddpg": AlgoSpec("ddpg", DDPG, DDPGConfig, {}, "independent DDPG, no action constraint"),
+    "td3bc": AlgoSpec("td3bc", TD3BC, TD3BCConfig, {}, "independent TD3+BC: TD3 plus a behaviour-cloning term, states normalized"),
+    "iql": AlgoSpec("iql", IQL, IQLConfig, {}, "independent IQL: expectile V, in-sample Q targets, advantage-weighted policy"),
     "bc": AlgoSpec("bc", Behavior, BehaviorConfig, {}, "deterministic behaviour cloning: G¹ decodes the prior's mode z = 0"),
     "behavior": AlgoSpec("behavior", Behavior, BehaviorConfig, {"sample_latent": True}, "the behaviour policy as BCQ samples it: G¹ decodes z ~ clip(N(0, I), ±0.5)"),
     "zero-action": AlgoSpec("zero-action", ZeroAction, ReferenceConfig, {}, "reference row: sends zero actions, trains nothing"),
@@ -182,9 +194,13 @@ __all__ = [
     "BehaviorConfig",
     "DDPG",
     "DDPGConfig",
+    "IQL",
+    "IQLConfig",
     "Learner",
     "MABCQ",
     "MABCQConfig",
+    "TD3BC",
+    "TD3BCConfig",
     "TorchLearner",
     "get_algo",
     "make_learner",
