@@ -58,14 +58,14 @@ class BC:
 
 
 def test_a_new_algorithm_runs_through_the_harness(store, monkeypatch):
-    monkeypatch.setitem(ALGOS, "bc", AlgoSpec("bc", BC, BCConfig, {}, "deterministic behaviour cloning"))
+    monkeypatch.setitem(ALGOS, "mlp-bc", AlgoSpec("mlp-bc", BC, BCConfig, {}, "behaviour cloning with a plain MLP"))
     path = protocol.BASELINES_DIR / "tiny.toml"
     original = path.read_text()
-    path.write_text(original + "\n[algos.bc]\nhidden = 32\nlr = 0.001\nbatch_size = 64\n")
+    path.write_text(original + "\n[algos.mlp-bc]\nhidden = 32\nlr = 0.001\nbatch_size = 64\n")
     try:
-        (run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "bc", 0)], load_protocol("tiny"), "tiny")
+        (run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "mlp-bc", 0)], load_protocol("tiny"), "tiny")
         record = execute.execute(run, store["results"])
     finally:
         path.write_text(original)
-    assert record["algo"] == "bc" and record["config"] == {"hidden": 32, "lr": 0.001, "batch_size": 64}
+    assert record["algo"] == "mlp-bc" and record["config"] == {"hidden": 32, "lr": 0.001, "batch_size": 64}
     assert np.isfinite(record["final"]["normalized_score"]) and record["final"]["coordination_gap"] is None

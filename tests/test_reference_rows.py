@@ -41,7 +41,9 @@ def test_random_resumes_its_stream_from_a_checkpoint():
 def test_zero_action_run_scores_what_doing_nothing_scores(store):
     (run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "zero-action", 0)], load_protocol("tiny"), "tiny")
     record = execute.execute(run, store["results"])
-    episodes = run.protocol["eval_episodes"]
-    direct = evaluate(TASKS["hopper"], zero_policy(TASKS["hopper"]), episodes, derive_seed(0, "evaluation"))
+    episodes = run.protocol["final_eval_episodes"]
+    direct = evaluate(TASKS["hopper"], zero_policy(TASKS["hopper"]), episodes, derive_seed(0, "final evaluation"))
     assert record["final"]["returns"] == [float(r) for r in direct]
+    curve = evaluate(TASKS["hopper"], zero_policy(TASKS["hopper"]), run.protocol["eval_episodes"], derive_seed(0, "evaluation"))
+    assert record["curve"][-1]["return_mean"] == float(np.mean(curve))
     assert record["final"]["coordination_gap"] is None

@@ -81,12 +81,12 @@ class Learner(Protocol):
 
     def reseed(self, stream: str, seed: int) -> None:
         """Restart the random stream ``act`` or ``value`` from ``seed`` (the trainer does so before
-        every evaluation)."""
+        every evaluation). Optional: a learner without one acts without noise."""
 
     def prepare(self, data: Batch) -> None:
         """See the agent's whole dataset B_i once, before the first update (and again before a
         checkpoint is loaded): where a learner takes statistics of its data, e.g. TD3+BC's state
-        normalization. Learners that need nothing from it do nothing."""
+        normalization. Optional: the trainer calls it where it exists."""
 
 
 @contextlib.contextmanager

@@ -175,7 +175,8 @@ def _train(
     samplers = [np.random.default_rng(derive_seed(seed, "sampler", i)) for i in range(task.n_agents)]
     data = [Batch.from_agent_data(d, device) for d in datasets]
     for learner, d in zip(learners, data):  # its own dataset only, as everything else it sees
-        learner.prepare(d)
+        if hasattr(learner, "prepare"):  # optional for a user's learner (TorchLearner has it)
+            learner.prepare(d)
     diag_rng = np.random.default_rng(derive_seed(seed, "diagnostic"))
     n0 = datasets[0].size
     diag = np.asarray(datasets[0].observations)[np.sort(diag_rng.choice(n0, size=min(diag_states, n0), replace=False))]
@@ -289,8 +290,9 @@ def _evaluate(task: Task, learners: Sequence[Learner], episodes: int, seed: int,
     evaluations, and the diagnostic does not change what is evaluated.
     """
     for i, learner in enumerate(learners):
-        learner.reseed("act", derive_seed(noise_seed, "act", i))
-        learner.reseed("value", derive_seed(noise_seed, "value", i))
+        if hasattr(learner, "reseed"):  # optional for a user's learner without acting noise
+            learner.reseed("act", derive_seed(noise_seed, "act", i))
+            learner.reseed("value", derive_seed(noise_seed, "value", i))
     policy = rollout.decentralized(task, [learner.act for learner in learners])
     returns = rollout.evaluate(task, policy, episodes, seed)
     return Evaluation(update=update, returns=[float(r) for r in returns], coordination_gap=coordination_gap(learners, diag))
