@@ -144,7 +144,7 @@ def _cli(args):
 
 def test_cli_errors_are_one_line():
     for args, message in [
-        (["run", "--algo", "sac"], "unknown algorithm 'sac'; valid algorithms: mabcq, mabcq-no-tn, mabcq-no-vd, bcq, ddpg, bc, behavior"),
+        (["run", "--algo", "sac"], "unknown algorithm 'sac'; valid algorithms: mabcq, mabcq-no-tn, mabcq-no-vd, bcq, ddpg"),
         (["run", "--env", "swimmer"], "unknown task 'swimmer'"),
         (["run", "--preset", "huge"], "unknown tier 'huge'"),
         (["run", "--seeds", "x"], "--seeds takes a count"),

@@ -24,6 +24,7 @@ import torch
 
 from mabcq_bench.algos.base import Batch, Learner, TorchLearner
 from mabcq_bench.algos.behavior import Behavior, BehaviorConfig
+from mabcq_bench.algos.cql import CQL, CQLConfig
 from mabcq_bench.algos.ddpg import DDPG, DDPGConfig
 from mabcq_bench.algos.mabcq import MABCQ, MABCQConfig
 from mabcq_bench.algos.reference import RandomAction, ReferenceConfig, ZeroAction
@@ -90,6 +91,9 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "n_actions": (1, float("inf"), True, False),
     "latent_dim": (1, float("inf"), True, False),
     "vae_pretrain_updates": (0, float("inf"), True, False),
+    "cql_alpha": (0.0, float("inf"), True, False),  # 0: no conservative term (SAC, or TD3 for omar)
+    "cql_temperature": (0.0, float("inf"), False, False),
+    "bc_warmup_updates": (0, float("inf"), True, False),
 }
 
 
@@ -137,6 +141,7 @@ ALGOS: dict[str, AlgoSpec] = {
     "mabcq-no-vd": AlgoSpec("mabcq-no-vd", MABCQ, MABCQConfig, {"use_vd": False}, "MABCQ without value deviation (λ_vd = 1)"),
     "bcq": AlgoSpec("bcq", MABCQ, MABCQConfig, {"use_vd": False, "use_tn": False}, "independent BCQ (both weights 1)"),
     "ddpg": AlgoSpec("ddpg", DDPG, DDPGConfig, {}, "independent DDPG, no action constraint"),
+    "cql": AlgoSpec("cql", CQL, CQLConfig, {}, "independent CQL(H) on SAC: the conservative gap on Q, α_cql = 5"),
     "bc": AlgoSpec("bc", Behavior, BehaviorConfig, {}, "deterministic behaviour cloning: G¹ decodes the prior's mode z = 0"),
     "behavior": AlgoSpec("behavior", Behavior, BehaviorConfig, {"sample_latent": True}, "the behaviour policy as BCQ samples it: G¹ decodes z ~ clip(N(0, I), ±0.5)"),
     "zero-action": AlgoSpec("zero-action", ZeroAction, ReferenceConfig, {}, "reference row: sends zero actions, trains nothing"),
@@ -180,6 +185,8 @@ __all__ = [
     "Batch",
     "Behavior",
     "BehaviorConfig",
+    "CQL",
+    "CQLConfig",
     "DDPG",
     "DDPGConfig",
     "Learner",
