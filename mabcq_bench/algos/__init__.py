@@ -27,6 +27,7 @@ from mabcq_bench.algos.behavior import Behavior, BehaviorConfig
 from mabcq_bench.algos.cql import CQL, CQLConfig
 from mabcq_bench.algos.ddpg import DDPG, DDPGConfig
 from mabcq_bench.algos.mabcq import MABCQ, MABCQConfig
+from mabcq_bench.algos.omar import OMAR, OMARConfig
 from mabcq_bench.algos.reference import RandomAction, ReferenceConfig, ZeroAction
 from mabcq_bench.errors import UserError
 from mabcq_bench.data.tasks import Task
@@ -93,7 +94,15 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "vae_pretrain_updates": (0, float("inf"), True, False),
     "cql_alpha": (0.0, float("inf"), True, False),  # 0: no conservative term (SAC, or TD3 for omar)
     "cql_temperature": (0.0, float("inf"), False, False),
+    "cql_noise": (0.0, float("inf"), False, False),
     "bc_warmup_updates": (0, float("inf"), True, False),
+    "omar_coef": (0.0, 1.0, True, True),  # τ_omar mixes the policy gradient (0) and the regression onto â (1)
+    "search_iters": (1, float("inf"), True, False),
+    "search_samples": (1, float("inf"), True, False),
+    "search_elites": (1, float("inf"), True, False),
+    "search_std": (0.0, float("inf"), True, False),
+    "action_l2": (0.0, float("inf"), True, False),
+    "grad_clip": (0.0, float("inf"), True, False),  # 0: no clipping
 }
 
 
@@ -142,6 +151,7 @@ ALGOS: dict[str, AlgoSpec] = {
     "bcq": AlgoSpec("bcq", MABCQ, MABCQConfig, {"use_vd": False, "use_tn": False}, "independent BCQ (both weights 1)"),
     "ddpg": AlgoSpec("ddpg", DDPG, DDPGConfig, {}, "independent DDPG, no action constraint"),
     "cql": AlgoSpec("cql", CQL, CQLConfig, {}, "independent CQL(H) on SAC: the conservative gap on Q, α_cql = 5"),
+    "omar": AlgoSpec("omar", OMAR, OMARConfig, {}, "independent OMAR: CQL critic, actor rectified toward a zeroth-order search on Q"),
     "bc": AlgoSpec("bc", Behavior, BehaviorConfig, {}, "deterministic behaviour cloning: G¹ decodes the prior's mode z = 0"),
     "behavior": AlgoSpec("behavior", Behavior, BehaviorConfig, {"sample_latent": True}, "the behaviour policy as BCQ samples it: G¹ decodes z ~ clip(N(0, I), ±0.5)"),
     "zero-action": AlgoSpec("zero-action", ZeroAction, ReferenceConfig, {}, "reference row: sends zero actions, trains nothing"),
@@ -192,6 +202,8 @@ __all__ = [
     "Learner",
     "MABCQ",
     "MABCQConfig",
+    "OMAR",
+    "OMARConfig",
     "TorchLearner",
     "get_algo",
     "make_learner",
