@@ -111,7 +111,7 @@ def test_registry_and_config_errors():
     assert [s.name for s in resolve_algos("all")] == list(ALGOS)
     assert [s.name for s in resolve_algos("bcq, ddpg")] == ["bcq", "ddpg"]
     with pytest.raises(UserError, match="valid algorithms"):
-        get_algo("cql")
+        get_algo("sac")
     with pytest.raises(UserError, match="no option"):
         make_learner("ddpg", STATE, ACTION, seed=0, epsilon=0.5)
     assert ALGOS["bcq"].config().use_vd is False and ALGOS["bcq"].config().use_tn is False

@@ -129,7 +129,7 @@ def test_datasets_must_match_the_task():
     with pytest.raises(UserError, match="actions"):
         train_agents(HOPPER, [wide, DATA[1], DATA[2]], "bcq", updates=1, seed=0)
     with pytest.raises(UserError, match="valid algorithms"):
-        train_agents(HOPPER, DATA, "cql", updates=1, seed=0)
+        train_agents(HOPPER, DATA, "sac", updates=1, seed=0)
 
 
 def test_final_evaluation_has_its_own_episodes_and_seeds():

@@ -2,8 +2,9 @@
 
 ``base`` (the learner interface, minibatches, target updates) and ``nets`` (the shared network
 and optimizer code, where speed machinery lives) → ``weights`` (λ_vd, λ_tn) → one file per
-learner (``mabcq``, with its ablations as config flags; ``ddpg``; ``behavior``, whose two
-entries are ``bc`` and ``behavior``; ``reference``); ``matrix_game``
+learner (``mabcq``, with its ablations as config flags; ``ddpg``; ``td3bc``; ``iql``; ``cql``;
+``omar``, which reuses cql's conservative gap; ``behavior``, whose two entries are ``bc`` and
+``behavior``; ``reference``); ``matrix_game``
 (the paper's tabular game, with ``matrix_game_io`` for the CLI) and ``bench`` (update timings).
 
 Adding an algorithm is one entry in :data:`ALGOS`: a learner class implementing
@@ -24,9 +25,11 @@ import torch
 
 from mabcq_bench.algos.base import Batch, Learner, TorchLearner
 from mabcq_bench.algos.behavior import Behavior, BehaviorConfig
+from mabcq_bench.algos.cql import CQL, CQLConfig
 from mabcq_bench.algos.ddpg import DDPG, DDPGConfig
 from mabcq_bench.algos.iql import IQL, IQLConfig
 from mabcq_bench.algos.mabcq import MABCQ, MABCQConfig
+from mabcq_bench.algos.omar import OMAR, OMARConfig
 from mabcq_bench.algos.reference import RandomAction, ReferenceConfig, ZeroAction
 from mabcq_bench.algos.td3bc import TD3BC, TD3BCConfig
 from mabcq_bench.errors import UserError
@@ -100,6 +103,17 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "expectile": (0.0, 1.0, False, False),  # IQL: 0.5 is the mean, → 1 the maximum
     "beta": (0.0, float("inf"), False, False),
     "max_weight": (0.0, float("inf"), False, False),
+    "cql_alpha": (0.0, float("inf"), True, False),  # 0: no conservative term (SAC, or TD3 for omar)
+    "cql_temperature": (0.0, float("inf"), False, False),
+    "cql_noise": (0.0, float("inf"), False, False),
+    "bc_warmup_updates": (0, float("inf"), True, False),
+    "omar_coef": (0.0, 1.0, True, True),  # τ_omar mixes the policy gradient (0) and the regression onto â (1)
+    "search_iters": (1, float("inf"), True, False),
+    "search_samples": (1, float("inf"), True, False),
+    "search_elites": (1, float("inf"), True, False),
+    "search_std": (0.0, float("inf"), True, False),
+    "action_l2": (0.0, float("inf"), True, False),
+    "grad_clip": (0.0, float("inf"), True, False),  # 0: no clipping
 }
 
 
@@ -149,6 +163,8 @@ ALGOS: dict[str, AlgoSpec] = {
     "ddpg": AlgoSpec("ddpg", DDPG, DDPGConfig, {}, "independent DDPG, no action constraint"),
     "td3bc": AlgoSpec("td3bc", TD3BC, TD3BCConfig, {}, "independent TD3+BC: TD3 plus a behaviour-cloning term, states normalized"),
     "iql": AlgoSpec("iql", IQL, IQLConfig, {}, "independent IQL: expectile V, in-sample Q targets, advantage-weighted policy"),
+    "cql": AlgoSpec("cql", CQL, CQLConfig, {}, "independent CQL(H) on SAC: the conservative gap on Q, α_cql = 5"),
+    "omar": AlgoSpec("omar", OMAR, OMARConfig, {}, "independent OMAR: CQL critic, actor rectified toward a zeroth-order search on Q"),
     "bc": AlgoSpec("bc", Behavior, BehaviorConfig, {}, "deterministic behaviour cloning: G¹ decodes the prior's mode z = 0"),
     "behavior": AlgoSpec("behavior", Behavior, BehaviorConfig, {"sample_latent": True}, "the behaviour policy as BCQ samples it: G¹ decodes z ~ clip(N(0, I), ±0.5)"),
     "zero-action": AlgoSpec("zero-action", ZeroAction, ReferenceConfig, {}, "reference row: sends zero actions, trains nothing"),
@@ -192,6 +208,8 @@ __all__ = [
     "Batch",
     "Behavior",
     "BehaviorConfig",
+    "CQL",
+    "CQLConfig",
     "DDPG",
     "DDPGConfig",
     "IQL",
@@ -201,6 +219,8 @@ __all__ = [
     "MABCQConfig",
     "TD3BC",
     "TD3BCConfig",
+    "OMAR",
+    "OMARConfig",
     "TorchLearner",
     "get_algo",
     "make_learner",

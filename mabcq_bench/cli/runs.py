@@ -8,7 +8,7 @@ from mabcq_bench.cli.app import _ENV_HELP, _check_folder, main
 from mabcq_bench.errors import UserError
 
 
-_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (see `mabcq-bench baselines`: mabcq, its ablations mabcq-no-tn, mabcq-no-vd, bcq; the baselines ddpg, td3bc, iql, bc, behavior; the reference rows zero-action, random)."
+_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (see `mabcq-bench baselines`: mabcq, its ablations mabcq-no-tn, mabcq-no-vd, bcq; the baselines ddpg, td3bc, iql, cql, omar, bc, behavior; the reference rows zero-action, random)."
 
 
 def _seeds(text: str) -> list[int]:
