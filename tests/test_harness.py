@@ -367,3 +367,23 @@ def test_protocol_files_of_another_version_or_without_the_new_keys_are_refused(t
         with pytest.raises(UserError) as err:
             protocol.load_protocol(str(path))
         assert message in str(err.value), name
+
+
+def test_progress_lines_reach_a_pipe_while_the_sweep_runs(store):
+    """Without a TTY (a log file, a pipe) each finished run's line arrives at once, not at exit."""
+    import subprocess
+    import sys
+
+    protocol = str(store["base"] / "baselines" / "tiny.toml")
+    cmd = [sys.executable, "-m", "mabcq_bench.cli", "run", "--algo", "bcq", "--env", "hopper", "--preset", protocol, "--seeds", "3", "--results", str(store["results"]), "--workers", "1"]
+    env = {**os.environ, "MINARI_DATASETS_PATH": store["MINARI_DATASETS_PATH"], "MABCQ_BENCH_HOME": store["MABCQ_BENCH_HOME"]}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        while line and not line.startswith("[1/3]"):
+            line = proc.stdout.readline()
+        assert line.startswith("[1/3] hopper/bcq/seed"), line
+        assert proc.poll() is None  # two runs still to go: the line was not held back until exit
+    finally:
+        proc.communicate(timeout=120)
+    assert proc.returncode == 0
