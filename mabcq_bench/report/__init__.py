@@ -3,7 +3,8 @@
 ``records`` (read and check a results store) → ``aggregate`` (mean ± std; IQM, probability of
 improvement and performance profiles with stratified-bootstrap intervals; Holm's adjustment) →
 ``tables`` → ``plots``, ``separation`` (where algorithms separate over training, Holm-adjusted)
-and ``improvement`` (P(A better than B) of the compared pairs) → ``leaderboard`` (writes a tier's
+``improvement`` (P(A better than B) of the compared pairs) and ``budget`` (where the score and Q̂
+stop moving) → ``leaderboard`` (writes a tier's
 Markdown, CSV and PNGs); ``regress`` compares a sweep's scores and training metrics with the
 committed reference.
 

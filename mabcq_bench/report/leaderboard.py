@@ -2,8 +2,9 @@
 
 :func:`write_leaderboard` writes, for every tier present, ``<tier>.md`` (the table of
 :mod:`~mabcq_bench.report.tables`, the plots of :mod:`~mabcq_bench.report.plots`, the probability
-of improvement of the compared pairs, :mod:`~mabcq_bench.report.improvement`, and where the
-algorithms separate over training, :mod:`~mabcq_bench.report.separation`) and ``<tier>.csv``.
+of improvement of the compared pairs, :mod:`~mabcq_bench.report.improvement`, where the
+algorithms separate over training, :mod:`~mabcq_bench.report.separation`, and where training
+converges, :mod:`~mabcq_bench.report.budget`) and ``<tier>.csv``.
 The pairs are :data:`~mabcq_bench.report.separation.PAIRS` and the ε variants against ε = 0.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.report import improvement, separation
+from mabcq_bench.report import budget, improvement, separation
 from mabcq_bench.report.plots import write_plots
 from mabcq_bench.report.records import _file, check_record
 from mabcq_bench.report.tables import EPSILON_ALGO, EPSILON_ZERO, Leaderboard, build_tables, format_csv, format_markdown
@@ -76,6 +77,7 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
             format_markdown(board, plots),
             improvement.format_markdown(improvement.improvements(board, pairs), board),
             separation.format_markdown(separation.separations(board, pairs)),
+            budget.format_markdown(budget.plateaus(board)),
         ]
         text = "\n".join(s for s in sections if s)
         written.append(_write_text(out / f"{tier}.md", text.rstrip("\n") + "\n"))

@@ -1,0 +1,152 @@
+"""Where training has converged: the budget after which the score and Q̂ stop moving.
+
+A tier's ``updates`` should sit where the learners have converged, not where their critics are
+still climbing (issue: at lite's first 10k updates Q̂ rose linearly in every run). From the runs
+of a long tier this module finds, per task and variant, the smallest budget ``U`` on the
+evaluation grid at which
+
+- the smoothed score (the mean of the last :data:`SMOOTH` learning-curve evaluations, averaged
+  over seeds) moved by less than :data:`SCORE_POINTS` normalized points over the last fifth of
+  training, from ``0.8 U`` to ``U``; and
+- Q̂ (the critic's batch mean, ``values/q_mean``, averaged over seeds) moved by less than
+  :data:`Q_FRACTION` of its value over the same fifth;
+
+and both still hold at every later evaluation point, so a flat stretch before a second climb does
+not count. ``0.8 U`` is read off the curve by linear interpolation between evaluation points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from mabcq_bench.report.tables import curve_stats
+
+if TYPE_CHECKING:
+    from mabcq_bench.report.tables import Leaderboard
+
+#: The last fifth of training may move the smoothed score by less than this (normalized points)...
+SCORE_POINTS = 2.0
+#: ... and Q̂'s mean by less than this fraction of its value.
+Q_FRACTION = 0.05
+#: Learning-curve evaluations averaged into the smoothed score.
+SMOOTH = 3
+#: The learner metric that is Q̂.
+Q_METRIC = "values/q_mean"
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """The convergence of one variant on one task, from its runs' curves."""
+
+    task: str
+    variant: str
+    runs: int
+    last: int  # the last evaluation point all runs have
+    score_from: int | None  # smallest budget from which the score criterion holds to the end
+    q_from: int | None  # the same for Q̂ (None also when the learner has no Q̂)
+    score_move: float  # the score's move over the last fifth of the whole curve (points)
+    q_move: float | None  # Q̂'s relative move over that fifth
+
+    @property
+    def budget(self) -> int | None:
+        """From where both hold (the score alone for a learner without Q̂)."""
+        if self.score_from is None or (self.q_move is not None and self.q_from is None):
+            return None
+        return max(self.score_from, self.q_from or 0)
+
+
+def _smoothed(values: np.ndarray) -> np.ndarray:
+    """Trailing mean over :data:`SMOOTH` points (fewer at the start)."""
+    sums = np.cumsum(values)
+    out = np.empty_like(values, dtype=np.float64)
+    for i in range(len(values)):
+        lo = max(0, i - SMOOTH + 1)
+        out[i] = (sums[i] - (sums[lo - 1] if lo else 0.0)) / (i - lo + 1)
+    return out
+
+
+def _fifth_moves(updates: np.ndarray, values: np.ndarray, relative: bool) -> np.ndarray:
+    """At every evaluation point U, how far ``values`` moved from ``0.8 U`` to ``U``."""
+    earlier = np.interp(0.8 * updates, updates, values)
+    moves = np.abs(values - earlier)
+    return moves / np.maximum(np.abs(values), 1e-12) if relative else moves
+
+
+def _holds_from(updates: np.ndarray, ok: np.ndarray) -> int | None:
+    """The first evaluation point from which ``ok`` holds at every later point."""
+    if not ok[-1]:
+        return None
+    first = len(ok) - 1
+    while first > 0 and ok[first - 1]:
+        first -= 1
+    return int(updates[first])
+
+
+def _q_curve(recs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Q̂'s mean over seeds at the evaluation points every run has, or None without Q̂."""
+    per_run = [{int(m["update"]): m[Q_METRIC] for m in r.get("metrics", []) if Q_METRIC in m} for r in recs]
+    common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
+    if not common:
+        return None
+    return np.array(common, dtype=np.float64), np.array([[d[u] for u in common] for d in per_run]).mean(axis=0)
+
+
+def plateau(recs: Sequence[dict], task: str, variant: str) -> Plateau | None:
+    """The :class:`Plateau` of one cell's runs; None when their curves share fewer than 3 points."""
+    stats = curve_stats(recs, "normalized_score")
+    if stats is None or len(stats[0]) < 3:
+        return None
+    updates, mean, _ = stats
+    updates = updates.astype(np.float64)
+    score = _smoothed(mean)
+    score_moves = _fifth_moves(updates, score, relative=False)
+    q_from, q_move = None, None
+    q = _q_curve(recs)
+    if q is not None and len(q[0]) >= 3:
+        q_moves = _fifth_moves(q[0], q[1], relative=True)
+        q_from, q_move = _holds_from(q[0], q_moves < Q_FRACTION), float(q_moves[-1])
+    return Plateau(
+        task, variant, len(recs), int(updates[-1]), _holds_from(updates, score_moves < SCORE_POINTS), q_from, float(score_moves[-1]), q_move
+    )
+
+
+def plateaus(board: "Leaderboard") -> list[Plateau]:
+    """Every cell's :class:`Plateau`, tasks in column order, variants in row order."""
+    out = []
+    for task in board.tasks:
+        for row in board.rows:
+            recs = board.runs.get((task, row.variant))
+            if recs and (p := plateau(recs, task, row.variant)) is not None:
+                out.append(p)
+    return out
+
+
+def format_markdown(plats: Sequence[Plateau]) -> str:
+    """The "where training converges" section of ``<tier>.md``."""
+    plats = [p for p in plats if p.runs]
+    if not plats:
+        return ""
+
+    def at(u: int | None, last: int) -> str:
+        return f"{u:,}" if u is not None else f"not within {last:,}"
+
+    lines = [
+        "## Where training converges",
+        "",
+        f"The smallest budget U from which, at U and at every later evaluation, the last fifth of training (0.8 U to U) moved the "
+        f"smoothed score (mean of the last {SMOOTH} evaluations, over seeds) by less than {SCORE_POINTS:g} points and Q̂ "
+        f"(the critic's batch mean) by less than {Q_FRACTION:.0%}. The moves are those over the last fifth of the whole curve.",
+        "",
+        "| task | variant | runs | score plateaus from | Q̂ plateaus from | both from | score move | Q̂ move |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in plats:
+        q_move = "–" if p.q_move is None else f"{p.q_move:.1%}"
+        q_from = "–" if p.q_move is None else at(p.q_from, p.last)
+        lines.append(
+            f"| {p.task} | {p.variant} | {p.runs} | {at(p.score_from, p.last)} | {q_from} | {at(p.budget, p.last)} | {p.score_move:.1f} | {q_move} |"
+        )
+    return "\n".join(lines) + "\n"
