@@ -181,7 +181,7 @@ def test_readme_algorithm_snippet_imports_what_it_registers():
     readme = (REPO / "README.md").read_text()
     snippet = readme[readme.index("# mabcq_bench/algos/__init__.py"):]
     snippet = snippet[: snippet.index("```")]
-    assert "from mabcq_bench.algos.bc import BC, BCConfig" in snippet
+    assert "from mabcq_bench.algos.mlp_bc import BC, BCConfig" in snippet and "\"mlp-bc\": AlgoSpec(\"mlp-bc\", BC, BCConfig" in snippet
 
 
 def test_every_task_with_missing_datasets_is_named(store):
