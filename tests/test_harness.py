@@ -302,8 +302,10 @@ def test_shipped_protocol_files_are_what_the_registry_generates():
     for tier, (proto, note, datasets) in protocol.DEFAULT_PROTOCOLS.items():
         path = protocol.BASELINES_DIR / f"{tier}.toml"
         assert path.read_text() == protocol.protocol_text(tier, proto, note, datasets), f"run `mabcq-bench baselines --write` ({path})"
-    long = load_protocol("lite-long")
-    assert long.datasets == "lite" and long.protocol["updates"] == 5 * load_protocol("lite").protocol["updates"]
+    long, study, lite = load_protocol("lite-long"), load_protocol("plateau60"), load_protocol("lite")
+    assert long.datasets == study.datasets == "lite"
+    # lite's budget lies inside the budget study's runs (where it was read off), and is their grid
+    assert lite.protocol["updates"] < study.protocol["updates"] and lite.protocol["updates"] % study.protocol["eval_every"] == 0
 
 
 def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tmp_path, monkeypatch):

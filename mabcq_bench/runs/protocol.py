@@ -97,12 +97,17 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
         "smoke: CI only (the regression gate). A few hundred updates on the smoke datasets; the scores test the pipeline, not the algorithms.",
     ),
     "lite": TierProtocol(
-        _protocol(10000, 1000, 10, 50, 5, 1000),
-        "lite: a 2-core laptop, the committed leaderboard. Table 6 hyperparameters; the score is a 50-episode final evaluation.",
+        _protocol(40000, 2000, 10, 50, 5, 2000),
+        "lite: a 2-core laptop. Table 6 hyperparameters; 40k updates, where BCQ's and MABCQ's score and Q̂ plateau on the v1 hopper datasets (plateau60); the score is a 50-episode final evaluation.",
     ),
     "lite-long": TierProtocol(
         _protocol(50000, 2500, 10, 50, 5, 2500),
-        "lite-long: the lite datasets with a long training budget (50k updates per agent), to see where the algorithms separate (leaderboard/FINDINGS.md).",
+        "lite-long: the lite datasets with 50k updates per agent: the first budget search (v0 datasets, leaderboard/FINDINGS.md); plateau60 now sets lite's budget.",
+        "lite",
+    ),
+    "plateau60": TierProtocol(
+        _protocol(60000, 2000, 10, 50, 5, 2000),
+        "plateau60: the budget study. 60k updates on the lite datasets, to find where the score and Q̂ stop moving (leaderboard/plateau60-v1-p2.md) and set lite's updates there.",
         "lite",
     ),
     "paper": TierProtocol(
