@@ -152,3 +152,20 @@ def random_batch(n: int = 32, state_dim: int = 5, action_dim: int = 2, seed: int
         torch.randn(n, state_dim, generator=g),
         (torch.rand(n, generator=g) < 0.1).float(),
     )
+
+
+def synthetic_agent_data(agent: int, n: int = 300, state_dim: int = 11, action_dim: int = 1):
+    """Made-up transitions for agent ``agent`` of a hopper-sized task (seeded by the agent)."""
+    import numpy as np
+
+    from mabcq_bench.data.buffer import AgentData
+
+    rng = np.random.default_rng(agent)
+    f32 = np.float32
+    return AgentData(
+        rng.normal(size=(n, state_dim)).astype(f32),
+        rng.uniform(-1, 1, size=(n, action_dim)).astype(f32),
+        rng.normal(1.0, 0.5, size=n).astype(f32),
+        rng.normal(size=(n, state_dim)).astype(f32),
+        (rng.random(n) < 0.05).astype(f32),
+    )

@@ -12,13 +12,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import random_batch
+from conftest import random_batch, synthetic_agent_data
 from mabcq_bench.algos import make_learner
 from mabcq_bench.algos.base import torch_threads
 from mabcq_bench.algos.nets import MLP
 from mabcq_bench.algos.omar import rectify
 from mabcq_bench.cli import main
-from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.data.tasks import get_task
 from mabcq_bench.errors import UserError
 from mabcq_bench.runs.learn import TrainResult, train_agents
@@ -256,19 +255,9 @@ HOPPER = get_task("hopper")
 TINY = {"batch_size": 32, "hidden": (16, 16)}
 
 
-def synthetic(agent: int, n: int = 300) -> AgentData:
-    rng = np.random.default_rng(agent)
-    f32 = np.float32
-    return AgentData(
-        rng.normal(size=(n, 11)).astype(f32),
-        rng.uniform(-1, 1, size=(n, 1)).astype(f32),
-        rng.normal(1.0, 0.5, size=n).astype(f32),
-        rng.normal(size=(n, 11)).astype(f32),
-        (rng.random(n) < 0.05).astype(f32),
-    )
 
 
-DATA = [synthetic(i) for i in range(3)]
+DATA = [synthetic_agent_data(i) for i in range(3)]
 
 
 def run(algo: str, **kwargs) -> TrainResult:

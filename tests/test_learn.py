@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import synthetic_agent_data
 from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.errors import UserError
 from mabcq_bench.runs.learn import TrainResult, train_agents
@@ -18,19 +19,9 @@ HOPPER = get_task("hopper")  # 3 agents, state 11, one action each
 TINY = {"batch_size": 32, "hidden": (16, 16)}
 
 
-def synthetic(agent: int, n: int = 300) -> AgentData:
-    rng = np.random.default_rng(agent)
-    f32 = np.float32
-    return AgentData(
-        rng.normal(size=(n, 11)).astype(f32),
-        rng.uniform(-1, 1, size=(n, 1)).astype(f32),
-        rng.normal(1.0, 0.5, size=n).astype(f32),
-        rng.normal(size=(n, 11)).astype(f32),
-        (rng.random(n) < 0.05).astype(f32),
-    )
 
 
-DATA = [synthetic(i) for i in range(3)]
+DATA = [synthetic_agent_data(i) for i in range(3)]
 
 
 def run(algo: str = "mabcq", updates: int = 20, seed: int = 0, **kwargs) -> TrainResult:
