@@ -116,19 +116,25 @@ def reference_td3bc(l: TD3BC, batches: list[Batch]) -> list[dict[str, float]]:
     return logs
 
 
-def test_td3bc_updates_equal_the_papers_algorithm():
-    fast = td3bc(batch_size=64)
-    batches = [shifted_batch(64, seed=i) for i in range(4)]
-    fast.prepare(Batch(*(torch.cat(t) for t in zip(*batches))))
+def _assert_matches_reference(fast, reference, batches, modules) -> None:
+    """``fast``'s updates on ``batches`` give the metrics of ``reference`` (the paper's update
+    written plainly, run on a copy) and end with the same parameters in ``modules``."""
     plain = copy.deepcopy(fast)
-    want = reference_td3bc(plain, batches)
+    want = reference(plain, batches)
     for b, expected in zip(batches, want):
         got = fast.train(b)
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
-    for name in ("critic", "actor", "critic_target", "actor_target"):
+    for name in modules:
         flat = [torch.cat([p.detach().flatten() for p in l.modules[name].parameters()]) for l in (fast, plain)]
         torch.testing.assert_close(flat[0], flat[1], rtol=0, atol=1e-6, msg=name)
+
+
+def test_td3bc_updates_equal_the_papers_algorithm():
+    fast = td3bc(batch_size=64)
+    batches = [shifted_batch(64, seed=i) for i in range(4)]
+    fast.prepare(Batch(*(torch.cat(t) for t in zip(*batches))))
+    _assert_matches_reference(fast, reference_td3bc, batches, ("critic", "actor", "critic_target", "actor_target"))
 
 
 @pytest.mark.parametrize("delay", [2, 3])
@@ -263,15 +269,7 @@ def test_iql_updates_equal_the_papers_equations():
     fast = iql(batch_size=64, beta=50.0)  # β large enough that some weights (14 to 20 %) reach the clip
     batches = [random_batch(64, STATE, ACTION, seed=i) for i in range(3)]
     batches = [b._replace(rewards=b.rewards * 5) for b in batches]
-    plain = copy.deepcopy(fast)
-    want = reference_iql(plain, batches)
-    for b, expected in zip(batches, want):
-        got = fast.train(b)
-        for key, value in expected.items():
-            assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
-    for name in ("critic", "value", "actor", "critic_target"):
-        flat = [torch.cat([p.detach().flatten() for p in l.modules[name].parameters()]) for l in (fast, plain)]
-        torch.testing.assert_close(flat[0], flat[1], rtol=0, atol=1e-6, msg=name)
+    _assert_matches_reference(fast, reference_iql, batches, ("critic", "value", "actor", "critic_target"))
 
 
 def test_expectile_loss_weighs_residuals_above_and_below_asymmetrically():
