@@ -169,3 +169,16 @@ def synthetic_agent_data(agent: int, n: int = 300, state_dim: int = 11, action_d
         rng.normal(size=(n, state_dim)).astype(f32),
         (rng.random(n) < 0.05).astype(f32),
     )
+
+
+def plain_mlp(net, inputs, head: int = 0):
+    """One head of a ``nets.MLP`` as an ordinary MLP on concatenated inputs ``(B, in) -> (B, out)``
+    (no split, no batching): what the fused nets are checked against."""
+    import torch
+
+    w_cond, w_x, b_in, weights, biases = net.unpack(head=head)
+    first = torch.cat([w_cond[0], w_x[0]]) if w_x is not None else w_cond[0]
+    h = torch.relu(inputs @ first + b_in[0])
+    for w, b in zip(weights[:-1], biases[:-1]):
+        h = torch.relu(h @ w[0] + b[0])
+    return h @ weights[-1][0] + biases[-1][0]

@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import random_batch
+from conftest import plain_mlp, random_batch
 from mabcq_bench.algos import ALGOS, Batch, Learner, get_algo, make_learner, resolve_algos
 from mabcq_bench.algos.base import torch_threads
 from mabcq_bench.algos.nets import MLP
@@ -188,16 +188,6 @@ def test_bench_command_rejects_a_bad_device():
     assert "unknown device" in result.output
 
 
-def _plain_mlp(net: MLP, inputs: torch.Tensor, head: int = 0) -> torch.Tensor:
-    """One head of ``net`` as an ordinary MLP on concatenated inputs (no split, no batching)."""
-    w_cond, w_x, b_in, weights, biases = net.unpack(head=head)
-    first = torch.cat([w_cond[0], w_x[0]]) if w_x is not None else w_cond[0]
-    h = torch.relu(inputs @ first + b_in[0])
-    for w, b in zip(weights[:-1], biases[:-1]):
-        h = torch.relu(h @ w[0] + b[0])
-    return h @ weights[-1][0] + biases[-1][0]
-
-
 def _reference_mabcq_update(l, b: Batch) -> dict[str, float]:
     """A straightforward MABCQ update, written as BCQ's reference code is (repeat_interleave,
     separate twin heads, torch.optim.Adam), on ``l``'s networks and random stream."""
@@ -210,20 +200,20 @@ def _reference_mabcq_update(l, b: Batch) -> dict[str, float]:
     xi_opt = torch.optim.Adam(l.xi.parameters(), lr=c.lr_xi)
 
     def vae_loss(vae, cond):
-        mean, log_std = _plain_mlp(vae.encoder, torch.cat([cond, a], 1)).chunk(2, -1)
+        mean, log_std = plain_mlp(vae.encoder, torch.cat([cond, a], 1)).chunk(2, -1)
         log_std = log_std.clamp(-4, 15)
         std = log_std.exp()
         z = mean + std * torch.randn(mean.shape, generator=gen)
-        recon = torch.tanh(_plain_mlp(vae.decoder, torch.cat([cond, z], 1)))
+        recon = torch.tanh(plain_mlp(vae.decoder, torch.cat([cond, z], 1)))
         kl = -0.5 * (1 + torch.log(std.pow(2)) - mean.pow(2) - std.pow(2)).mean()
         return F.mse_loss(recon, a) + 0.5 * kl, mean.detach()
 
     def perturb(net, states, actions):
-        return (actions + c.phi * torch.tanh(_plain_mlp(net, torch.cat([states, actions], 1)))).clamp(-1, 1)
+        return (actions + c.phi * torch.tanh(plain_mlp(net, torch.cat([states, actions], 1)))).clamp(-1, 1)
 
     def soft(net, states, actions):
         x = torch.cat([states, actions], 1)
-        q1, q2 = _plain_mlp(net, x, 0)[:, 0], _plain_mlp(net, x, 1)[:, 0]
+        q1, q2 = plain_mlp(net, x, 0)[:, 0], plain_mlp(net, x, 1)[:, 0]
         return c.soft_clip * torch.min(q1, q2) + (1 - c.soft_clip) * torch.max(q1, q2)
 
     loss1, mu1 = vae_loss(l.vae1, s)
@@ -234,7 +224,7 @@ def _reference_mabcq_update(l, b: Batch) -> dict[str, float]:
     with torch.no_grad():
         rep = s2.repeat_interleave(n, 0)
         z = torch.randn(size, n, c.latent_dim, generator=gen).clamp(-0.5, 0.5).reshape(size * n, -1)
-        sampled = torch.tanh(_plain_mlp(l.vae1.decoder, torch.cat([rep, z], 1)))
+        sampled = torch.tanh(plain_mlp(l.vae1.decoder, torch.cat([rep, z], 1)))
         v_next = soft(l.critic_target, rep, perturb(l.xi_target.net, rep, sampled)).reshape(size, n).max(1).values
         y = r + c.gamma * (1 - d) * v_next
         expected = (soft(l.critic_target, s, a) - r) / c.gamma
@@ -244,14 +234,14 @@ def _reference_mabcq_update(l, b: Batch) -> dict[str, float]:
         w = lambda_vd * lambda_tn
         w = w / w.mean()
     x = torch.cat([s, a], 1)
-    q_loss = (w * (_plain_mlp(l.critic, x, 0)[:, 0] - y) ** 2).mean() + (w * (_plain_mlp(l.critic, x, 1)[:, 0] - y) ** 2).mean()
+    q_loss = (w * (plain_mlp(l.critic, x, 0)[:, 0] - y) ** 2).mean() + (w * (plain_mlp(l.critic, x, 1)[:, 0] - y) ** 2).mean()
     critic_opt.zero_grad()
     q_loss.backward()
     critic_opt.step()
     with torch.no_grad():
         z = torch.randn(size, 1, c.latent_dim, generator=gen).clamp(-0.5, 0.5)[:, 0]
-        sampled = torch.tanh(_plain_mlp(l.vae1.decoder, torch.cat([s, z], 1)))
-    xi_loss = -(w * _plain_mlp(l.critic, torch.cat([s, perturb(l.xi.net, s, sampled)], 1), 0)[:, 0]).mean()
+        sampled = torch.tanh(plain_mlp(l.vae1.decoder, torch.cat([s, z], 1)))
+    xi_loss = -(w * plain_mlp(l.critic, torch.cat([s, perturb(l.xi.net, s, sampled)], 1), 0)[:, 0]).mean()
     xi_opt.zero_grad()
     xi_loss.backward()
     xi_opt.step()

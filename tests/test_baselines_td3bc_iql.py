@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from conftest import random_batch
+from conftest import plain_mlp, random_batch
 from mabcq_bench.algos import ALGOS, Batch, make_learner
 from mabcq_bench.algos.base import torch_threads
 from mabcq_bench.algos.iql import IQL, expectile_loss
@@ -51,16 +51,6 @@ def params(module: torch.nn.Module) -> list[torch.Tensor]:
 
 def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b))
-
-
-def plain_mlp(net: MLP, inputs: torch.Tensor, head: int = 0) -> torch.Tensor:
-    """One head of ``net`` as an ordinary MLP on concatenated inputs ``(B, in) -> (B, out)``."""
-    w_cond, w_x, b_in, weights, biases = net.unpack(head=head)
-    first = torch.cat([w_cond[0], w_x[0]]) if w_x is not None else w_cond[0]
-    h = torch.relu(inputs @ first + b_in[0])
-    for w, b in zip(weights[:-1], biases[:-1]):
-        h = torch.relu(h @ w[0] + b[0])
-    return h @ weights[-1][0] + biases[-1][0]
 
 
 def twin(net: MLP, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
