@@ -5,18 +5,26 @@ checkpoints across stacking, and whole runs with and without it."""
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
-from conftest import random_batch
+from conftest import TINY_PROTOCOL, random_batch, synthetic_agent_data
 from mabcq_bench.algos import ALGOS, Batch, MABCQ, make_learner
 from mabcq_bench.algos.base import torch_threads
 from mabcq_bench.algos.nets import MLP, VAE, normal, stack, unstack
+from mabcq_bench.cli import main
+from mabcq_bench.data.tasks import get_task
+from mabcq_bench.runs import execute, plan
+from mabcq_bench.runs.learn import TrainResult, train_agents, will_stack
+from mabcq_bench.runs.protocol import load_protocol
 
 SMALL = {"batch_size": 32, "hidden": (16, 16)}
 STATE = 6
+HOPPER = get_task("hopper")  # 3 agents, one action each
 
 #: Stacked and lone computations are the same maths in other batched BLAS calls, which may round
 #: differently in the last bit (seen here: only where a matrix has a dimension of one).
@@ -208,3 +216,79 @@ def test_what_cannot_be_stacked_says_so():
             call()
     with pytest.raises(ValueError, match="not a stack"):
         lone("mabcq", 2, seed=0).unstack()
+
+
+def run(algo: str = "mabcq", **kwargs) -> TrainResult:
+    """A tiny hopper run at TINY_PROTOCOL's schedule on synthetic data."""
+    p = TINY_PROTOCOL
+    options = {
+        "updates": p["updates"], "eval_every": p["eval_every"], "eval_episodes": p["eval_episodes"],
+        "final_eval_episodes": p["final_eval_episodes"], "diag_states": p["diag_states"], "threads": p["threads"],
+        "overrides": SMALL, "seed": 0,
+    }  # fmt: skip
+    options.update(kwargs)
+    return train_agents(HOPPER, [synthetic_agent_data(i) for i in range(3)], algo, **options)
+
+
+def same_run(a: TrainResult, b: TrainResult) -> None:
+    """The same evaluations, diagnostic, metrics and parameters, to float rounding."""
+    assert [e.update for e in a.evaluations] == [e.update for e in b.evaluations]
+    for x, y in zip(a.evaluations + [a.final], b.evaluations + [b.final]):
+        np.testing.assert_allclose(x.returns, y.returns, rtol=1e-5)
+        assert x.coordination_gap == pytest.approx(y.coordination_gap, rel=1e-5, abs=1e-6)
+    for x, y in zip(a.metrics, b.metrics):
+        assert x.keys() == y.keys() and all(math.isclose(x[k], y[k], rel_tol=1e-5, abs_tol=1e-6) for k in x)
+    for la, lb in zip(a.learners, b.learners):
+        assert close(params(la), params(lb))
+
+
+@pytest.mark.parametrize("algo", ["mabcq", "bcq"])
+def test_a_stacked_run_is_the_run_without_stacking(algo):
+    plain, stacked = run(algo, stack_agents=False), run(algo, stack_agents=True)
+    assert not plain.stacked and stacked.stacked
+    same_run(plain, stacked)
+
+
+def test_stacking_is_on_for_cuda_off_for_cpu_and_only_where_the_algorithm_stacks():
+    assert not will_stack(HOPPER, "mabcq", "cpu") and will_stack(HOPPER, "mabcq", "cuda")
+    assert will_stack(HOPPER, "bcq", "cpu", True) and not will_stack(HOPPER, "mabcq", "cuda:0", False)
+    assert not will_stack(HOPPER, "td3bc", "cuda") and not will_stack(HOPPER, "td3bc", "cpu", True)
+    td3bc = run("td3bc", updates=2, eval_every=0, final_eval_episodes=0, stack_agents=True)
+    assert not td3bc.stacked  # runs agent by agent, as it always does
+    assert td3bc.evaluations[0].returns == run("td3bc", updates=2, eval_every=0, final_eval_episodes=0).evaluations[0].returns
+
+
+@pytest.mark.parametrize("first, then", [(True, False), (False, True)])
+def test_a_run_checkpointed_one_way_resumes_the_other(tmp_path, first, then):
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_5(update: int, _metrics) -> None:
+        if update == 5:
+            raise Interrupt
+
+    checkpoint = tmp_path / "run.pt"
+    with pytest.raises(Interrupt):
+        run(checkpoint=checkpoint, checkpoint_every=2, on_update=stop_at_5, stack_agents=first)
+    assert torch.load(checkpoint, weights_only=True)["stacked"] is first
+    with pytest.warns(UserWarning, match="stack"):
+        resumed = run(checkpoint=checkpoint, checkpoint_every=2, stack_agents=then)
+    same_run(run(stack_agents=first), resumed)
+
+
+def test_cli_run_stacks_where_it_can(store):
+    results = store["results"]
+    result = CliRunner().invoke(
+        main, ["run", "--algo", "mabcq,bc", "--env", "hopper", "--preset", "tiny", "--seeds", "1", "--results", str(results), "--workers", "1", "--no-progress", "--stack-agents"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "--stack-agents: bc cannot stack; its agents update one after the other" in result.output
+    protocol = load_protocol("tiny")
+    (stacked_run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "mabcq", 0)], protocol, "tiny", stack_agents=True)
+    (plain_run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "mabcq", 0)], protocol, "tiny")
+    assert stacked_run.fingerprint == plain_run.fingerprint  # how it computes, not what
+    stacked = execute.existing_record(stacked_run, results)
+    plain = execute.execute(plain_run, results / "plain")
+    assert stacked["stacked_agents"] is True and plain["stacked_agents"] is False
+    assert stacked["final"]["normalized_score"] == pytest.approx(plain["final"]["normalized_score"], rel=1e-5)
+    assert [c["return_mean"] for c in stacked["curve"]] == pytest.approx([c["return_mean"] for c in plain["curve"]], rel=1e-5)
