@@ -59,6 +59,8 @@ def normal(shape: Sequence[int], generator: Generators, device: torch.device | s
         return torch.randn(tuple(shape), generator=generator, device=device)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for {shape[0]} groups")
+    if len(generator) == 1:
+        return torch.randn(tuple(shape[1:]), generator=generator[0], device=device).unsqueeze(0)
     out = torch.empty(tuple(shape), device=device)
     for row, gen in zip(out, generator):
         row.normal_(generator=gen)  # what torch.randn does, into group g's slice
@@ -158,6 +160,10 @@ class MLP(nn.Module):
         groups, rows, dim = t.shape
         if groups != self.groups:
             raise ValueError(f"inputs of {groups} groups for a net of {self.groups}")
+        if heads == 1:
+            return t
+        if groups == 1:
+            return t.expand(heads, rows, dim)
         return t.unsqueeze(1).expand(groups, heads, rows, dim).reshape(groups * heads, rows, dim)
 
     # The pieces below are public so that a caller can share the condition part between row
