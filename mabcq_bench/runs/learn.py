@@ -145,8 +145,8 @@ def train_agents(
         stack_agents: update the agents as one batched computation where the algorithm supports
             it (``AlgoSpec.stacks``) and the agents' actions have one size; other algorithms
             update agent by agent whatever this says. ``None``: stack on a GPU, where an agent's
-            update is bound by kernel launches, not on the CPU, where it gains little (about 5 to
-            10 % at Table 6's sizes, ``mabcq-bench bench``) and rounds the last bits differently
+            update is bound by kernel launches, not on the CPU, where it gains little (0 to 11 %
+            at Table 6's sizes, ``mabcq-bench bench``) and rounds the last bits differently
             from the lone update, so CPU runs stay the bits they always were.
 
     Returns:
