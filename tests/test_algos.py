@@ -171,6 +171,11 @@ def test_bench_command_prints_one_json_object():
         assert set(row) == trained, task
         assert all(ms > 0 for ms in row.values())
     assert "zero-action" not in trained and "mabcq" in trained
+    # joint_stacked: the same step stacked, for the algorithms that stack
+    assert set(data["joint_stacked"]) == set(TASKS)
+    for task, row in data["joint_stacked"].items():
+        assert set(row) == {"mabcq", "mabcq-no-tn", "mabcq-no-vd", "bcq"}, task
+        assert all(ms > 0 for ms in row.values())
     assert data["adam"]["ours"] > 0 and data["adam"]["torch_fused"] > 0
 
 
@@ -178,6 +183,7 @@ def test_bench_joint_takes_the_tasks_given():
     result = CliRunner().invoke(main, ["bench", "--repeats", "1", "--updates", "1", "--threads", "1", "--env", "hopper"])
     assert result.exit_code == 0, result.output
     assert "hopper" in result.output and "walker" not in result.output
+    assert "stacked into one batched update" in result.output
     result = CliRunner().invoke(main, ["bench", "--env", "cartpole"])
     assert result.exit_code == 1 and "unknown task 'cartpole'" in result.output
 

@@ -1,7 +1,8 @@
 """The algorithm layer and its registry: every learner the benchmark runs, by name.
 
 ``base`` (the learner interface, minibatches, target updates) and ``nets`` (the shared network
-and optimizer code, where speed machinery lives) → ``weights`` (λ_vd, λ_tn) → one file per
+and optimizer code, where speed machinery lives; ``stacking`` makes G agents' learners one
+batched learner) → ``weights`` (λ_vd, λ_tn) → one file per
 learner (``mabcq``, with its ablations as config flags; ``ddpg``; ``td3bc``; ``iql``; ``cql``;
 ``omar``, which reuses cql's conservative gap; ``behavior``, whose two entries are ``bc`` and
 ``behavior``; ``reference``); ``matrix_game``
@@ -72,6 +73,18 @@ class AlgoSpec:
             return self.config_cls(**values)
         except ValueError as exc:
             raise UserError(f"{self.name}: {exc}") from None
+
+    @property
+    def stacks(self) -> bool:
+        """Whether a run may stack this algorithm's agents into one batched update (its learner's
+        ``stacks``: the mabcq family). A run asked to stack any other algorithm updates its
+        agents one after the other, as it always does."""
+        return bool(getattr(self.learner, "stacks", False))
+
+    def stacks_on(self, task: Task) -> bool:
+        """Whether this algorithm's agents on ``task`` can be stacked: it :attr:`stacks`, and the
+        task has several agents whose actions have one size (a stack's nets share one shape)."""
+        return self.stacks and task.n_agents > 1 and len(set(task.action_dims)) == 1
 
     def inert(self, overrides: Mapping[str, Any]) -> list[str]:
         """The names among ``overrides`` that do not change what this algorithm computes (ε

@@ -12,7 +12,7 @@ import ctypes
 import dataclasses
 import math
 import platform
-from typing import Any, Iterator, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Iterator, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -52,6 +52,15 @@ class Batch(NamedTuple):
     def size(self) -> int:
         """Number of transitions (``len()`` is the tuple's, 5, as for any NamedTuple)."""
         return self.rewards.shape[0]
+
+    @classmethod
+    def stacked(cls, batches: Sequence["Batch"]) -> "Batch":
+        """G agents' minibatches of one size as one, every field with a leading group dim
+        (``states (G, B, state_dim)``...): what a stacked learner's update takes. One batch is
+        viewed, not copied."""
+        if len(batches) == 1:
+            return cls(*(t.unsqueeze(0) for t in batches[0]))
+        return cls(*(torch.stack(fields) for fields in zip(*batches)))
 
 
 @runtime_checkable
@@ -167,6 +176,12 @@ def to_floats(logs: dict[str, Tensor]) -> dict[str, float]:
     return dict(zip(logs.keys(), values))
 
 
+def group_floats(logs: dict[str, Tensor]) -> list[dict[str, float]]:
+    """Per-group metrics, tensors ``(G,)``, to one dict of floats per group, with one device sync."""
+    values = torch.stack(list(logs.values())).tolist()  # (metrics, G)
+    return [dict(zip(logs.keys(), column)) for column in zip(*values)]
+
+
 class Adam:
     """Adam (Kingma & Ba, 2015) over flat parameter tensors, in a handful of fused calls.
 
@@ -231,10 +246,20 @@ class TorchLearner:
     acting) and ``value`` (the noise of :meth:`value`, the coordination diagnostic). Acting and
     valuing never touch ``train``, so evaluating does not change the training trajectory, and
     neither touches the other, so the diagnostic does not change what is evaluated.
+
+    Stacking. A subclass whose update is written for a leading group dim (``stacks = True``;
+    ``mabcq.MABCQ``) can train G agents' learners as one (:mod:`mabcq_bench.algos.stacking`):
+    :meth:`stack` builds a learner of G groups from G lone ones, :meth:`train_stacked` updates
+    every group on its own batch, and :meth:`unstack` writes the values back into the lone
+    learners, which act, value and checkpoint as always. A lone learner is the case G = 1.
     """
 
     has_value = True
     trains = True
+
+    #: Whether :meth:`train_stacked` takes G groups, so that :meth:`stack` applies (the registry
+    #: reads it: ``AlgoSpec.stacks``).
+    stacks = False
 
     def __init__(self, config: Any, seed: int, device: torch.device | str) -> None:
         self.config = config
@@ -250,12 +275,56 @@ class TorchLearner:
         self.modules: dict[str, nn.Module] = {}
         self.optimizers: dict[str, Adam] = {}
         self.updates = 0
+        self.members: list[TorchLearner] | None = None  # the lone learners of a stack (see stack)
+        self._stacked_nets: dict[str, list[nn.Module]] = {}  # a stack's: per optimizer, the net of each flat it steps
 
     def _finish_init(self) -> None:
         """Move the modules to the device (call after creating them, before the optimizers)."""
         for module in self.modules.values():
             module.to(self.device)
             rebind(module)
+
+    @property
+    def groups(self) -> int:
+        """The agents this learner updates at once: 1, or a stack's G."""
+        return 1 if self.members is None else len(self.members)
+
+    def group_generators(self, stream: str) -> list[torch.Generator]:
+        """Each group's generator of ``stream``: a lone learner's own, or each member's of a stack."""
+        if self.members is None:
+            return [self.generators[stream]]
+        return [member.generators[stream] for member in self.members]
+
+    def train_stacked(self, batches: Sequence[Batch]) -> list[dict[str, float]]:
+        """One update of every group, group g on ``batches[g]``; its metrics per group."""
+        raise NotImplementedError(f"{type(self).__name__} does not stack")
+
+    @classmethod
+    def stack(cls, learners: Sequence["TorchLearner"]) -> "TorchLearner":
+        """One learner whose update is the G = ``len(learners)`` lone learners' updates (of this
+        class, one config, the same sizes) as one batched computation, each group on its own
+        batch; see :func:`mabcq_bench.algos.stacking.stack`.
+
+        Raises:
+            ValueError: a class that does not stack, or learners that cannot be stacked together.
+        """
+        from mabcq_bench.algos import stacking
+
+        if not cls.stacks:
+            raise ValueError(f"{cls.__name__} does not stack")
+        return stacking.stack(cls, learners)
+
+    def unstack(self) -> None:
+        """Write a stack's values back into its members (:func:`mabcq_bench.algos.stacking.unstack`)."""
+        from mabcq_bench.algos import stacking
+
+        if self.members is None:
+            raise ValueError("unstack: not a stack")
+        stacking.unstack(self)
+
+    def _lone(self, what: str) -> None:
+        if self.members is not None:
+            raise ValueError(f"{what} of a stacked learner: unstack() it and use its members")
 
     def reseed(self, stream: str, seed: int) -> None:
         """Restart the random stream ``act`` or ``value`` from ``seed``.
@@ -266,15 +335,18 @@ class TorchLearner:
         """
         if stream not in ("act", "value"):
             raise ValueError(f"reseed: stream must be 'act' or 'value', got {stream!r}")
+        self._lone("reseed")
         self.generators[stream].manual_seed(seed)
 
     def prepare(self, data: Batch) -> None:
         """Nothing to take from the dataset (see :meth:`Learner.prepare`)."""
 
     def _states(self, states: np.ndarray) -> Tensor:
+        self._lone("act and value")
         return torch.as_tensor(np.asarray(states, dtype=np.float32), device=self.device)
 
     def state_dict(self) -> dict[str, Any]:
+        self._lone("state_dict")  # checkpoints stay per agent
         return {
             "config": config_dict(self.config),
             "updates": self.updates,
@@ -284,6 +356,7 @@ class TorchLearner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._lone("load_state_dict")
         mine = config_dict(self.config)
         if plain(state["config"]) != mine:
             raise ValueError(f"checkpoint config {state['config']} differs from this learner's {mine}")

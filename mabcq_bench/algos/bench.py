@@ -8,7 +8,10 @@ forward and backward passes, as the learner performs them) and sets the achieved
 machine's own fp32 matmul peak, so a reader sees how close to the hardware limit the update runs.
 
 ``joint`` is what a run pays per update step: every agent of a task updates once, each its own
-learner on its own batch (the task's real state and action sizes). ``adam`` keeps the reason
+learner on its own batch (the task's real state and action sizes). ``joint_stacked`` is the same
+step for the algorithms that stack (``AlgoSpec.stacks``), the agents' learners stacked into one
+batched update as ``mabcq-bench run --stack-agents`` does; each is timed in blocks alternating
+with its ``joint`` figure, so both see the same load on the machine. ``adam`` keeps the reason
 for the project's own Adam on record: its step beside ``torch.optim.Adam(fused=True)`` on the
 same flat parameters.
 """
@@ -143,7 +146,8 @@ def bench_update(
 
     Returns:
         ``bcq_ms``, ``mabcq_ms``, ``ratio`` (MABCQ/BCQ), ``gflops`` (MABCQ's update), ``peak_gflops``,
-        ``joint`` (task -> algorithm -> ms of one update of all the task's agents), ``adam``
+        ``joint`` (task -> algorithm -> ms of one update of all the task's agents),
+        ``joint_stacked`` (the same, stacked, for the algorithms that stack), ``adam``
         (µs of one step of the critic's optimizer: ``ours`` and ``torch_fused``), and for
         context ``bcq_gflops``, ``bcq_gflop``/``mabcq_gflop`` (work per update), ``device``,
         ``threads``, ``repeats``, ``load_avg`` (1-minute load average before the run, where the OS
@@ -161,7 +165,7 @@ def bench_update(
     tune_malloc()
     with torch_threads(threads):
         result = _bench(dev, repeats, updates)
-        result["joint"] = bench_joint(dev, repeats, updates, list(TASKS.values()) if tasks is None else tasks)
+        result["joint"], result["joint_stacked"] = bench_joint(dev, repeats, updates, list(TASKS.values()) if tasks is None else tasks)
         result["adam"] = bench_adam(dev, repeats)
         return {**result, "load_avg": load_avg}
 
@@ -177,43 +181,64 @@ def _random_batch(state_dim: int, action_dim: int, size: int, gen: torch.Generat
 
 def _median_ms(step: Any, repeats: int, updates: int, dev: torch.device) -> float:
     """Median over ``repeats`` blocks of the ms per call of ``step()``, ``updates`` calls a block."""
-    times = []
+    return _interleaved_ms({"step": step}, repeats, updates, dev)["step"]
+
+
+def _interleaved_ms(steps: dict[str, Any], repeats: int, updates: int, dev: torch.device) -> dict[str, float]:
+    """For each of ``steps`` the median over ``repeats`` blocks of the ms per call, ``updates``
+    calls a block; the steps' blocks alternate, so that each sees the same load on the machine."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        _sync(dev)
-        t = time.perf_counter()
-        for _ in range(updates):
-            step()
-        _sync(dev)
-        times.append((time.perf_counter() - t) / updates)
-    return round(statistics.median(times) * 1e3, 3)
+        for name, step in steps.items():
+            _sync(dev)
+            t = time.perf_counter()
+            for _ in range(updates):
+                step()
+            _sync(dev)
+            times[name].append((time.perf_counter() - t) / updates)
+    return {name: round(statistics.median(t) * 1e3, 3) for name, t in times.items()}
 
 
-def bench_joint(dev: torch.device, repeats: int, updates: int, tasks: Sequence[Task]) -> dict[str, dict[str, float]]:
+def bench_joint(dev: torch.device, repeats: int, updates: int, tasks: Sequence[Task]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """ms of one joint update step per task and algorithm: each agent's learner (seed = its
     index) takes one update on its own random batch, one agent after the other, as a run does.
-    Reference rows, whose updates do nothing, are left out."""
-    out: dict[str, dict[str, float]] = {}
+    Reference rows, whose updates do nothing, are left out.
+
+    Returns:
+        ``joint`` (task -> algorithm -> ms) and ``joint_stacked``: for the algorithms that stack
+        on the task, the same step with the agents' learners stacked into one update, timed in
+        blocks alternating with the ``joint`` ones.
+    """
+    joint: dict[str, dict[str, float]] = {}
+    stacked: dict[str, dict[str, float]] = {}
     for task in tasks:
         row: dict[str, float] = {}
+        stacked_row: dict[str, float] = {}
         for name, spec in ALGOS.items():
             if not getattr(spec.learner, "trains", True):
                 continue
             gen = torch.Generator(device=dev).manual_seed(0)
             config = spec.config(task)
-            agents = [
-                (spec.learner(task.state_dim, dim, config, seed=i, device=dev), _random_batch(task.state_dim, dim, config.batch_size, gen, dev))
-                for i, dim in enumerate(task.action_dims)
-            ]
 
-            def step() -> None:
-                for learner, batch in agents:
-                    learner.train(batch)
+            def agents() -> list[Any]:
+                return [spec.learner(task.state_dim, dim, config, seed=i, device=dev) for i, dim in enumerate(task.action_dims)]
 
+            learners = agents()
+            batches = [_random_batch(task.state_dim, dim, config.batch_size, gen, dev) for dim in task.action_dims]
+            steps = {"joint": lambda learners=learners, batches=batches: [l.train(b) for l, b in zip(learners, batches)]}
+            if spec.stacks_on(task):
+                stack = spec.learner.stack(agents())
+                steps["stacked"] = lambda stack=stack, batches=batches: stack.train_stacked(batches)
             for _ in range(3):  # warm-up
-                step()
-            row[name] = _median_ms(step, repeats, updates, dev)
-        out[task.name] = row
-    return out
+                for step in steps.values():
+                    step()
+            times = _interleaved_ms(steps, repeats, updates, dev)
+            row[name] = times["joint"]
+            if "stacked" in times:
+                stacked_row[name] = times["stacked"]
+        joint[task.name] = row
+        stacked[task.name] = stacked_row
+    return joint, stacked
 
 
 def bench_adam(dev: torch.device, repeats: int, steps: int = 50) -> dict[str, float]:
@@ -293,6 +318,14 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append("  " + f"{'task':<12}" + "".join(f"{a:>13}" for a in algos))
         for task, row in joint.items():
             lines.append("  " + f"{task:<12}" + "".join(f"{row[a]:>13.2f}" for a in algos))
+    stacked = {task: row for task, row in (result.get("joint_stacked") or {}).items() if row}
+    if stacked:
+        algos = list(next(iter(stacked.values())))
+        lines.append("the same with the agents stacked into one batched update (ms, and × the joint figure; --stack-agents):")
+        lines.append("  " + f"{'task':<12}" + "".join(f"{a:>20}" for a in algos))
+        for task, row in stacked.items():
+            cells = "".join(f"{f'{row[a]:.2f} ({row[a] / joint[task][a]:.2f}×)':>20}" for a in algos)
+            lines.append("  " + f"{task:<12}" + cells)
     if "adam" in result:
         adam = result["adam"]
         lines.append(f"one Adam step of the critic: ours {adam['ours']:.1f} µs, torch.optim.Adam(fused=True) {adam['torch_fused']:.1f} µs")

@@ -33,19 +33,29 @@ The implementation is fused for speed (one batched net for the twin critics, the
 first layers computed once per state, the target pass shared by y and λ_vd, flat parameters and
 a few-call Adam) but computes the same update as the straightforward code;
 ``tests/test_algos.py`` checks this against a plain BCQ-style implementation.
+
+The update is written once, for G agents at a time: every tensor carries a leading group dim
+(``s (G, B, S)``, weights ``(G, B)``, each metric ``(G,)``), means are taken per group, and the
+twin critics are 2G heads. A lone learner is G = 1 (:meth:`MABCQ.train`). :meth:`MABCQ.stack`
+builds one learner from G agents' lone learners (same config and sizes, different seeds, as the
+trainer makes them): each group keeps its agent's parameters, Adam moments and random streams and
+sees only its own batch, so agent i's update does not depend on agent j's data; what changes is
+that every step of the update is one batched call for all the agents instead of one per agent
+(``mabcq-bench bench``, ``joint_stacked``). ``tests/test_stack.py`` checks a stack against the lone
+learners it came from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from mabcq_bench.algos import weights as W
-from mabcq_bench.algos.base import Batch, TorchLearner, adam, soft_update, target_copy, to_floats
+from mabcq_bench.algos.base import Batch, TorchLearner, adam, group_floats, soft_update, target_copy
 from mabcq_bench.algos.nets import MLP, VAE, Perturbation
 
 
@@ -97,7 +107,8 @@ class MABCQConfig:
 
 
 class MABCQ(TorchLearner):
-    """One agent's MABCQ learner (or an ablation, by its config's flags).
+    """One agent's MABCQ learner (or an ablation, by its config's flags); stacked, G agents' (see
+    :meth:`stack`).
 
     Args:
         state_dim: size of s.
@@ -106,6 +117,8 @@ class MABCQ(TorchLearner):
         seed: seeds the initial weights and the noise of training and acting.
         device: torch device (``"cpu"``, ``"cuda"``).
     """
+
+    stacks = True
 
     def __init__(self, state_dim: int, action_dim: int, config: MABCQConfig | None = None, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
         config = config or MABCQConfig()
@@ -122,10 +135,6 @@ class MABCQ(TorchLearner):
         self.modules["critic_target"] = target_copy(self.modules["critic"])
         self.modules["xi_target"] = target_copy(self.modules["xi"])
         self._finish_init()
-        m = self.modules
-        self.critic, self.xi, self.vae1 = m["critic"], m["xi"], m["vae1"]
-        self.vae2: VAE | None = m.get("vae2")  # type: ignore[assignment]
-        self.critic_target, self.xi_target = m["critic_target"], m["xi_target"]
         self.optimizers = {
             "critic": adam(self.critic, c.lr_q),
             "xi": adam(self.xi, c.lr_xi),
@@ -133,43 +142,92 @@ class MABCQ(TorchLearner):
             "vae": adam([self.vae1] + ([self.vae2] if self.vae2 is not None else []), c.lr_vae),
         }
 
+    # The networks by name: properties, so that a stack's names are its own stacked modules.
+
+    @property
+    def critic(self) -> MLP:
+        """The twin critics Q1, Q2: one MLP of two heads (per group)."""
+        return self.modules["critic"]  # type: ignore[return-value]
+
+    @property
+    def xi(self) -> Perturbation:
+        """The perturbation net ξ."""
+        return self.modules["xi"]  # type: ignore[return-value]
+
+    @property
+    def vae1(self) -> VAE:
+        """G¹(s, a): the behaviour policy's VAE."""
+        return self.modules["vae1"]  # type: ignore[return-value]
+
+    @property
+    def vae2(self) -> VAE | None:
+        """G²(s, a, s') for λ_tn; ``None`` without λ_tn."""
+        return self.modules.get("vae2")  # type: ignore[return-value]
+
+    @property
+    def critic_target(self) -> MLP:
+        """The target critics Q̂."""
+        return self.modules["critic_target"]  # type: ignore[return-value]
+
+    @property
+    def xi_target(self) -> Perturbation:
+        """The target perturbation net ξ̂."""
+        return self.modules["xi_target"]  # type: ignore[return-value]
+
     def train(self, batch: Batch) -> dict[str, float]:
-        c, gen = self.config, self.generators["train"]
+        """One update on a minibatch ``batch`` of this agent's transitions; its metrics."""
+        return self.train_stacked([batch])[0]
+
+    def train_stacked(self, batches: Sequence[Batch]) -> list[dict[str, float]]:
+        """One update of each group, group g on ``batches[g]`` (batches of one size); the
+        metrics of each group."""
+        if len(batches) != self.groups:
+            raise ValueError(f"{len(batches)} batches for a learner of {self.groups} group(s)")
+        return group_floats(self._update(Batch.stacked(batches)))
+
+    def _update(self, batch: Batch) -> dict[str, Tensor]:
+        """The update of every group on its rows of ``batch`` (fields ``(G, B, ...)``); metrics ``(G,)``.
+
+        The groups' losses are independent, so backpropagating their sum gives each group's
+        parameters the gradient of its own loss.
+        """
+        c, gens = self.config, self.group_generators("train")
         s, a, r, s2, d = batch
-        n = c.n_actions
+        n, groups = c.n_actions, self.groups
         self.updates += 1
         logs: dict[str, Tensor] = {}
 
         # 1. VAEs: ELBO steps of G¹(s, a) and G²(s, a, s'); their encoder means feed λ_tn.
-        vae_loss, mu1 = self.vae1.loss(s, a, gen, c.kl_weight)
+        vae_loss, mu1 = self.vae1.loss(s, a, gens, c.kl_weight)  # (G,), (G, B, L)
         logs["losses/vae"] = vae_loss.detach()
         total = vae_loss
         if self.vae2 is not None:
-            vae2_loss, mu2 = self.vae2.loss(torch.cat([s, s2], 1), a, gen, c.kl_weight)
+            vae2_loss, mu2 = self.vae2.loss(torch.cat([s, s2], -1), a, gens, c.kl_weight)
             logs["losses/vae2"] = vae2_loss.detach()
             total = total + vae2_loss
         self.optimizers["vae"].zero_grad()
-        total.backward()
+        total.sum().backward()
         self.optimizers["vae"].step()
         if self.updates <= c.vae_pretrain_updates:
-            return to_floats(logs)
+            return logs
 
         with torch.no_grad():
             # 2. Target networks, one pass. Columns 0..n-1: (s', ã_j + ξ̂(s', ã_j)), ã_j ~ G¹(s');
             #    column n (only for λ_vd): (s, a).
-            a_next = self.xi_target(s2, self.vae1.sample(s2, n, gen))  # (B, n, A)
+            a_next = self.xi_target(s2, self.vae1.sample(s2, n, gens))  # (G, B, n, A)
             if c.use_vd:
-                q_pair = self.critic_target.paired(s2, a_next, s, a)[..., 0]  # (2, B, n+1)
+                q_pair = self.critic_target.paired(s2, a_next, s, a)[..., 0]  # (2G, B, n+1)
             else:
-                q_pair = self.critic_target(s2, a_next)[..., 0]  # (2, B, n)
+                q_pair = self.critic_target(s2, a_next)[..., 0]  # (2G, B, n)
+            q_pair = q_pair.unflatten(0, (groups, 2))  # (G, twin, B, n[+1])
             # Soft clipped double Q: λ·min + (1 − λ)·max over the twin heads.
-            q_soft = c.soft_clip * q_pair.amin(0) + (1.0 - c.soft_clip) * q_pair.amax(0)  # (B, n[+1])
-            v_next = q_soft[:, :n].amax(1)  # V(s') = Q̂(s', π̂(s')): the best of the n candidates
-            y = r + c.gamma * (1.0 - d) * v_next
+            q_soft = c.soft_clip * q_pair.amin(1) + (1.0 - c.soft_clip) * q_pair.amax(1)  # (G, B, n[+1])
+            v_next = q_soft[..., :n].amax(-1)  # V(s') = Q̂(s', π̂(s')): the best of the n candidates
+            y = r + c.gamma * (1.0 - d) * v_next  # (G, B)
 
             if c.use_vd:
                 lambda_vd = W.value_deviation(
-                    v_next, q_soft[:, n], r, d, gamma=c.gamma, epsilon=c.epsilon,
+                    v_next, q_soft[..., n], r, d, gamma=c.gamma, epsilon=c.epsilon,
                     e_floor=c.vd_e_floor, terminal_mode=c.vd_terminal,
                 )  # fmt: skip
             else:
@@ -178,24 +236,24 @@ class MABCQ(TorchLearner):
                 lambda_tn = W.transition_normalization(mu1.detach(), mu2.detach(), clip=c.tn_clip)
             else:
                 lambda_tn = torch.ones_like(r)
-            w = W.combine(lambda_vd, lambda_tn, c.weight_norm)
+            w = W.combine(lambda_vd, lambda_tn, c.weight_norm)  # (G, B), normalized per group
 
         # 3. Critic: weighted squared TD errors of both heads (eq. 1).
-        q = self.critic(s, a.unsqueeze(1))[..., 0, 0]  # (2, B)
-        q_loss = (w * (q - y).square()).sum(0).mean()
+        q = self.critic(s, a.unsqueeze(-2))[..., 0, 0].unflatten(0, (groups, 2))  # (G, twin, B)
+        q_loss = (w.unsqueeze(1) * (q - y.unsqueeze(1)).square()).sum(1).mean(-1)  # (G,)
         self.optimizers["critic"].zero_grad()
-        q_loss.backward()
+        q_loss.sum().backward()
         self.optimizers["critic"].step()
 
         # 4. ξ: weighted Q1 of the perturbed actions (eq. 2), through the updated critic whose
         #    weights are frozen here (its gradient is not needed).
         with torch.no_grad():
-            base = self.vae1.sample(s, 1, gen) if c.xi_actions == "vae" else a.unsqueeze(1)
-        perturbed = self.xi(s, base)  # (B, 1, A)
-        q1 = self.critic(s, perturbed, head=0, frozen=True)[0, :, 0, 0]
-        xi_loss = -(w * q1).mean()
+            base = self.vae1.sample(s, 1, gens) if c.xi_actions == "vae" else a.unsqueeze(-2)
+        perturbed = self.xi(s, base)  # (G, B, 1, A)
+        q1 = self.critic(s, perturbed, head=0, frozen=True)[:, :, 0, 0]  # (G, B)
+        xi_loss = -(w * q1).mean(-1)  # (G,)
         self.optimizers["xi"].zero_grad()
-        xi_loss.backward()
+        xi_loss.sum().backward()
         self.optimizers["xi"].step()
 
         # 5. Target networks.
@@ -204,33 +262,33 @@ class MABCQ(TorchLearner):
 
         logs["losses/q"] = q_loss.detach()
         logs["losses/xi"] = xi_loss.detach()
-        logs["values/q_mean"] = q.detach().mean()
-        logs["values/target_mean"] = y.mean()
+        logs["values/q_mean"] = q.detach().mean((1, 2))
+        logs["values/target_mean"] = y.mean(-1)
         for name, lam in (("lambda_vd", lambda_vd), ("lambda_tn", lambda_tn)):
-            logs[f"weights/{name}_mean"] = lam.mean()
-            logs[f"weights/{name}_std"] = lam.std()
-            logs[f"weights/{name}_min"] = lam.min()
-            logs[f"weights/{name}_max"] = lam.max()
-        logs["weights/w_max"] = w.max()
-        return to_floats(logs)
+            logs[f"weights/{name}_mean"] = lam.mean(-1)
+            logs[f"weights/{name}_std"] = lam.std(-1)
+            logs[f"weights/{name}_min"] = lam.amin(-1)
+            logs[f"weights/{name}_max"] = lam.amax(-1)
+        logs["weights/w_max"] = w.amax(-1)
+        return logs
 
     @torch.no_grad()
-    def _policy(self, states: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    def _policy(self, states: Tensor, gens: list[torch.Generator]) -> tuple[Tensor, Tensor]:
         """π(s): the best by Q1 of n perturbed G¹ samples (paper §3.3; BCQ), with the noise of
-        ``gen``. Returns actions ``(B, A)`` and their Q1 values ``(B,)``."""
-        candidates = self.xi(states, self.vae1.sample(states, self.config.n_actions, gen))  # (B, n, A)
-        q1 = self.critic(states, candidates, head=0)[0, :, :, 0]  # (B, n)
-        best = q1.argmax(1)
-        rows = torch.arange(len(states), device=states.device)
-        return candidates[rows, best], q1[rows, best]
+        ``gens`` (one per group). Returns actions ``(G, B, A)`` and their Q1 values ``(G, B)``
+        for states ``(G, B, S)``."""
+        candidates = self.xi(states, self.vae1.sample(states, self.config.n_actions, gens))  # (G, B, n, A)
+        q1 = self.critic(states, candidates, head=0)[..., 0]  # (G, B, n)
+        best = q1.argmax(-1, keepdim=True)  # (G, B, 1)
+        actions = candidates.gather(2, best.unsqueeze(-1).expand(-1, -1, -1, candidates.shape[-1]))[:, :, 0]
+        return actions, q1.gather(-1, best)[..., 0]
 
     def act(self, states: np.ndarray) -> np.ndarray:
-        actions, _ = self._policy(self._states(states), self.generators["act"])
-        return actions.cpu().numpy()
+        actions, _ = self._policy(self._states(states).unsqueeze(0), [self.generators["act"]])
+        return actions[0].cpu().numpy()
 
     def value(self, states: np.ndarray) -> np.ndarray:
         """Q1(s, π(s)): the value of the action :meth:`act` would take (the critic that picks it),
         with π's noise from the ``value`` stream, so valuing does not change what is acted."""
-        _, q1 = self._policy(self._states(states), self.generators["value"])
-        return q1.cpu().numpy()
-
+        _, q1 = self._policy(self._states(states).unsqueeze(0), [self.generators["value"]])
+        return q1[0].cpu().numpy()

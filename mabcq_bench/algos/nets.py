@@ -1,5 +1,5 @@
 """The networks every learner is built from: a batched MLP, BCQ's conditional VAE, the
-perturbation net ξ.
+perturbation net ξ; and the stacking of several agents' nets into one.
 
 Shapes follow one convention: a *condition* ``c`` has one row per state, ``(B, C)``, and an
 *input* ``x`` has ``k`` rows per state, ``(B, k, X)`` (k sampled actions, or k = 1). Every MLP
@@ -16,22 +16,55 @@ What makes the update cheap without changing its maths (``mabcq-bench bench`` me
 * A net's parameters and gradients live in two flat tensors, so optimizer steps and target
   updates are a few calls per net, not a few per layer.
 
+Stacking (groups). The same batching carries G agents: :func:`stack` makes one module of G
+agents' nets of one architecture (``groups = G``, weights ``(G·heads, in, out)``, group g's
+heads at rows ``g·heads … g·heads + heads − 1``). Its conditions and inputs then carry a leading
+group dim, ``(G, B, C)`` and ``(G, B, k, X)``: each group's rows meet only its own weights, so
+agent g's numbers are its lone net's, each layer one call for all the agents (what a GPU needs,
+where one small agent's update is bound by kernel launches). Noise is drawn per group from that
+group's own generator (:func:`normal`). A lone net is the case G = 1, and code written for the
+grouped shapes serves both (``mabcq.MABCQ`` is). :func:`unstack` writes a stack's values back
+into the lone nets.
+
 Parameters are initialized like ``torch.nn.Linear`` (uniform in ±1/sqrt(fan_in)) but from an
 explicit generator, so a learner's initial weights depend on its seed only.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Sequence
+from typing import Sequence, Union
 
 import torch
 from torch import Tensor, nn
+
+#: One generator (a lone net's inputs), or one per group (a stack's grouped inputs): see :func:`normal`.
+Generators = Union[torch.Generator, Sequence[torch.Generator]]
 
 
 def _uniform(shape: tuple[int, ...], fan_in: int, generator: torch.Generator) -> Tensor:
     bound = 1.0 / math.sqrt(fan_in)
     return (torch.rand(shape, generator=generator) * 2.0 - 1.0) * bound
+
+
+def normal(shape: Sequence[int], generator: Generators, device: torch.device | str) -> Tensor:
+    """Standard normal noise of ``shape`` on ``device``.
+
+    With one generator per group, ``shape[0]`` is the group count and group g's slice is drawn
+    from generator g alone: the numbers a lone draw of ``shape[1:]`` from it gives. Stacking
+    agents therefore changes no agent's noise, and no agent's noise depends on another's stream.
+    """
+    if isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for {shape[0]} groups")
+    if len(generator) == 1:
+        return torch.randn(tuple(shape[1:]), generator=generator[0], device=device).unsqueeze(0)
+    out = torch.empty(tuple(shape), device=device)
+    for row, gen in zip(out, generator):
+        row.normal_(generator=gen)  # what torch.randn does, into group g's slice
+    return out
 
 
 class MLP(nn.Module):
@@ -42,6 +75,9 @@ class MLP(nn.Module):
     update and ``zero_grad`` then touch one tensor per net instead of one per layer, which
     matters at these sizes, where per-tensor overhead rivals the arithmetic. After anything that
     reallocates parameters (``.to(device)``, ``copy.deepcopy``) call :meth:`rebind`.
+
+    A net made by :func:`stack` holds ``groups`` agents' nets: every weight is
+    ``(groups·heads, in, out)``, group-major.
 
     Args:
         cond_dim: size of the per-state condition ``c``.
@@ -66,6 +102,7 @@ class MLP(nn.Module):
         if not hidden:
             raise ValueError("an MLP needs at least one hidden layer")
         self.heads = heads
+        self.groups = 1  # agents stacked in this net (see stack)
         fan_in, width = cond_dim + x_dim, hidden[0]
         self.w_cond = nn.Parameter(_uniform((heads, cond_dim, width), fan_in, generator))
         self.w_x = nn.Parameter(_uniform((heads, x_dim, width), fan_in, generator)) if x_dim else None
@@ -89,33 +126,62 @@ class MLP(nn.Module):
             p.grad = self.flat_grad[offset : offset + n].view(p.shape)
             offset += n
 
+    def group_rows(self, flat: Tensor) -> Tensor:
+        """A vector laid out as ``self.flat`` (the parameters, their gradients, an optimizer's
+        moments) as ``(groups, n)``: row g is group g's part, laid out as a lone net's ``flat``."""
+        parts = flat.split([p.numel() for p in self.parameters()])
+        return torch.cat([part.view(self.groups, -1) for part in parts], 1)
+
+    def from_group_rows(self, rows: Tensor) -> Tensor:
+        """The inverse of :meth:`group_rows`: ``(groups, n)`` to one vector laid out as ``self.flat``."""
+        parts = rows.split([p.numel() // self.groups for p in self.parameters()], 1)
+        return torch.cat([part.reshape(-1) for part in parts])
+
     def unpack(self, head: int | None = None, frozen: bool = False) -> tuple[Tensor, Tensor | None, Tensor, list[Tensor], list[Tensor]]:
-        """The layers ``(w_cond, w_x, b_in, weights, biases)``; ``head`` keeps one head (a
-        ``heads`` dim of size 1), ``frozen`` detaches them."""
+        """The layers ``(w_cond, w_x, b_in, weights, biases)``; ``head`` keeps one head of every
+        group (a leading dim of ``groups``), ``frozen`` detaches them."""
         parts = [self.w_cond, self.w_x, self.b_in, *self.weights, *self.biases]
         if head is not None:
-            parts = [None if t is None else t[head : head + 1] for t in parts]
+            parts = [None if t is None else t[head :: self.heads] for t in parts]
         if frozen:
             parts = [None if t is None else t.detach() for t in parts]
         n = len(self.weights)
         return parts[0], parts[1], parts[2], parts[3 : 3 + n], parts[3 + n :]
 
+    def _spread(self, t: Tensor, heads: int) -> Tensor:
+        """``t`` as one ``(rows, D)`` slab per head, ``(groups·heads, rows, D)``.
+
+        ``t`` is ``(rows, D)``, shared by every group, or ``(groups, rows, D)``, one per group;
+        a group's slab is repeated for its heads (a view, no copy, unless there are both several
+        groups and several heads).
+        """
+        if t.dim() == 2:
+            return t.unsqueeze(0).expand(self.groups * heads, -1, -1)
+        groups, rows, dim = t.shape
+        if groups != self.groups:
+            raise ValueError(f"inputs of {groups} groups for a net of {self.groups}")
+        if heads == 1:
+            return t
+        if groups == 1:
+            return t.expand(heads, rows, dim)
+        return t.unsqueeze(1).expand(groups, heads, rows, dim).reshape(groups * heads, rows, dim)
+
     # The pieces below are public so that a caller can share the condition part between row
     # groups (MABCQ's target pass); ``forward`` is what everything else uses.
 
     def project_cond(self, cond: Tensor) -> Tensor:
-        """First-layer pre-activation from ``c`` alone, bias included: ``(heads, B, H)``."""
-        return torch.baddbmm(self.b_in, cond.unsqueeze(0).expand(self.heads, -1, -1), self.w_cond)
+        """First-layer pre-activation from ``c`` alone, bias included: ``(groups·heads, B, H)``."""
+        return torch.baddbmm(self.b_in, self._spread(cond, self.heads), self.w_cond)
 
     def project_x(self, x: Tensor) -> Tensor:
-        """First-layer pre-activation from ``x (B, k, X)`` alone: ``(heads, B, k, H)``."""
-        b, k, dim = x.shape
-        return torch.bmm(x.reshape(1, b * k, dim).expand(self.heads, -1, -1), self.w_x).view(self.heads, b, k, -1)
+        """First-layer pre-activation from ``x``, ``([G,] B, k, X)``, alone: ``(groups·heads, B, k, H)``."""
+        *lead, b, k, dim = x.shape
+        return torch.bmm(self._spread(x.reshape(*lead, b * k, dim), self.heads), self.w_x).view(self.groups * self.heads, b, k, -1)
 
     def tail(self, pre: Tensor) -> Tensor:
-        """ReLU of the first-layer pre-activation ``(heads, B, k, H)``, then the other layers."""
-        heads, b, k, width = pre.shape
-        return _layers(pre.relu_().view(heads, b * k, width), list(self.weights), list(self.biases)).view(heads, b, k, -1)
+        """ReLU of the first-layer pre-activation ``(groups·heads, B, k, H)``, then the other layers."""
+        rows, b, k, width = pre.shape
+        return _layers(pre.relu_().view(rows, b * k, width), list(self.weights), list(self.biases)).view(rows, b, k, -1)
 
     def paired(self, cond: Tensor, x: Tensor, extra_cond: Tensor, extra_x: Tensor) -> Tensor:
         """``forward(cond, x)`` for ``k`` inputs per state and, in the same pass, one more column:
@@ -123,48 +189,51 @@ class MLP(nn.Module):
         and broadcast over its columns.
 
         Args:
-            cond: ``(B, C)``; x: ``(B, k, X)``; extra_cond: ``(B, C)``; extra_x: ``(B, X)``.
+            cond: ``([G,] B, C)``; x: ``([G,] B, k, X)``; extra_cond: ``([G,] B, C)``;
+                extra_x: ``([G,] B, X)`` (the group dim as in :meth:`forward`).
 
         Returns:
-            ``(heads, B, k + 1, out)``: columns ``0..k-1`` at ``(cond, x)``, column ``k`` at
-            ``(extra_cond, extra_x)``.
+            ``(groups·heads, B, k + 1, out)``: columns ``0..k-1`` at ``(cond, x)``, column ``k``
+            at ``(extra_cond, extra_x)``.
         """
-        k = x.shape[1]
-        pre = self.project_x(torch.cat([x, extra_x.unsqueeze(1)], 1))  # (heads, B, k+1, H)
-        state_part = self.project_cond(torch.cat([cond, extra_cond]))  # (heads, 2B, H)
-        pre[:, :, :k] += state_part[:, : len(cond)].unsqueeze(2)
-        pre[:, :, k] += state_part[:, len(cond) :]
+        k, b = x.shape[-2], cond.shape[-2]
+        pre = self.project_x(torch.cat([x, extra_x.unsqueeze(-2)], -2))  # (G·heads, B, k+1, H)
+        state_part = self.project_cond(torch.cat([cond, extra_cond], -2))  # (G·heads, 2B, H)
+        pre[:, :, :k] += state_part[:, :b].unsqueeze(2)
+        pre[:, :, k] += state_part[:, b:]
         return self.tail(pre)
 
     def forward(self, cond: Tensor, x: Tensor | None = None, *, head: int | None = None, frozen: bool = False) -> Tensor:
         """Evaluate the nets.
 
         Args:
-            cond: ``(B, C)``.
-            x: ``(B, k, X)``, or ``None`` for a net without ``x`` (then k = 1).
-            head: evaluate this head only (output ``(1, B, k, out)``).
+            cond: ``(B, C)``, the same for every group, or ``(groups, B, C)``, one per group.
+            x: ``(B, k, X)`` or ``(groups, B, k, X)`` likewise, or ``None`` for a net without
+                ``x`` (then k = 1).
+            head: evaluate this head of every group only (output ``(groups, B, k, out)``).
             frozen: use detached weights, so gradients reach the inputs but not this net's
                 parameters (e.g. ξ's objective through the critic).
 
         Returns:
-            ``(heads, B, k, out)``.
+            ``(groups·heads, B, k, out)``, group-major; for a lone net ``(heads, B, k, out)``.
         """
         if head is None and not frozen:
             w_cond, w_x, b_in, weights, biases = self.w_cond, self.w_x, self.b_in, list(self.weights), list(self.biases)
         else:
             w_cond, w_x, b_in, weights, biases = self.unpack(head, frozen)
-        heads, b = w_cond.shape[0], cond.shape[0]
-        pre = torch.baddbmm(b_in, cond.unsqueeze(0).expand(heads, -1, -1), w_cond)  # (heads, B, H)
+        heads = self.heads if head is None else 1
+        rows, b = self.groups * heads, cond.shape[-2]
+        pre = torch.baddbmm(b_in, self._spread(cond, heads), w_cond)  # (rows, B, H)
         if x is None:
             k = 1
             h = pre.relu_()
         else:
-            k = x.shape[1]
-            hx = torch.bmm(x.reshape(1, b * k, -1).expand(heads, -1, -1), w_x).view(heads, b, k, -1)
+            *lead, _, k, dim = x.shape
+            hx = torch.bmm(self._spread(x.reshape(*lead, b * k, dim), heads), w_x).view(rows, b, k, -1)
             # In place only without autograd: on a view, autograd would copy the gradient.
             h = hx.add_(pre.unsqueeze(2)) if not torch.is_grad_enabled() else hx + pre.unsqueeze(2)
-            h = h.relu_().view(heads, b * k, -1)
-        return _layers(h, weights, biases).view(heads, b, k, -1)
+            h = h.relu_().view(rows, b * k, -1)
+        return _layers(h, weights, biases).view(rows, b, k, -1)
 
 
 def _layers(h: Tensor, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
@@ -202,7 +271,9 @@ class _NarrowOutput(torch.autograd.Function):
 class VAE(nn.Module):
     """BCQ's conditional VAE ``G = {E(μ, σ | c, a), D(a | c, z)}`` with tanh-bounded decoded actions.
 
-    G¹ conditions on ``c = s``; G² on ``c = [s, s']``.
+    G¹ conditions on ``c = s``; G² on ``c = [s, s']``. Every method takes a lone net's shapes
+    (``c (B, C)``, one generator) or, for a stack of G agents' VAEs, the same with a leading
+    group dim (``c (G, B, C)``, one generator per group), and returns likewise.
     """
 
     def __init__(
@@ -220,32 +291,33 @@ class VAE(nn.Module):
         self.decoder = MLP(cond_dim, latent_dim, hidden, action_dim, generator=generator)
 
     def encode(self, cond: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and log standard deviation ``(B, L)`` of q(z | c, a); log σ clamped to [-4, 15] (BCQ)."""
-        out = self.encoder(cond, action.unsqueeze(1))[0, :, 0]
+        """Mean and log standard deviation ``([G,] B, L)`` of q(z | c, a); log σ clamped to [-4, 15] (BCQ)."""
+        out = _own_groups(self.encoder(cond, action.unsqueeze(-2))[:, :, 0], cond)
         mean, log_std = out.chunk(2, dim=-1)
         return mean, log_std.clamp(-4.0, 15.0)
 
     def decode(self, cond: Tensor, z: Tensor) -> Tensor:
-        """Actions ``(B, k, A)`` in [-1, 1] decoded from latents ``z (B, k, L)``."""
-        return torch.tanh(self.decoder(cond, z)[0])
+        """Actions ``([G,] B, k, A)`` in [-1, 1] decoded from latents ``z ([G,] B, k, L)``."""
+        return torch.tanh(_own_groups(self.decoder(cond, z), cond))
 
-    def sample(self, cond: Tensor, k: int, generator: torch.Generator) -> Tensor:
-        """``k`` actions per state ``(B, k, A)`` from the prior N(0, I) clipped to [-0.5, 0.5] (BCQ)."""
-        z = torch.randn(cond.shape[0], k, self.latent_dim, generator=generator, device=cond.device)
+    def sample(self, cond: Tensor, k: int, generator: Generators) -> Tensor:
+        """``k`` actions per state ``([G,] B, k, A)`` from the prior N(0, I) clipped to [-0.5, 0.5] (BCQ)."""
+        z = normal((*cond.shape[:-1], k, self.latent_dim), generator, cond.device)
         return self.decode(cond, z.clamp_(-0.5, 0.5))
 
-    def loss(self, cond: Tensor, action: Tensor, generator: torch.Generator, kl_weight: float) -> tuple[Tensor, Tensor]:
+    def loss(self, cond: Tensor, action: Tensor, generator: Generators, kl_weight: float) -> tuple[Tensor, Tensor]:
         """BCQ's VAE objective ``MSE(â, a) + kl_weight · KL(q(z|c,a) ‖ N(0, I))`` (means over the batch).
 
         Returns:
-            the scalar loss and the encoder mean ``μ (B, L)`` (not detached).
+            the loss (a scalar; per group ``(G,)``) and the encoder mean ``μ ([G,] B, L)`` (not
+            detached).
         """
         mean, log_std = self.encode(cond, action)
         std = log_std.exp()
-        z = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
-        recon = self.decode(cond, z.unsqueeze(1))[:, 0]
-        recon_loss = (recon - action).square().mean()
-        kl = -0.5 * (1.0 + 2.0 * log_std - mean.square() - std.square()).mean()
+        z = mean + std * normal(mean.shape, generator, mean.device)
+        recon = self.decode(cond, z.unsqueeze(-2))[..., 0, :]
+        recon_loss = (recon - action).square().mean((-2, -1))
+        kl = -0.5 * (1.0 + 2.0 * log_std - mean.square() - std.square()).mean((-2, -1))
         return recon_loss + kl_weight * kl, mean
 
 
@@ -258,5 +330,45 @@ class Perturbation(nn.Module):
         self.net = MLP(state_dim, action_dim, hidden, action_dim, generator=generator)
 
     def forward(self, states: Tensor, actions: Tensor) -> Tensor:
-        """Perturbed actions ``(B, k, A)`` for states ``(B, S)`` and actions ``(B, k, A)``."""
-        return (actions + self.phi * torch.tanh(self.net(states, actions)[0])).clamp(-1.0, 1.0)
+        """Perturbed actions ``([G,] B, k, A)`` for states ``([G,] B, S)`` and actions ``([G,] B, k, A)``."""
+        return (actions + self.phi * torch.tanh(_own_groups(self.net(states, actions), states))).clamp(-1.0, 1.0)
+
+
+def _own_groups(out: Tensor, cond: Tensor) -> Tensor:
+    """A one-head net's output ``(groups, ...)`` with the group dim kept for grouped inputs
+    (``cond`` is ``(G, B, C)``) and dropped for a lone net's ``(B, C)``."""
+    return out if cond.dim() == 3 else out[0]
+
+
+def nets_of(module: nn.Module) -> list[MLP]:
+    """The MLPs of ``module``, in a fixed order (the order of their flat tensors in an optimizer)."""
+    return [m for m in module.modules() if isinstance(m, MLP)]
+
+
+def stack(modules: Sequence[nn.Module]) -> nn.Module:
+    """One module that computes ``modules`` (lone modules of one architecture, e.g. the critics
+    of G agents) as G groups, group g starting from a copy of ``modules[g]``'s parameters.
+
+    The stack has storage of its own: :func:`unstack` copies its values back.
+    """
+    if not modules:
+        raise ValueError("stack: no modules")
+    shapes = [[p.shape for p in m.parameters()] for m in modules]
+    if any(s != shapes[0] for s in shapes) or any(net.groups != 1 for m in modules for net in nets_of(m)):
+        raise ValueError("stack: the modules must be lone nets of one architecture")
+    stacked = copy.deepcopy(modules[0])
+    for net, *lone in zip(nets_of(stacked), *(nets_of(m) for m in modules)):
+        net.groups = len(modules)
+        for p, *ps in zip(net.parameters(), *(m.parameters() for m in lone)):
+            p.grad = None
+            p.data = torch.cat([q.detach() for q in ps])
+        net.rebind()
+    return stacked
+
+
+@torch.no_grad()
+def unstack(stacked: nn.Module, modules: Sequence[nn.Module]) -> None:
+    """Copy group g of ``stacked`` (made by :func:`stack`) into ``modules[g]``, parameter for parameter."""
+    for net, *lone in zip(nets_of(stacked), *(nets_of(m) for m in modules)):
+        for member, row in zip(lone, net.group_rows(net.flat)):
+            member.flat.copy_(row)

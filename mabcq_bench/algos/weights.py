@@ -115,10 +115,13 @@ def combine(lambda_vd: Tensor, lambda_tn: Tensor, norm: WeightNorm = "batch_mean
     BCQ's scale whatever the overall level of the weights (λ_tn's level depends on how two
     separately trained VAEs place their latents), and only the *relative* weights within a batch
     act. ``"none"`` uses the product as is (eq. 1 literally).
+
+    The mean is over the last dim: for a stack of agents' minibatches ``(G, B)``, each agent's
+    weights are normalized by its own minibatch's mean.
     """
     weight = lambda_vd * lambda_tn
     if norm == "batch_mean":
-        return weight / weight.mean()
+        return weight / weight.mean(-1, keepdim=True)
     if norm == "none":
         return weight
     raise ValueError(f"norm must be 'batch_mean' or 'none', got {norm!r}")

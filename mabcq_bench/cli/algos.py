@@ -52,8 +52,10 @@ def bench(device: str, repeats: int, updates: int, threads: int | None, env: str
     all a task's agents for every algorithm.
 
     Prints ms per update, the MABCQ/BCQ ratio, the update's achieved GFLOP/s (its matmuls counted
-    analytically), this machine's measured fp32 matmul peak, and the joint table (per task and
-    algorithm). The paper: 10 ms / 18 ms on a GTX 1080Ti.
+    analytically), this machine's measured fp32 matmul peak, the joint table (per task and
+    algorithm), and beside it the same step with the agents stacked into one batched update for
+    the algorithms that stack (joint_stacked; `run --stack-agents`), timed alternately with the
+    joint one. The paper: 10 ms / 18 ms on a GTX 1080Ti.
     """
     from mabcq_bench.algos.bench import bench_update, format_report
     from mabcq_bench.data.tasks import resolve_tasks

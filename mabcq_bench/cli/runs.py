@@ -24,7 +24,7 @@ def _seeds(text: str) -> list[int]:
     return list(range(count))
 
 
-def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu"):
+def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None):
     from pathlib import Path
 
     from mabcq_bench.algos import resolve_algos
@@ -44,8 +44,11 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
         if dead:
             click.echo(f"--set {', '.join(dead)} does not change {a.name}: its runs are made without {'it' if len(dead) == 1 else 'them'}")
         per_algo[a.name] = tuple((k, v) for k, v in extra if k not in dead)
+    unstacked = [a.name for a in algos if not a.stacks]
+    if stack_agents and unstacked:
+        click.echo(f"--stack-agents: {', '.join(unstacked)} cannot stack; {'its' if len(unstacked) == 1 else 'their'} agents update one after the other")
     specs = [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name]) for t in tasks for a in algos for s in seeds]
-    runs = prepare(specs, protocol, protocol.datasets, device=device)
+    runs = prepare(specs, protocol, protocol.datasets, device=device, stack_agents=stack_agents)
     result = run_sweep(runs, Path(results), workers or default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
     return result, protocol
 
@@ -62,14 +65,19 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: a process pool here; ray: one Ray task per run.")
 @click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto, or ray://head:10001); default: a local Ray.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device of the learners (cuda asks Ray for one GPU per run).")
-def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, executor, address, device) -> None:
+@click.option(
+    "--stack-agents/--no-stack-agents", default=None,
+    help="Update all agents of a run as one batched computation (same maths per agent), for the algorithms that support it "
+    "(mabcq, its ablations, bcq); the others update agent by agent. [default: on with a cuda device, off on the CPU]",
+)  # fmt: skip
+def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, executor, address, device, stack_agents) -> None:
     """Train and score algorithms on the per-agent datasets, one record per run.
 
     Finished runs are skipped, interrupted ones resume from their checkpoint. Ends with the table.
     """
     from mabcq_bench.report.tables import build_tables, format_table
 
-    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device)
+    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents)
     if sweep.records:
         for board in sorted({r["tier"] for r in sweep.records}):
             click.echo(format_table(build_tables(sweep.records, board)))

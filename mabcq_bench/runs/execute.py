@@ -128,6 +128,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         device=run.device,
         overrides=values,
         on_update=on_update,
+        stack_agents=run.stack_agents,
     )
 
     def score(returns) -> float:
@@ -172,6 +173,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         "curve": curve,
         "metrics": result.metrics,
         "updates": result.updates,
+        "stacked_agents": result.stacked,  # how it computed (one batched update of all agents), not part of the fingerprint
         "wall_s": round(time.time() - started, 1),  # this call: loading, training, scoring
         "train_wall_s": round(result.total_wall_s, 1),  # training over every call of this run
     }
