@@ -137,6 +137,12 @@ def test_twin_mlp_matches_two_plain_mlps():
         torch.testing.assert_close(net(s, x), out.detach(), rtol=1e-5, atol=1e-6)
         pieces = net.tail(net.project_x(x) + net.project_cond(s).unsqueeze(2))
         torch.testing.assert_close(pieces, out.detach(), rtol=1e-5, atol=1e-6)
+    # paired: the k columns and the extra one, with autograd (add, ReLU) and without (fused).
+    s2, extra = torch.randn(5, STATE), torch.randn(5, ACTION)
+    expect = torch.cat([net(s, x), net(s2, extra.unsqueeze(1))], 2)
+    torch.testing.assert_close(net.paired(s, x, s2, extra), expect, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(net.paired(s, x, s2, extra), expect.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_frozen_head_passes_gradient_to_inputs_only():

@@ -15,6 +15,8 @@ What makes the update cheap without changing its maths (``mabcq-bench bench`` me
   BLAS is fast.
 * A net's parameters and gradients live in two flat tensors, so optimizer steps and target
   updates are a few calls per net, not a few per layer.
+* Without autograd (the target pass, acting), a hidden layer's bias and ReLU are one pass over
+  its output (:func:`_add_relu_`) instead of a bias copy before the GEMM and a ReLU after it.
 
 Stacking (groups). The same batching carries G agents: :func:`stack` makes one module of G
 agents' nets of one architecture (``groups = G``, weights ``(G·heads, in, out)``, group g's
@@ -199,9 +201,12 @@ class MLP(nn.Module):
         k, b = x.shape[-2], cond.shape[-2]
         pre = self.project_x(torch.cat([x, extra_x.unsqueeze(-2)], -2))  # (G·heads, B, k+1, H)
         state_part = self.project_cond(torch.cat([cond, extra_cond], -2))  # (G·heads, 2B, H)
-        pre[:, :, :k] += state_part[:, :b].unsqueeze(2)
-        pre[:, :, k] += state_part[:, b:]
-        return self.tail(pre)
+        first = _add_relu_(pre[:, :, :k], state_part[:, :b].unsqueeze(2))
+        last = _add_relu_(pre[:, :, k], state_part[:, b:])
+        if torch.is_grad_enabled():  # _add_relu_ was out of place
+            pre = torch.cat([first, last.unsqueeze(2)], 2)
+        rows, _, _, width = pre.shape
+        return _layers(pre.view(rows, b * (k + 1), width), list(self.weights), list(self.biases)).view(rows, b, k + 1, -1)
 
     def forward(self, cond: Tensor, x: Tensor | None = None, *, head: int | None = None, frozen: bool = False) -> Tensor:
         """Evaluate the nets.
@@ -230,16 +235,29 @@ class MLP(nn.Module):
         else:
             *lead, _, k, dim = x.shape
             hx = torch.bmm(self._spread(x.reshape(*lead, b * k, dim), heads), w_x).view(rows, b, k, -1)
-            # In place only without autograd: on a view, autograd would copy the gradient.
-            h = hx.add_(pre.unsqueeze(2)) if not torch.is_grad_enabled() else hx + pre.unsqueeze(2)
-            h = h.relu_().view(rows, b * k, -1)
+            h = _add_relu_(hx, pre.unsqueeze(2)).view(rows, b * k, -1)
         return _layers(h, weights, biases).view(rows, b, k, -1)
+
+
+def _add_relu_(x: Tensor, y: Tensor) -> Tensor:
+    """``relu(x + y)`` (``y`` broadcast to ``x``), in ``x``'s storage where autograd allows.
+
+    Without autograd it is aten's fused ``_add_relu_``: one pass over ``x`` instead of two, which
+    matters on the target pass's 10k-row activations (measured on an AVX-512 Xeon, 1 thread, for
+    the twin critics' 2 × 11,264 × 64 hidden layer: ``baddbmm`` then ``relu_`` 1.79 ms, ``bmm``
+    then ``_add_relu_`` 1.38 ms; the same bits). aten has no derivative for it, so with autograd
+    it is ``x + y`` (out of place: on a view, an in-place add makes autograd copy the gradient)
+    then ``relu_``.
+    """
+    if torch.is_grad_enabled():
+        return (x + y).relu_()
+    return torch._add_relu_(x, y)
 
 
 def _layers(h: Tensor, weights: list[Tensor], biases: list[Tensor]) -> Tensor:
     """Hidden ReLU layers then the output layer, for activations ``h (heads, rows, H)``."""
     for w, bias in zip(weights[:-1], biases[:-1]):
-        h = torch.baddbmm(bias, h, w).relu_()
+        h = torch.baddbmm(bias, h, w).relu_() if torch.is_grad_enabled() else _add_relu_(torch.bmm(h, w), bias)
     return _NarrowOutput.apply(h, weights[-1], biases[-1])
 
 
