@@ -304,8 +304,10 @@ def test_shipped_protocol_files_are_what_the_registry_generates():
         assert path.read_text() == protocol.protocol_text(tier, proto, note, datasets), f"run `mabcq-bench baselines --write` ({path})"
     long, study, lite = load_protocol("lite-long"), load_protocol("plateau60"), load_protocol("lite")
     assert long.datasets == study.datasets == "lite"
-    # lite's budget lies inside the budget study's runs (where it was read off), and is their grid
-    assert lite.protocol["updates"] < study.protocol["updates"] and lite.protocol["updates"] % study.protocol["eval_every"] == 0
+    # every task's lite budget lies within the budget study's runs (where it was read off), on their grid
+    for task in TASKS:
+        updates = lite.for_task(task)["updates"]
+        assert updates <= study.for_task(task)["updates"] and updates % study.for_task(task)["eval_every"] == 0
 
 
 def test_runs_on_another_dataset_version_are_filed_and_tabulated_apart(store, tmp_path, monkeypatch):
