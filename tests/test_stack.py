@@ -30,6 +30,10 @@ HOPPER = get_task("hopper")  # 3 agents, one action each
 #: differently in the last bit (seen here: only where a matrix has a dimension of one).
 ATOL = 1e-6
 
+#: The stacking tests run on every device torch has here: CI's CPU, and a GPU where one is (the
+#: path ``--device cuda`` takes, which stacks by default).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -37,13 +41,17 @@ def _one_thread():
         yield
 
 
-def lone(algo: str, action_dim: int, seed: int, **overrides) -> MABCQ:
-    return make_learner(algo, STATE, action_dim, seed=seed, **{**SMALL, **overrides})  # type: ignore[return-value]
+def lone(algo: str, action_dim: int, seed: int, device: str = "cpu", **overrides) -> MABCQ:
+    return make_learner(algo, STATE, action_dim, seed=seed, device=device, **{**SMALL, **overrides})  # type: ignore[return-value]
 
 
-def batches(count: int, action_dim: int, update: int, shift: int = 0) -> list[Batch]:
+def on(device: str, batch: Batch) -> Batch:
+    return Batch(*(t.to(device) for t in batch))
+
+
+def batches(count: int, action_dim: int, update: int, shift: int = 0, device: str = "cpu") -> list[Batch]:
     """Agent g's minibatch at ``update`` (``shift`` changes every agent's data)."""
-    return [random_batch(32, STATE, action_dim, seed=1000 * g + update + shift) for g in range(count)]
+    return [on(device, random_batch(32, STATE, action_dim, seed=1000 * g + update + shift)) for g in range(count)]
 
 
 def params(learner) -> list[torch.Tensor]:
@@ -113,15 +121,16 @@ def test_stack_refuses_nets_of_other_shapes_and_unstack_writes_back():
         ("mabcq-no-vd", 3, {"xi_actions": "data", "vae_pretrain_updates": 2, "weight_norm": "none"}),
     ],
 )
-def test_a_stack_of_g_learners_trains_as_the_g_lone_learners(algo, action_dim, overrides):
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_stack_of_g_learners_trains_as_the_g_lone_learners(algo, action_dim, overrides, device):
     """Each group keeps its agent's initial weights, Adam state and noise: after N updates on
     the same batches the unstacked members are the lone learners, to float rounding."""
-    alone = [lone(algo, action_dim, seed=s, **overrides) for s in (3, 4, 5)]
-    members = [lone(algo, action_dim, seed=s, **overrides) for s in (3, 4, 5)]
+    alone = [lone(algo, action_dim, seed=s, device=device, **overrides) for s in (3, 4, 5)]
+    members = [lone(algo, action_dim, seed=s, device=device, **overrides) for s in (3, 4, 5)]
     stacked = type(members[0]).stack(members)
     assert stacked.groups == 3 and stacked.critic.w_cond.shape[0] == 6  # twin critics: 2G heads
     for u in range(6):
-        bs = batches(3, action_dim, u)
+        bs = batches(3, action_dim, u, device=device)
         want = [learner.train(b) for learner, b in zip(alone, bs)]
         got = stacked.train_stacked(bs)
         for w, g in zip(want, got):
@@ -139,16 +148,17 @@ def test_a_stack_of_g_learners_trains_as_the_g_lone_learners(algo, action_dim, o
         np.testing.assert_allclose(m.act(states), a.act(states), rtol=0, atol=ATOL)
 
 
-def test_agent_i_does_not_see_agent_j_s_data():
+@pytest.mark.parametrize("device", DEVICES)
+def test_agent_i_does_not_see_agent_j_s_data(device):
     """Changing agent 2's batches leaves agents 0 and 1 bit for bit as they were, and a stack of
     one agent is that agent's lone learner bit for bit."""
     runs = []
     for shift in (0, 77):
-        stacked = MABCQ.stack([lone("mabcq", 2, seed=s) for s in (0, 1, 2)])
+        stacked = MABCQ.stack([lone("mabcq", 2, seed=s, device=device) for s in (0, 1, 2)])
         metrics = []
         for u in range(5):
-            bs = batches(3, 2, u)
-            bs[2] = random_batch(32, STATE, 2, seed=5000 + u + shift)
+            bs = batches(3, 2, u, device=device)
+            bs[2] = on(device, random_batch(32, STATE, 2, seed=5000 + u + shift))
             metrics.append(stacked.train_stacked(bs))
         stacked.unstack()
         runs.append((stacked.members, metrics))
@@ -158,10 +168,10 @@ def test_agent_i_does_not_see_agent_j_s_data():
         assert all(torch.equal(p, q) for p, q in zip(moments(first[i]), moments(second[i])))
         assert [m[i] for m in m1] == [m[i] for m in m2]
     assert not all(torch.equal(p, q) for p, q in zip(params(first[2]), params(second[2])))
-    alone, member = lone("mabcq", 2, seed=9), lone("mabcq", 2, seed=9)
+    alone, member = lone("mabcq", 2, seed=9, device=device), lone("mabcq", 2, seed=9, device=device)
     one = MABCQ.stack([member])
     for u in range(4):
-        (b,) = batches(1, 2, u)
+        (b,) = batches(1, 2, u, device=device)
         assert one.train_stacked([b]) == [alone.train(b)]
     one.unstack()
     assert all(torch.equal(p, q) for p, q in zip(params(alone), params(member)))
@@ -242,9 +252,10 @@ def same_run(a: TrainResult, b: TrainResult) -> None:
         assert close(params(la), params(lb))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("algo", ["mabcq", "bcq"])
-def test_a_stacked_run_is_the_run_without_stacking(algo):
-    plain, stacked = run(algo, stack_agents=False), run(algo, stack_agents=True)
+def test_a_stacked_run_is_the_run_without_stacking(algo, device):
+    plain, stacked = run(algo, stack_agents=False, device=device), run(algo, stack_agents=True, device=device)
     assert not plain.stacked and stacked.stacked
     same_run(plain, stacked)
 

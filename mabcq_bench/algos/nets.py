@@ -247,10 +247,13 @@ def _add_relu_(x: Tensor, y: Tensor) -> Tensor:
     the twin critics' 2 × 11,264 × 64 hidden layer: ``baddbmm`` then ``relu_`` 1.79 ms, ``bmm``
     then ``_add_relu_`` 1.38 ms; the same bits). aten has no derivative for it, so with autograd
     it is ``x + y`` (out of place: on a view, an in-place add makes autograd copy the gradient)
-    then ``relu_``.
+    then ``relu_``. aten has the fused kernel for the CPU alone: elsewhere (cuda) it is
+    ``add_`` then ``relu_``, in place.
     """
     if torch.is_grad_enabled():
         return (x + y).relu_()
+    if x.device.type != "cpu":
+        return x.add_(y).relu_()
     return torch._add_relu_(x, y)
 
 
