@@ -183,6 +183,7 @@ def test_bench_command_prints_one_json_object():
         assert set(row) == {"mabcq", "mabcq-no-tn", "mabcq-no-vd", "bcq"}, task
         assert all(ms > 0 for ms in row.values())
     assert data["adam"]["ours"] > 0 and data["adam"]["torch_fused"] > 0
+    assert data["graphed_ms"] == {} and data["joint_graphed"] == {}  # CUDA graphs: on a GPU only
 
 
 def test_bench_joint_takes_the_tasks_given():

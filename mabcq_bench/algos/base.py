@@ -198,6 +198,14 @@ class Adam:
         self.steps = 0
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self._device_steps: Tensor | None = None  # the step count on the device (capturable)
+
+    def capturable(self) -> None:
+        """Step with the step count and its bias corrections on the device, so that a CUDA graph
+        can capture a step (a Python count would be frozen into it). The same update in other
+        rounding: the corrections are float32 on the device instead of Python floats."""
+        if self._device_steps is None:
+            self._device_steps = torch.tensor(float(self.steps), device=self.params[0].device)
 
     def zero_grad(self) -> None:
         torch._foreach_zero_(self.grads)
@@ -210,6 +218,9 @@ class Adam:
         torch._foreach_lerp_(self.exp_avg, grads, 1.0 - beta1)  # m ← β1·m + (1 − β1)·g
         torch._foreach_mul_(self.exp_avg_sq, beta2)  # v ← β2·v + (1 − β2)·g²
         torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1.0 - beta2)
+        if self._device_steps is not None:
+            self._device_step()
+            return
         bias1 = 1.0 - beta1**self.steps
         bias2 = 1.0 - beta2**self.steps
         denom = torch._foreach_sqrt(self.exp_avg_sq)  # sqrt(v / (1 − β2^t)) + eps
@@ -217,11 +228,27 @@ class Adam:
         torch._foreach_add_(denom, self.eps)
         torch._foreach_addcdiv_(self.params, self.exp_avg, denom, -self.lr / bias1)  # θ ← θ − lr·m̂/denom
 
+    def _device_step(self) -> None:
+        """The bias-corrected step of :meth:`step` with the count on the device."""
+        t = self._device_steps
+        assert t is not None
+        t.add_(1.0)
+        beta1, beta2 = self.betas
+        bias2_sqrt = (1.0 - torch.pow(beta2, t)).sqrt()
+        step_size = (torch.pow(beta1, t) - 1.0) / self.lr  # −(1 − β1^t)/lr: denom over it gives −lr·m̂/denom
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, [bias2_sqrt] * len(denom))
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_mul_(denom, [step_size] * len(denom))
+        torch._foreach_addcdiv_(self.params, self.exp_avg, denom)
+
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "exp_avg": [t.clone() for t in self.exp_avg], "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = int(state["steps"])
+        if self._device_steps is not None:
+            self._device_steps.fill_(float(self.steps))
         for mine, saved in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"])):
             mine.copy_(saved)
 
@@ -261,6 +288,10 @@ class TorchLearner:
     #: reads it: ``AlgoSpec.stacks``).
     stacks = False
 
+    #: Whether the update can be captured in a CUDA graph (:mod:`mabcq_bench.algos.graphs`): its
+    #: kernels and their shapes do not depend on values, and it syncs nothing with the host.
+    captures = False
+
     def __init__(self, config: Any, seed: int, device: torch.device | str) -> None:
         self.config = config
         self.seed = seed
@@ -276,6 +307,9 @@ class TorchLearner:
         self.optimizers: dict[str, Adam] = {}
         self.updates = 0
         self.members: list[TorchLearner] | None = None  # the lone learners of a stack (see stack)
+        self.cuda_graph = False  # replay the update from a CUDA graph (where it captures, on a GPU)
+        self._captured: Any = None  # the graph, once captured (graphs.CapturedUpdate)
+        self._warmups = 0  # eager updates before capture (graphs.run_update)
         self._stacked_nets: dict[str, list[nn.Module]] = {}  # a stack's: per optimizer, the net of each flat it steps
 
     def _finish_init(self) -> None:
@@ -283,6 +317,11 @@ class TorchLearner:
         for module in self.modules.values():
             module.to(self.device)
             rebind(module)
+
+    def eager_updates(self) -> int:
+        """The first updates, which run eagerly: until the update takes the form it keeps (none
+        here; MABCQ's pretraining of its VAEs)."""
+        return 0
 
     @property
     def groups(self) -> int:

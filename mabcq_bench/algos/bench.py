@@ -146,8 +146,10 @@ def bench_update(
 
     Returns:
         ``bcq_ms``, ``mabcq_ms``, ``ratio`` (MABCQ/BCQ), ``gflops`` (MABCQ's update), ``peak_gflops``,
+        ``graphed_ms`` (on cuda: ``bcq`` and ``mabcq`` replayed from a CUDA graph; else empty),
         ``joint`` (task -> algorithm -> ms of one update of all the task's agents),
-        ``joint_stacked`` (the same, stacked, for the algorithms that stack), ``adam``
+        ``joint_stacked`` (the same, stacked, for the algorithms that stack), ``joint_graphed``
+        (on cuda: stacked and replayed from a CUDA graph), ``adam``
         (µs of one step of the critic's optimizer: ``ours`` and ``torch_fused``), and for
         context ``bcq_gflops``, ``bcq_gflop``/``mabcq_gflop`` (work per update), ``device``,
         ``threads``, ``repeats``, ``load_avg`` (1-minute load average before the run, where the OS
@@ -165,7 +167,7 @@ def bench_update(
     tune_malloc()
     with torch_threads(threads):
         result = _bench(dev, repeats, updates)
-        result["joint"], result["joint_stacked"] = bench_joint(dev, repeats, updates, list(TASKS.values()) if tasks is None else tasks)
+        result["joint"], result["joint_stacked"], result["joint_graphed"] = bench_joint(dev, repeats, updates, list(TASKS.values()) if tasks is None else tasks)
         result["adam"] = bench_adam(dev, repeats)
         return {**result, "load_avg": load_avg}
 
@@ -199,21 +201,27 @@ def _interleaved_ms(steps: dict[str, Any], repeats: int, updates: int, dev: torc
     return {name: round(statistics.median(t) * 1e3, 3) for name, t in times.items()}
 
 
-def bench_joint(dev: torch.device, repeats: int, updates: int, tasks: Sequence[Task]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+def bench_joint(
+    dev: torch.device, repeats: int, updates: int, tasks: Sequence[Task]
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """ms of one joint update step per task and algorithm: each agent's learner (seed = its
     index) takes one update on its own random batch, one agent after the other, as a run does.
     Reference rows, whose updates do nothing, are left out.
 
     Returns:
-        ``joint`` (task -> algorithm -> ms) and ``joint_stacked``: for the algorithms that stack
+        ``joint`` (task -> algorithm -> ms), ``joint_stacked``: for the algorithms that stack
         on the task, the same step with the agents' learners stacked into one update, timed in
-        blocks alternating with the ``joint`` ones.
+        blocks alternating with the ``joint`` ones, and ``joint_graphed`` (on a CUDA device, for
+        the algorithms whose update captures; else empty): the stacked update replayed from a
+        CUDA graph, as ``run --device cuda`` does.
     """
     joint: dict[str, dict[str, float]] = {}
     stacked: dict[str, dict[str, float]] = {}
+    graphed_all: dict[str, dict[str, float]] = {}
     for task in tasks:
         row: dict[str, float] = {}
         stacked_row: dict[str, float] = {}
+        graphed_row: dict[str, float] = {}
         for name, spec in ALGOS.items():
             if not getattr(spec.learner, "trains", True):
                 continue
@@ -229,16 +237,24 @@ def bench_joint(dev: torch.device, repeats: int, updates: int, tasks: Sequence[T
             if spec.stacks_on(task):
                 stack = spec.learner.stack(agents())
                 steps["stacked"] = lambda stack=stack, batches=batches: stack.train_stacked(batches)
-            for _ in range(3):  # warm-up
+                if dev.type == "cuda" and getattr(spec.learner, "captures", False):
+                    graphed = spec.learner.stack(agents())
+                    graphed.cuda_graph = True  # what `run --device cuda` does
+                    steps["graphed"] = lambda graphed=graphed, batches=batches: graphed.train_stacked(batches)
+            for _ in range(5):  # warm-up (and a graph's capture)
                 for step in steps.values():
                     step()
             times = _interleaved_ms(steps, repeats, updates, dev)
             row[name] = times["joint"]
             if "stacked" in times:
                 stacked_row[name] = times["stacked"]
+            if "graphed" in times:
+                graphed_row[name] = times["graphed"]
         joint[task.name] = row
         stacked[task.name] = stacked_row
-    return joint, stacked
+        if graphed_row:
+            graphed_all[task.name] = graphed_row
+    return joint, stacked, graphed_all
 
 
 def bench_adam(dev: torch.device, repeats: int, steps: int = 50) -> dict[str, float]:
@@ -283,6 +299,14 @@ def _bench(dev: torch.device, repeats: int, updates: int) -> dict[str, Any]:
             _sync(dev)
             times[name].append((time.perf_counter() - t) / updates)
 
+    graphed: dict[str, float] = {}
+    if dev.type == "cuda":  # the same updates replayed from CUDA graphs, as a cuda run does
+        for name in ("bcq", "mabcq"):
+            learner = ALGOS[name].learner(STATE_DIM, ACTION_DIM, ALGOS[name].config(), seed=0, device=dev)
+            learner.cuda_graph = True
+            for _ in range(5):  # warm-up and capture
+                learner.train(batch)
+            graphed[name] = _median_ms(lambda learner=learner: learner.train(batch), repeats, updates, dev)
     bcq_s, mabcq_s = statistics.median(times["bcq"]), statistics.median(times["mabcq"])
     bcq_flop = update_flops(learners["bcq"].config)
     mabcq_flop = update_flops(config)
@@ -295,6 +319,7 @@ def _bench(dev: torch.device, repeats: int, updates: int) -> dict[str, Any]:
         "bcq_gflops": round(bcq_flop / bcq_s / 1e9, 1),
         "bcq_gflop": round(bcq_flop / 1e9, 4),
         "mabcq_gflop": round(mabcq_flop / 1e9, 4),
+        "graphed_ms": graphed,
         "device": str(dev),
         "threads": torch.get_num_threads(),
         "repeats": repeats,
@@ -309,6 +334,7 @@ def format_report(result: dict[str, Any]) -> str:
         f"  bcq    {result['bcq_ms']:8.2f} ms   {result['bcq_gflop']:.3f} GFLOP   {result['bcq_gflops']:6.1f} GFLOP/s",
         f"  mabcq  {result['mabcq_ms']:8.2f} ms   {result['mabcq_gflop']:.3f} GFLOP   {result['gflops']:6.1f} GFLOP/s",
         f"  mabcq/bcq {result['ratio']:.2f}   (paper, GTX 1080Ti: 18 ms / 10 ms = 1.8)",
+        *([f"  replayed from a CUDA graph (what a cuda run does): bcq {result['graphed_ms']['bcq']:.2f} ms, mabcq {result['graphed_ms']['mabcq']:.2f} ms"] if result.get("graphed_ms") else []),
         f"  fp32 matmul peak of this machine: {result['peak_gflops']:.1f} GFLOP/s",
     ]
     joint = result.get("joint") or {}
@@ -324,6 +350,14 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append("the same with the agents stacked into one batched update (ms, and × the joint figure; --stack-agents):")
         lines.append("  " + f"{'task':<12}" + "".join(f"{a:>20}" for a in algos))
         for task, row in stacked.items():
+            cells = "".join(f"{f'{row[a]:.2f} ({row[a] / joint[task][a]:.2f}×)':>20}" for a in algos)
+            lines.append("  " + f"{task:<12}" + cells)
+    graphed = {task: row for task, row in (result.get("joint_graphed") or {}).items() if row}
+    if graphed:
+        algos = list(next(iter(graphed.values())))
+        lines.append("stacked and replayed from a CUDA graph (ms, and × the joint figure; what run --device cuda does):")
+        lines.append("  " + f"{'task':<12}" + "".join(f"{a:>20}" for a in algos))
+        for task, row in graphed.items():
             cells = "".join(f"{f'{row[a]:.2f} ({row[a] / joint[task][a]:.2f}×)':>20}" for a in algos)
             lines.append("  " + f"{task:<12}" + cells)
     if "adam" in result:

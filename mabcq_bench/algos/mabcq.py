@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mabcq_bench.algos import graphs
 from mabcq_bench.algos import weights as W
 from mabcq_bench.algos.base import Batch, TorchLearner, adam, group_floats, soft_update, target_copy
 from mabcq_bench.algos.nets import MLP, VAE, Perturbation
@@ -119,6 +120,7 @@ class MABCQ(TorchLearner):
     """
 
     stacks = True
+    captures = True
 
     def __init__(self, state_dim: int, action_dim: int, config: MABCQConfig | None = None, *, seed: int = 0, device: torch.device | str = "cpu") -> None:
         config = config or MABCQConfig()
@@ -183,7 +185,10 @@ class MABCQ(TorchLearner):
         metrics of each group."""
         if len(batches) != self.groups:
             raise ValueError(f"{len(batches)} batches for a learner of {self.groups} group(s)")
-        return group_floats(self._update(Batch.stacked(batches)))
+        return group_floats(graphs.run_update(self, self._update, Batch.stacked(batches)))
+
+    def eager_updates(self) -> int:
+        return self.config.vae_pretrain_updates
 
     def _update(self, batch: Batch) -> dict[str, Tensor]:
         """The update of every group on its rows of ``batch`` (fields ``(G, B, ...)``); metrics ``(G,)``.

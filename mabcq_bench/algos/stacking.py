@@ -56,6 +56,7 @@ def stack(cls: type[L], learners: Sequence[L]) -> L:
     stacked.members = list(learners)
     stacked.seed = None  # type: ignore[assignment]  # each group's seed is its member's
     stacked.generators = {}  # each group's streams are its member's (group_generators)
+    stacked._captured, stacked._warmups = None, 0  # a member's CUDA graph updates that member alone
     stacked.modules = {key: nets.stack([l.modules[key] for l in learners]) for key in first.modules}
     # An optimizer steps the flat tensors of some nets: find each one's place (module, net) so
     # that the stack's optimizer steps the stacked net in its place.

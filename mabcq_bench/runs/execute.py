@@ -174,6 +174,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         "metrics": result.metrics,
         "updates": result.updates,
         "stacked_agents": result.stacked,  # how it computed (one batched update of all agents), not part of the fingerprint
+        "cuda_graph": result.cuda_graph,  # likewise: updates replayed from CUDA graphs
         "wall_s": round(time.time() - started, 1),  # this call: loading, training, scoring
         "train_wall_s": round(result.total_wall_s, 1),  # training over every call of this run
     }

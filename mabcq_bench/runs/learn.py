@@ -77,6 +77,7 @@ class TrainResult:
         learners: the trained learners, agent order.
         threads: torch CPU threads used (results are bitwise reproducible for a given count).
         stacked: whether the agents' updates were stacked into one batched update.
+        cuda_graph: whether the updates were replayed from CUDA graphs.
         wall_s: seconds spent in this call (not in earlier, interrupted ones).
         total_wall_s: seconds spent training this run, summed over this call and the interrupted
             ones it resumed (up to their last checkpoint; checkpoints from before this field
@@ -93,6 +94,7 @@ class TrainResult:
     learners: list[Learner] = field(repr=False)
     threads: int = 1
     stacked: bool = False
+    cuda_graph: bool = False
     wall_s: float = 0.0
     total_wall_s: float = 0.0
     final: Evaluation | None = None
@@ -121,6 +123,7 @@ def train_agents(
     overrides: Mapping[str, Any] | None = None,
     on_update: Callable[[int, list[dict[str, float]]], None] | None = None,
     stack_agents: bool | None = None,
+    cuda_graph: bool | None = None,
 ) -> TrainResult:
     """Train one learner per agent on its own dataset and evaluate them jointly.
 
@@ -148,6 +151,11 @@ def train_agents(
             update is bound by kernel launches, not on the CPU, where it gains little (0 to 11 %
             at Table 6's sizes, ``mabcq-bench bench``) and rounds the last bits differently
             from the lone update, so CPU runs stay the bits they always were.
+        cuda_graph: on a CUDA device, replay each update (stacked or not) from a CUDA graph
+            captured once, where the algorithm's update captures (``TorchLearner.captures``):
+            on a GPU an eager update of these small networks is bound by kernel launches.
+            ``None``: on a CUDA device. The same maths, in other rounding (Adam's step count
+            lives on the device); off the GPU it changes nothing.
 
     Returns:
         the :class:`TrainResult`.
@@ -159,7 +167,7 @@ def train_agents(
     with torch_threads(threads):
         return _train(
             task, datasets, algo, updates, seed, eval_every, eval_episodes, final_eval_episodes, diag_states,
-            checkpoint, checkpoint_every, device, overrides, on_update, stack_agents,
+            checkpoint, checkpoint_every, device, overrides, on_update, stack_agents, cuda_graph,
         )  # fmt: skip
 
 
@@ -185,10 +193,13 @@ def _train(
     overrides: Mapping[str, Any] | None,
     on_update: Callable[[int, list[dict[str, float]]], None] | None,
     stack_agents: bool | None,
+    cuda_graph: bool | None,
 ) -> TrainResult:
     started = time.perf_counter()
     stacked = will_stack(task, algo, device, stack_agents)
     spec = get_algo(algo)
+    on_gpu = torch.device(device).type == "cuda"
+    graphed = on_gpu and (cuda_graph is None or cuda_graph) and bool(getattr(spec.learner, "captures", False))
     config = spec.config(task, **dict(overrides or {}))
     batch_size = int(config.batch_size)
 
@@ -196,6 +207,9 @@ def _train(
         spec.learner(task.state_dim, task.action_dims[i], config, seed=derive_seed(seed, "learner", i), device=device)
         for i in range(task.n_agents)
     ]
+    for learner in learners:
+        if graphed:
+            learner.cuda_graph = True
     samplers = [np.random.default_rng(derive_seed(seed, "sampler", i)) for i in range(task.n_agents)]
     data = [Batch.from_agent_data(d, device) for d in datasets]
     for learner, d in zip(learners, data):  # its own dataset only, as everything else it sees
@@ -309,6 +323,7 @@ def _train(
         learners=learners,
         threads=torch.get_num_threads(),
         stacked=stacked,
+        cuda_graph=graphed,
         wall_s=elapsed,
         total_wall_s=earlier_s + elapsed,
         final=final,
