@@ -259,7 +259,7 @@ def bench_joint(
 
 def bench_adam(dev: torch.device, repeats: int, steps: int = 50) -> dict[str, float]:
     """µs of one optimizer step on MABCQ's critic at Table 6's sizes (one flat tensor of
-    parameters): this project's :class:`~mabcq_bench.algos.base.Adam` and
+    parameters): this project's :class:`~mabcq_bench.algos.optim.Adam` and
     ``torch.optim.Adam(fused=True)``, which compute the same update."""
     learner = ALGOS["mabcq"].learner(STATE_DIM, ACTION_DIM, ALGOS["mabcq"].config(), seed=0, device=dev)
     ours = learner.optimizers["critic"]

@@ -86,7 +86,7 @@ class CQLConfig:
 
 class LogScalar(nn.Module):
     """One learnable scalar kept as its logarithm (SAC's log α, CQL's log α'), with a gradient
-    buffer that the project's :class:`~mabcq_bench.algos.base.Adam` steps in place."""
+    buffer that the project's :class:`~mabcq_bench.algos.optim.Adam` steps in place."""
 
     def __init__(self, log_value: float = 0.0) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ def _seeds(text: str) -> list[int]:
     return list(range(count))
 
 
-def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None):
+def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None, cuda_graph=None):
     from pathlib import Path
 
     from mabcq_bench.algos import resolve_algos
@@ -48,7 +48,7 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     if stack_agents and unstacked:
         click.echo(f"--stack-agents: {', '.join(unstacked)} cannot stack; {'its' if len(unstacked) == 1 else 'their'} agents update one after the other")
     specs = [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name]) for t in tasks for a in algos for s in seeds]
-    runs = prepare(specs, protocol, protocol.datasets, device=device, stack_agents=stack_agents)
+    runs = prepare(specs, protocol, protocol.datasets, device=device, stack_agents=stack_agents, cuda_graph=cuda_graph)
     result = run_sweep(runs, Path(results), workers or default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
     return result, protocol
 
@@ -70,14 +70,19 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     help="Update all agents of a run as one batched computation (same maths per agent), for the algorithms that support it "
     "(mabcq, its ablations, bcq); the others update agent by agent. [default: on with a cuda device, off on the CPU]",
 )  # fmt: skip
-def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, executor, address, device, stack_agents) -> None:
+@click.option(
+    "--cuda-graph/--no-cuda-graph", default=None,
+    help="On a cuda device, capture the update (stacked or not) in a CUDA graph once and replay it, for the algorithms "
+    "that support it (mabcq, its ablations, bcq). [default: on with a cuda device; the CPU has none]",
+)  # fmt: skip
+def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph) -> None:
     """Train and score algorithms on the per-agent datasets, one record per run.
 
     Finished runs are skipped, interrupted ones resume from their checkpoint. Ends with the table.
     """
     from mabcq_bench.report.tables import build_tables, format_table
 
-    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents)
+    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph)
     if sweep.records:
         for board in sorted({r["tier"] for r in sweep.records}):
             click.echo(format_table(build_tables(sweep.records, board)))

@@ -129,6 +129,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         overrides=values,
         on_update=on_update,
         stack_agents=run.stack_agents,
+        cuda_graph=run.cuda_graph,
     )
 
     def score(returns) -> float:

@@ -77,13 +77,16 @@ class PreparedRun:
     fingerprint: str
     device: str = "cpu"  # torch device of the learners (cuda runs ask Ray for a GPU)
     stack_agents: bool | None = None  # one batched update of all agents where the algorithm stacks; None: on a GPU only
+    cuda_graph: bool | None = None  # replay updates from CUDA graphs where the algorithm captures; None: on a GPU
 
 
-def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, device: str = "cpu", stack_agents: bool | None = None) -> list[PreparedRun]:
+def prepare(
+    specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, device: str = "cpu", stack_agents: bool | None = None, cuda_graph: bool | None = None
+) -> list[PreparedRun]:
     """Resolve configs and check datasets for every run, before any work starts.
 
-    ``stack_agents`` is how the runs compute, not what: it is not part of a run's fingerprint
-    (see :func:`mabcq_bench.runs.learn.train_agents`)."""
+    ``stack_agents`` and ``cuda_graph`` are how the runs compute, not what: they are not part of
+    a run's fingerprint (see :func:`mabcq_bench.runs.learn.train_agents`)."""
     from mabcq_bench.algos import get_algo
     from mabcq_bench.data.tasks import get_task
 
@@ -108,7 +111,7 @@ def prepare(specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, dev
         if device != "cpu":  # other devices give other numbers: never mixed with CPU runs
             identity["device"] = device
         fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device, stack_agents))
+        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device, stack_agents, cuda_graph))
     return out
 
 
