@@ -2,7 +2,7 @@
 # The GPU checks of `--device cuda`, as one call on a lent GPU machine (bare, no PyPI):
 #   the stacking and CUDA-graph tests on cuda, `mabcq-bench bench --device cuda`, and a short
 #   hopper run on made-up data, graphed and eager (tools/cuda_check.py).
-# Needs .devsite/site.tar.xz: the pure-Python and cp312 packages that machine lacks (gymnasium,
+# Needs .devsite/site.tar.xz (tools/make-devsite.sh builds it): the packages that machine lacks (gymnasium,
 # gymnasium-robotics without its unused robot assets, mujoco, pettingzoo, minari, glfw).
 # Writes logs under $OUT (or ./cuda-check-out); prints a short summary last.
 set -o pipefail
