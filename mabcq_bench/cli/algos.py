@@ -55,7 +55,8 @@ def bench(device: str, repeats: int, updates: int, threads: int | None, env: str
     analytically), this machine's measured fp32 matmul peak, the joint table (per task and
     algorithm), and beside it the same step with the agents stacked into one batched update for
     the algorithms that stack (joint_stacked; `run --stack-agents`), timed alternately with the
-    joint one. The paper: 10 ms / 18 ms on a GTX 1080Ti.
+    joint one. On a cuda device, also the updates replayed from CUDA graphs, as a cuda run makes
+    them (graphed_ms, joint_graphed). The paper: 10 ms / 18 ms on a GTX 1080Ti.
     """
     from mabcq_bench.algos.bench import bench_update, format_report
     from mabcq_bench.data.tasks import resolve_tasks
