@@ -330,3 +330,19 @@ def test_bc_acts_deterministically_and_behavior_samples_g1_like_bcq():
     with torch.no_grad():
         z0 = torch.zeros(16, 1, behavior.vae1.latent_dim)
         assert np.allclose(behavior.vae1.decode(batch.states[:16], z0)[:, 0].numpy(), bc.act(states))
+
+
+def test_the_bench_report_shows_cuda_graph_figures_beside_the_joint_ones():
+    from mabcq_bench.algos.bench import format_report
+
+    result = {
+        "device": "cuda", "threads": 1, "repeats": 7, "bcq_ms": 10.2, "mabcq_ms": 13.2, "ratio": 1.29, "bcq_gflop": 0.578,
+        "mabcq_gflop": 0.683, "bcq_gflops": 56.7, "gflops": 51.7, "peak_gflops": 51224.1, "load_avg": None,
+        "graphed_ms": {"bcq": 1.11, "mabcq": 1.39},
+        "joint": {"hopper": {"mabcq": 44.0, "td3bc": 14.0}}, "joint_stacked": {"hopper": {"mabcq": 13.2}},
+        "joint_graphed": {"hopper": {"mabcq": 2.2}},
+    }  # fmt: skip
+    report = format_report(result)
+    assert "replayed from a CUDA graph (what a cuda run does): bcq 1.11 ms, mabcq 1.39 ms" in report
+    graphed = report.split("stacked and replayed from a CUDA graph")[1]
+    assert "2.20 (0.05×)" in graphed and "13.20 (0.30×)" in report.split("stacked and replayed")[0]

@@ -13,7 +13,7 @@ import torch
 from conftest import random_batch
 from mabcq_bench.algos import ALGOS, MABCQ, make_learner
 from mabcq_bench.algos.base import torch_threads
-from test_stack import SMALL, STATE, moments, on, params, run, same_run
+from test_stack import SMALL, STATE, Interrupt, moments, on, params, run, same_run, stop_at_5
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -124,13 +124,6 @@ def test_a_graphed_run_is_the_eager_run(stack):
 
 @CUDA
 def test_a_graphed_run_resumes_from_its_checkpoint(tmp_path):
-    class Interrupt(Exception):
-        pass
-
-    def stop_at_5(update: int, _metrics) -> None:
-        if update == 5:
-            raise Interrupt
-
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(Interrupt):
         run(device="cuda", checkpoint=checkpoint, checkpoint_every=2, on_update=stop_at_5)

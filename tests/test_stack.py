@@ -269,15 +269,18 @@ def test_stacking_is_on_for_cuda_off_for_cpu_and_only_where_the_algorithm_stacks
     assert td3bc.evaluations[0].returns == run("td3bc", updates=2, eval_every=0, final_eval_episodes=0).evaluations[0].returns
 
 
+class Interrupt(Exception):
+    pass
+
+
+def stop_at_5(update: int, _metrics) -> None:
+    """An ``on_update`` that interrupts a run after its 5th update."""
+    if update == 5:
+        raise Interrupt
+
+
 @pytest.mark.parametrize("first, then", [(True, False), (False, True)])
 def test_a_run_checkpointed_one_way_resumes_the_other(tmp_path, first, then):
-    class Interrupt(Exception):
-        pass
-
-    def stop_at_5(update: int, _metrics) -> None:
-        if update == 5:
-            raise Interrupt
-
     checkpoint = tmp_path / "run.pt"
     with pytest.raises(Interrupt):
         run(checkpoint=checkpoint, checkpoint_every=2, on_update=stop_at_5, stack_agents=first)

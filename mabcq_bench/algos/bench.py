@@ -344,22 +344,11 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append("  " + f"{'task':<12}" + "".join(f"{a:>13}" for a in algos))
         for task, row in joint.items():
             lines.append("  " + f"{task:<12}" + "".join(f"{row[a]:>13.2f}" for a in algos))
-    stacked = {task: row for task, row in (result.get("joint_stacked") or {}).items() if row}
-    if stacked:
-        algos = list(next(iter(stacked.values())))
-        lines.append("the same with the agents stacked into one batched update (ms, and × the joint figure; --stack-agents):")
-        lines.append("  " + f"{'task':<12}" + "".join(f"{a:>20}" for a in algos))
-        for task, row in stacked.items():
-            cells = "".join(f"{f'{row[a]:.2f} ({row[a] / joint[task][a]:.2f}×)':>20}" for a in algos)
-            lines.append("  " + f"{task:<12}" + cells)
-    graphed = {task: row for task, row in (result.get("joint_graphed") or {}).items() if row}
-    if graphed:
-        algos = list(next(iter(graphed.values())))
-        lines.append("stacked and replayed from a CUDA graph (ms, and × the joint figure; what run --device cuda does):")
-        lines.append("  " + f"{'task':<12}" + "".join(f"{a:>20}" for a in algos))
-        for task, row in graphed.items():
-            cells = "".join(f"{f'{row[a]:.2f} ({row[a] / joint[task][a]:.2f}×)':>20}" for a in algos)
-            lines.append("  " + f"{task:<12}" + cells)
+    for key, title in (
+        ("joint_stacked", "the same with the agents stacked into one batched update (ms, and × the joint figure; --stack-agents):"),
+        ("joint_graphed", "stacked and replayed from a CUDA graph (ms, and × the joint figure; what run --device cuda does):"),
+    ):
+        lines += _beside_joint(title, result.get(key) or {}, joint)
     if "adam" in result:
         adam = result["adam"]
         lines.append(f"one Adam step of the critic: ours {adam['ours']:.1f} µs, torch.optim.Adam(fused=True) {adam['torch_fused']:.1f} µs")
@@ -368,6 +357,18 @@ def format_report(result: dict[str, Any]) -> str:
         hint = " (with more threads than free cores, try --threads 1)" if result["threads"] > 1 else ""
         lines.append(f"  note: 1-minute load average {result['load_avg']} on {cores} cores before the run: if other work shares the CPU, timings are inflated{hint}")
     return "\n".join(lines)
+
+
+def _beside_joint(title: str, table: dict[str, dict[str, float]], joint: dict[str, dict[str, float]]) -> list[str]:
+    """Report lines of a per-task table of ms beside the joint figures (nothing for an empty one)."""
+    table = {task: row for task, row in table.items() if row}
+    if not table:
+        return []
+    algos = list(next(iter(table.values())))
+    lines = [title, "  " + f"{'task':<12}" + "".join(f"{a:>20}" for a in algos)]
+    for task, row in table.items():
+        lines.append("  " + f"{task:<12}" + "".join(f"{f'{row[a]:.2f} ({row[a] / joint[task][a]:.2f}×)':>20}" for a in algos))
+    return lines
 
 
 def _sync(device: torch.device) -> None:
