@@ -98,7 +98,7 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
     ),
     "lite": TierProtocol(
         _protocol(60000, 2000, 10, 50, 5, 2000, hopper={"updates": 40000}, halfcheetah={"updates": 120000}),
-        "lite: a 2-core laptop. Table 6 hyperparameters; the budget study's updates (plateau60, plateau120): hopper 40k, where BCQ's and MABCQ's score and Q̂ plateau on its v1 datasets; halfcheetah 120k, where both plateau (score from 98k and 118k, Q̂ from 56k and 58k); walker and ant 60k, where Q̂ has plateaued (44k to 48k) but the score does not by the criterion (walker not within 120k either); the score is a 50-episode final evaluation.",
+        "lite: a 2-core laptop. Table 6 hyperparameters; the budget study's updates (plateau60, plateau120): hopper 40k, where BCQ's and MABCQ's score and Q̂ plateau on its v1 datasets; halfcheetah 120k, where both plateau (score from 98k and 118k, Q̂ from 56k and 58k); walker and ant 60k, where Q̂ has plateaued (46k to 48k) but the score does not by the criterion (walker not within 120k either, ant not with 2 seeds); the score is a 50-episode final evaluation.",
     ),
     "lite-long": TierProtocol(
         _protocol(50000, 2500, 10, 50, 5, 2500),
