@@ -207,8 +207,8 @@ def _train(
         spec.learner(task.state_dim, task.action_dims[i], config, seed=derive_seed(seed, "learner", i), device=device)
         for i in range(task.n_agents)
     ]
-    for learner in learners:
-        if graphed:
+    if graphed:
+        for learner in learners:
             learner.cuda_graph = True
     samplers = [np.random.default_rng(derive_seed(seed, "sampler", i)) for i in range(task.n_agents)]
     data = [Batch.from_agent_data(d, device) for d in datasets]
