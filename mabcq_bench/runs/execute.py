@@ -138,7 +138,14 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
     final = result.final
     assert final is not None  # the protocol always asks for one (final_eval_episodes >= 1)
     curve = [
-        {"updates": e.update, "return_mean": e.mean_return, "normalized_score": score(e.returns), "coordination_gap": e.coordination_gap}
+        {
+            "updates": e.update,
+            "return_mean": e.mean_return,
+            "normalized_score": score(e.returns),
+            "coordination_gap": e.coordination_gap,
+            "returns": e.returns,  # per episode, on the same evaluation seeds at every point
+            "wall_s": round(e.wall_s, 2),
+        }
         for e in result.evaluations
     ]
     last = curve[-int(proto["score_window"]) :]
@@ -165,6 +172,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
             "return_mean": final.mean_return,
             "normalized_score": score(final.returns),
             "coordination_gap": final.coordination_gap,
+            "wall_s": round(final.wall_s, 2),
         },
         "window": {
             "evaluations": len(last),

@@ -50,11 +50,14 @@ class Evaluation:
         returns: undiscounted return of each evaluation episode.
         coordination_gap: the paper's Figure 3 diagnostic, mean over a fixed set of states of
             max_i V_i(s) − min_i V_i(s); ``None`` when an algorithm has no value function.
+        wall_s: seconds the evaluation took (episodes and diagnostic); 0 in checkpoints written
+            before it was measured.
     """
 
     update: int
     returns: list[float]
     coordination_gap: float | None
+    wall_s: float = 0.0
 
     @property
     def mean_return(self) -> float:
@@ -347,13 +350,15 @@ def _evaluate(task: Task, learners: Sequence[Learner], episodes: int, seed: int,
     stream), so the result depends only on the networks and these seeds: not on earlier
     evaluations, and the diagnostic does not change what is evaluated.
     """
+    started = time.perf_counter()
     for i, learner in enumerate(learners):
         if hasattr(learner, "reseed"):  # optional for a user's learner without acting noise
             learner.reseed("act", derive_seed(noise_seed, "act", i))
             learner.reseed("value", derive_seed(noise_seed, "value", i))
     policy = rollout.decentralized(task, [learner.act for learner in learners])
     returns = rollout.evaluate(task, policy, episodes, seed)
-    return Evaluation(update=update, returns=[float(r) for r in returns], coordination_gap=coordination_gap(learners, diag))
+    gap = coordination_gap(learners, diag)
+    return Evaluation(update=update, returns=[float(r) for r in returns], coordination_gap=gap, wall_s=time.perf_counter() - started)
 
 
 def _check_datasets(task: Task, datasets: Sequence[AgentData]) -> None:

@@ -115,6 +115,11 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
         "plateau120: the budget study continued. 120k updates on the lite datasets, for the tasks whose score or Q̂ still moves at 60k in plateau60 (walker, halfcheetah).",
         "lite",
     ),
+    "plateau200": TierProtocol(
+        _protocol(200000, 4000, 10, 50, 5, 4000),
+        "plateau200: the budget study of the other learners (ddpg, td3bc, iql, bc, behavior). 200k updates on the lite datasets, to find where their score and Q̂ stop moving (leaderboard/plateau200-v1-p2.md).",
+        "lite",
+    ),
     "paper": TierProtocol(
         _protocol(300000, 10000, 10, 50, 5, 5000),
         "paper: Table 6 hyperparameters on the 1M-transition datasets. The paper does not state its number of updates; 300k is ours.",
