@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from conftest import plain_mlp, random_batch
 from mabcq_bench.algos import ALGOS, Batch, make_learner
 from mabcq_bench.algos.base import torch_threads
-from mabcq_bench.algos.iql import IQL, expectile_loss
+from mabcq_bench.algos.iql import IQL, expectile_loss, split_returns
 from mabcq_bench.algos.nets import MLP
 from mabcq_bench.algos.td3bc import TD3BC
 from mabcq_bench.cli import main
@@ -229,7 +229,9 @@ def reference_iql(l: IQL, batches: list[Batch]) -> list[dict[str, float]]:
     actor_opt = torch.optim.Adam(list(l.actor.net.parameters()) + [l.actor.log_std], lr=c.lr_actor)
     critic_opt = torch.optim.Adam(l.critic.parameters(), lr=c.lr_q)
     logs = []
+    mean, std, scale = l.state_norm.mean, l.state_norm.std, l.reward_scale.scale
     for s, a, r, s2, d in batches:
+        s, s2, r = (s - mean) / std, (s2 - mean) / std, r * scale  # the authors' prepared data
         with torch.no_grad():
             q_hat = torch.min(*twin(l.critic_target, torch.cat([s, a], 1)))
         u = q_hat - plain_mlp(l.value_net, s)[:, 0]
@@ -260,6 +262,84 @@ def test_iql_updates_equal_the_papers_equations():
     batches = [random_batch(64, STATE, ACTION, seed=i) for i in range(3)]
     batches = [b._replace(rewards=b.rewards * 5) for b in batches]
     _assert_matches_reference(fast, reference_iql, batches, ("critic", "value", "actor", "critic_target"))
+
+
+def test_iql_updates_equal_the_papers_equations_on_prepared_data():
+    fast = iql(batch_size=64, beta=50.0)
+    fast.prepare(shifted_batch(300, seed=7), np.array([10.0, 250.0, 60.0]))  # scale 1000 / 240
+    assert fast.reward_scale.scale.item() == pytest.approx(1000.0 / 240.0)
+    batches = [shifted_batch(64, seed=i) for i in range(3)]
+    _assert_matches_reference(fast, reference_iql, batches, ("critic", "value", "actor", "critic_target"))
+
+
+def episodes_with_returns(returns: list[float], length: int = 4) -> list[dict[str, np.ndarray]]:
+    """Minari-shaped episodes of ``length`` steps whose rewards sum to ``returns``."""
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "observations": rng.normal(size=(length + 1, STATE)).astype(np.float32),
+            "actions": rng.uniform(-1, 1, size=(length, ACTION)).astype(np.float32),
+            "rewards": np.full(length, ret / length, np.float32),
+            "terminations": np.eye(length, dtype=bool)[-1],
+        }
+        for ret in returns
+    ]
+
+
+def test_iql_scales_rewards_by_the_return_range_of_complete_episodes():
+    # episode 2 is cut short (incomplete): its return (-500) must not widen the range
+    data = AgentData.from_episodes(episodes_with_returns([100.0, 300.0, -500.0, 900.0]), incomplete=[2])
+    np.testing.assert_allclose(data.episode_returns, [100.0, 300.0, 900.0], rtol=1e-6)
+    l = iql()
+    l.prepare(Batch.from_agent_data(data), data.episode_returns)
+    assert l.reward_scale.scale.item() == pytest.approx(1000.0 / 800.0)
+    raw = iql(reward_range=0.0)
+    raw.prepare(Batch.from_agent_data(data), data.episode_returns)
+    assert raw.reward_scale.scale.item() == 1.0
+    # without known episodes: split where a row is terminal or the next row does not continue it
+    flat = Batch.from_agent_data(data)
+    np.testing.assert_allclose(split_returns(flat), [100.0, 300.0, -500.0, 900.0], rtol=1e-6)
+    l2 = iql()
+    l2.prepare(flat)
+    assert l2.reward_scale.scale.item() == pytest.approx(1000.0 / 1400.0)
+    with pytest.raises(ValueError, match="different returns"):
+        iql().prepare(flat, np.array([5.0, 5.0]))
+
+
+def test_iql_checkpoint_keeps_the_reward_scale_and_state_statistics():
+    a = iql()
+    data = shifted_batch(200, seed=4)
+    a.prepare(data, np.array([0.0, 400.0]))
+    for i in range(3):
+        a.train(shifted_batch(seed=i))
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    b = make_learner("iql", STATE, ACTION, seed=99, **SMALL)  # another seed, never prepared
+    b.load_state_dict(torch.load(buffer, weights_only=True))
+    assert b.reward_scale.scale.item() == 2.5
+    assert torch.equal(a.state_norm.mean, b.state_norm.mean) and torch.equal(a.state_norm.std, b.state_norm.std)
+    states = data.states[:9].numpy()
+    np.testing.assert_array_equal(a.act(states), b.act(states))
+    np.testing.assert_array_equal(a.value(states), b.value(states))
+    assert a.train(shifted_batch(seed=5)) == b.train(shifted_batch(seed=5))
+
+
+def test_iql_values_are_in_the_tasks_reward_units():
+    a, b = iql(), iql()
+    data = shifted_batch(200, seed=4)
+    a.prepare(data, np.array([0.0, 1000.0]))  # scale 1
+    b.prepare(data, np.array([0.0, 100.0]))  # scale 10: the same task seen in other units
+    batch = shifted_batch(seed=1)
+    batch = batch._replace(terminals=torch.ones_like(batch.terminals))  # every s' terminal: the critics' target is the (scaled) reward
+    ma, mb = a.train(batch), b.train(batch)
+    assert ma["values/target_mean"] == pytest.approx(batch.rewards.mean().item(), rel=1e-5)
+    assert mb["values/target_mean"] == pytest.approx(batch.rewards.mean().item(), rel=1e-5)  # logged in the task's units
+    states = data.states[:5].numpy()
+    with torch.no_grad():
+        s = b.state_norm(torch.from_numpy(states))
+        q = torch.min(*twin(b.critic, torch.cat([s, torch.tanh(plain_mlp(b.actor.net, s))], 1)))
+    np.testing.assert_allclose(b.value(states), q.numpy() / 10.0, rtol=1e-5, atol=1e-6)
 
 
 def test_expectile_loss_weighs_residuals_above_and_below_asymmetrically():

@@ -92,10 +92,11 @@ class Learner(Protocol):
         """Restart the random stream ``act`` or ``value`` from ``seed`` (the trainer does so before
         every evaluation). Optional: a learner without one acts without noise."""
 
-    def prepare(self, data: Batch) -> None:
+    def prepare(self, data: Batch, episode_returns: np.ndarray | None = None) -> None:
         """See the agent's whole dataset B_i once, before the first update (and again before a
         checkpoint is loaded): where a learner takes statistics of its data, e.g. TD3+BC's state
-        normalization. Optional: the trainer calls it where it exists."""
+        normalization or IQL's reward scale. ``episode_returns`` are the returns of the dataset's
+        complete episodes (``None`` where unknown). Optional: the trainer calls it where it exists."""
 
 
 @contextlib.contextmanager
@@ -297,7 +298,7 @@ class TorchLearner:
         self._lone("reseed")
         self.generators[stream].manual_seed(seed)
 
-    def prepare(self, data: Batch) -> None:
+    def prepare(self, data: Batch, episode_returns: np.ndarray | None = None) -> None:
         """Nothing to take from the dataset (see :meth:`Learner.prepare`)."""
 
     def _states(self, states: np.ndarray) -> Tensor:

@@ -15,6 +15,17 @@ The policy is the paper's for MuJoCo: a Gaussian with mean tanh(μ(s)) and a sta
 learned log σ (clipped to [log_std_min, log_std_max]); it acts with its mean (the paper
 evaluates deterministically), so acting needs no noise.
 
+The data are prepared as the authors prepare locomotion data (:meth:`IQL.prepare`, from the
+agent's own dataset only, kept in checkpoints as buffers):
+
+* Rewards are multiplied by 1000 / (max − min) of the returns of the dataset's complete episodes
+  (the paper's code for MuJoCo locomotion), so that β = 3 weighs advantages in the units the
+  authors tuned it in. Without known episodes (a user's flat transitions) the episodes are split
+  where a transition is terminal or the next row does not start where it ended, as the authors'
+  code splits D4RL's data.
+* States are normalized by the dataset's mean and standard deviation (+ ``norm_eps``), as
+  CORL's IQL does by default.
+
 Where we deviate from the paper, and why:
 
 * Networks are MLP (64, 64) (MABCQ's Table 6), not the paper's (256, 256), so that every
@@ -22,12 +33,11 @@ Where we deviate from the paper, and why:
   ``torch.nn.Linear`` (``nets.MLP``), not orthogonally as the paper's code, and log σ starts at 0.
 * The paper's cosine decay of the actor's learning rate over the run is left out: a learner does
   not know how many updates its run has (protocols differ by tier). The actor's rate is constant.
-* The paper's code rescales locomotion rewards by 1000 / (max − min episode return of the
-  dataset); ours are not rescaled (a learner sees transitions, not episodes). β = 3 therefore
-  weighs advantages in the task's own reward units.
 * :meth:`IQL.value` is min_j Q_j(s, π(s)), the twin critics' min (the Q that IQL's value and
-  policy losses use) at the action :meth:`IQL.act` takes, so the coordination diagnostic compares
-  it with the other algorithms' Q(s, π(s)).
+  policy losses use) at the action :meth:`IQL.act` takes, divided by the reward scale: in the
+  task's reward units, so the coordination diagnostic compares agents whose datasets (and so
+  scales) differ, and compares it with the other algorithms' Q(s, π(s)). The logged values
+  (``values/*``) are in the task's units too; the losses are in the scaled units.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, flat_params, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.nets import MLP, RewardScale, StateNorm
 
 
 @dataclass
@@ -60,11 +70,20 @@ class IQLConfig:
     max_weight: float = 100.0  # the advantage weights exp(β·A) are clipped at this (paper's code)
     log_std_min: float = -10.0  # lower clip of the policy's log σ (paper's code)
     log_std_max: float = 2.0  # upper clip of the policy's log σ (paper's code)
+    reward_range: float = 1000.0  # rewards × this / (max − min) of the complete episodes' returns (paper's code, locomotion); 0: raw rewards
+    normalize: bool = True  # normalize states by the dataset's mean and std (CORL's IQL default)
+    norm_eps: float = 1e-3  # added to the states' std (CORL)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
         if not self.log_std_min < self.log_std_max:
             raise ValueError(f"log_std_min must be below log_std_max, got {self.log_std_min} and {self.log_std_max}")
+        if self.reward_range < 0:
+            raise ValueError(f"reward_range must be >= 0 (0: raw rewards), got {self.reward_range}")
+
+    def inert_fields(self) -> set[str]:
+        """Options that change nothing under this config: the normalization's ε without it."""
+        return set() if self.normalize else {"norm_eps"}
 
 
 def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
@@ -77,6 +96,22 @@ def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
     """
     weight = torch.where(diff > 0, expectile, 1.0 - expectile)
     return (weight * diff.square()).mean()
+
+
+def split_returns(data: Batch) -> np.ndarray:
+    """The returns of the episodes of flat transitions, split where a transition is terminal or
+    the next row's state is not this row's next state (the IQL authors' split of D4RL's data;
+    the last row ends an episode).
+
+    Returns:
+        ``(E,)`` float64 undiscounted returns, episodes in row order.
+    """
+    states, next_states = data.states.cpu().numpy(), data.next_states.cpu().numpy()
+    ends = data.terminals.cpu().numpy() > 0
+    ends[:-1] |= np.any(next_states[:-1] != states[1:], axis=1)
+    ends[-1] = True
+    sums = np.cumsum(data.rewards.cpu().numpy().astype(np.float64))[ends]
+    return np.diff(sums, prepend=0.0)
 
 
 class GaussianPolicy(nn.Module):
@@ -123,21 +158,35 @@ class IQL(TorchLearner):
             "critic": MLP(state_dim, action_dim, config.hidden, 1, heads=2, generator=g),
             "value": MLP(state_dim, 0, config.hidden, 1, generator=g),
             "actor": GaussianPolicy(state_dim, action_dim, config.hidden, generator=g),
+            "state_norm": StateNorm(state_dim),
+            "reward_scale": RewardScale(),
         }
         self.modules["critic_target"] = target_copy(self.modules["critic"])
         self._finish_init()
         m = self.modules
         self.critic, self.value_net, self.critic_target = m["critic"], m["value"], m["critic_target"]
         self.actor: GaussianPolicy = m["actor"]  # type: ignore[assignment]
+        self.state_norm, self.reward_scale = m["state_norm"], m["reward_scale"]
         self.optimizers = {
             "value": adam(self.value_net, config.lr_v),
             "actor": self.actor.optimizer(config.lr_actor),
             "critic": adam(self.critic, config.lr_q),
         }
 
+    def prepare(self, data: Batch, episode_returns: np.ndarray | None = None) -> None:
+        """Take the reward scale and the state statistics from the agent's whole dataset."""
+        if self.config.reward_range:
+            if episode_returns is None:
+                episode_returns = split_returns(data)
+            self.reward_scale.fit(episode_returns, self.config.reward_range)
+        if self.config.normalize:
+            self.state_norm.fit(data.states, self.config.norm_eps)
+
     def train(self, batch: Batch) -> dict[str, float]:
         c = self.config
         s, a, r, s2, d = batch
+        s, s2, r = self.state_norm(s), self.state_norm(s2), self.reward_scale(r)
+        unit = 1.0 / self.reward_scale.scale  # the logged values in the task's reward units
         self.updates += 1
 
         # 1. Value: expectile regression of V(s) onto min_j Q̂_j(s, a), the dataset's actions only.
@@ -178,10 +227,10 @@ class IQL(TorchLearner):
                 "losses/value": v_loss.detach(),
                 "losses/actor": actor_loss.detach(),
                 "losses/q": q_loss.detach(),
-                "values/v_mean": v.detach().mean(),
-                "values/q_mean": q.detach().mean(),
-                "values/target_mean": y.mean(),
-                "values/advantage_mean": advantage.mean(),
+                "values/v_mean": v.detach().mean() * unit,
+                "values/q_mean": q.detach().mean() * unit,
+                "values/target_mean": y.mean() * unit,
+                "values/advantage_mean": advantage.mean() * unit,
                 "weights/awr_mean": weights.mean(),
                 "weights/awr_max": weights.max(),
                 "weights/clipped_fraction": (weights >= c.max_weight).float().mean(),
@@ -191,11 +240,12 @@ class IQL(TorchLearner):
 
     @torch.no_grad()
     def act(self, states: np.ndarray) -> np.ndarray:
-        """The policy's mean tanh(μ(s)): deterministic, as the paper evaluates."""
-        return self.actor.mean(self._states(states)).cpu().numpy()
+        """The policy's mean tanh(μ(s)) for raw states: deterministic, as the paper evaluates."""
+        return self.actor.mean(self.state_norm(self._states(states))).cpu().numpy()
 
     @torch.no_grad()
     def value(self, states: np.ndarray) -> np.ndarray:
-        """min_j Q_j(s, π(s)) at the action :meth:`act` takes."""
-        s = self._states(states)
-        return self.critic(s, self.actor.mean(s).unsqueeze(1))[..., 0, 0].amin(0).cpu().numpy()
+        """min_j Q_j(s, π(s)) at the action :meth:`act` takes, in the task's reward units."""
+        s = self.state_norm(self._states(states))
+        q = self.critic(s, self.actor.mean(s).unsqueeze(1))[..., 0, 0].amin(0)
+        return (q / self.reward_scale.scale).cpu().numpy()

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from mabcq_bench.algos.base import Batch, TorchLearner, adam, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.nets import MLP, StateNorm
 
 
 @dataclass
@@ -59,30 +59,6 @@ class TD3BCConfig:
     def inert_fields(self) -> set[str]:
         """Options that change nothing under this config: the normalization's ε without it."""
         return set() if self.normalize else {"norm_eps"}
-
-
-class StateNorm(nn.Module):
-    """``(s − mean) / std`` with the statistics as buffers (so they are part of ``state_dict``).
-
-    Starts as the identity (mean 0, std 1) until :meth:`fit` sees the dataset.
-    """
-
-    mean: Tensor
-    std: Tensor
-
-    def __init__(self, state_dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(state_dim))
-        self.register_buffer("std", torch.ones(state_dim))
-
-    @torch.no_grad()
-    def fit(self, states: Tensor, eps: float) -> None:
-        """Take the mean and the (population) std + ``eps`` of ``states (N, S)``, per feature."""
-        self.mean.copy_(states.mean(0))
-        self.std.copy_(states.std(0, correction=0) + eps)
-
-    def forward(self, states: Tensor) -> Tensor:
-        return (states - self.mean) / self.std
 
 
 class TD3BC(TorchLearner):
@@ -113,7 +89,7 @@ class TD3BC(TorchLearner):
         self.critic_target, self.actor_target = m["critic_target"], m["actor_target"]
         self.optimizers = {"critic": adam(self.critic, config.lr_q), "actor": adam(self.actor, config.lr_actor)}
 
-    def prepare(self, data: Batch) -> None:
+    def prepare(self, data: Batch, episode_returns: np.ndarray | None = None) -> None:
         """Take the state normalization's statistics from the agent's whole dataset (paper §5)."""
         if self.config.normalize:
             self.state_norm.fit(data.states, self.config.norm_eps)

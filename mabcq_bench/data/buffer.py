@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from typing import Collection, Iterable, NamedTuple
 
 import numpy as np
 
@@ -17,6 +17,9 @@ class AgentData(NamedTuple):
         next_observations: ``(N, state_dim)`` float32, s'.
         terminals: ``(N,)`` float32, 1 where the task ended at s' (no bootstrapping); 0 for a
             time-limit or budget cut, where s' is a real state with a future.
+        episode_returns: ``(E,)`` float64, the undiscounted return of each complete episode
+            (reset to termination or the time limit; not the pieces cut at a part's end), or
+            ``None`` where the episodes are not known. What IQL scales its rewards by.
     """
 
     observations: np.ndarray
@@ -24,6 +27,7 @@ class AgentData(NamedTuple):
     rewards: np.ndarray
     next_observations: np.ndarray
     terminals: np.ndarray
+    episode_returns: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -31,17 +35,22 @@ class AgentData(NamedTuple):
         return len(self.rewards)
 
     @classmethod
-    def from_episodes(cls, episodes: Iterable) -> "AgentData":
+    def from_episodes(cls, episodes: Iterable, incomplete: Collection[int] = ()) -> "AgentData":
         """Flatten episodes with Minari's fields (``observations`` of length T+1, ``actions``,
-        ``rewards``, ``terminations`` of length T) into transitions."""
+        ``rewards``, ``terminations`` of length T) into transitions; ``incomplete`` are the
+        indices of the episodes cut short (the metadata's ``incomplete_episodes``), left out of
+        ``episode_returns``."""
         obs, act, rew, nxt, term = [], [], [], [], []
-        for ep in episodes:
+        returns, cut = [], set(incomplete)
+        for k, ep in enumerate(episodes):
             o = np.asarray(_field(ep, "observations"))
             obs.append(o[:-1])
             nxt.append(o[1:])
             act.append(np.asarray(_field(ep, "actions")))
             rew.append(np.asarray(_field(ep, "rewards")))
             term.append(np.asarray(_field(ep, "terminations")))
+            if k not in cut:
+                returns.append(float(np.sum(rew[-1], dtype=np.float64)))
         if not obs:
             raise ValueError("no episodes")
         f32 = np.float32
@@ -51,6 +60,7 @@ class AgentData(NamedTuple):
             np.concatenate(rew).astype(f32),
             np.concatenate(nxt).astype(f32),
             np.concatenate(term).astype(f32),
+            np.asarray(returns, dtype=np.float64),
         )
 
 

@@ -162,7 +162,8 @@ def load_agent_data(dataset_id: str) -> AgentData:
     try:
         with _quiet():
             ds = minari.load_dataset(dataset_id)
-            return AgentData.from_episodes(ds.iterate_episodes())
+            incomplete = ds.storage.metadata.get("incomplete_episodes", [])
+            return AgentData.from_episodes(ds.iterate_episodes(), incomplete)
     except FileNotFoundError:
         raise UserError(f"dataset {dataset_id} not found in {datasets_root()}; make it with `mabcq-bench make-data`") from None
     except Exception as exc:

@@ -215,9 +215,9 @@ def _train(
             learner.cuda_graph = True
     samplers = [np.random.default_rng(derive_seed(seed, "sampler", i)) for i in range(task.n_agents)]
     data = [Batch.from_agent_data(d, device) for d in datasets]
-    for learner, d in zip(learners, data):  # its own dataset only, as everything else it sees
+    for learner, d, own in zip(learners, data, datasets):  # its own dataset only, as everything else it sees
         if hasattr(learner, "prepare"):  # optional for a user's learner (TorchLearner has it)
-            learner.prepare(d)
+            learner.prepare(d, own.episode_returns)
     diag_rng = np.random.default_rng(derive_seed(seed, "diagnostic"))
     n0 = datasets[0].size
     diag = np.asarray(datasets[0].observations)[np.sort(diag_rng.choice(n0, size=min(diag_states, n0), replace=False))]
