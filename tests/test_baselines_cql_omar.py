@@ -88,6 +88,15 @@ def test_cql_temperature_moves_toward_the_target_entropy(log_std, rises):
     assert (alpha > 1.0) if rises else (alpha < 1.0), alpha
 
 
+def test_cql_actor_log_std_is_clamped_to_the_cql_codes_range():
+    """The CQL code's TanhGaussianPolicy clamps log σ to [-5, 2] (upstream rlkit: [-20, 2])."""
+    learner = make_learner("cql", STATE, ACTION, seed=0, **SMALL)
+    s = random_batch(8, STATE, ACTION, seed=2).states
+    for raw, clamped in ((-8.0, -5.0), (-3.0, -3.0), (4.0, 2.0)):
+        _set_log_std(learner, raw)
+        torch.testing.assert_close(learner._gaussian(s)[1], torch.full((8, ACTION), clamped))
+
+
 @pytest.mark.parametrize("target_gap, rises", [(-100.0, True), (100.0, False)])
 def test_cql_lagrange_weight_rises_while_the_gap_exceeds_its_target(target_gap, rises):
     learner = make_learner("cql", STATE, ACTION, seed=0, lagrange=True, target_gap=target_gap, **SMALL)

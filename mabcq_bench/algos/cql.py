@@ -50,8 +50,9 @@ from torch import Tensor, nn
 from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, soft_update, target_copy, to_floats
 from mabcq_bench.algos.nets import MLP
 
-#: Clamp of the actor's log σ (rlkit's TanhGaussianPolicy, which the CQL code uses).
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+#: Clamp of the actor's log σ: the CQL code's TanhGaussianPolicy (``rlkit/torch/sac/policies.py``
+#: of the CQL repository, LOG_SIG_MIN = -5, LOG_SIG_MAX = 2; upstream rlkit and CORL clamp at -20).
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
