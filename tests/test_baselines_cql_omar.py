@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import random_batch, synthetic_agent_data
 from mabcq_bench.algos import make_learner
 from mabcq_bench.algos.base import torch_threads
+from mabcq_bench.algos.cql import tanh_gaussian_log_prob
 from mabcq_bench.algos.nets import MLP
 from mabcq_bench.algos.omar import rectify
 from mabcq_bench.cli import main
@@ -114,6 +115,18 @@ def test_cql_behaviour_cloning_warm_start_pulls_the_policy_to_the_data():
     for _ in range(200):
         learner.train(batch)
     np.testing.assert_allclose(learner.act(batch.states.numpy()), 0.5, atol=0.1)
+
+
+def test_cql_warm_start_scores_data_actions_with_the_mean_clamped_at_9():
+    """As the CQL code's ``log_prob``: a pre-tanh mean beyond ±9 scores the data actions as ±9
+    does, so the warm start's gradient does not push a saturated mean further."""
+    actions = torch.tensor([[0.999, -0.5], [0.2, 0.9]])
+    log_std = torch.full((2, 2), -1.0)
+    at_9 = tanh_gaussian_log_prob(torch.tensor([[9.0, -9.0], [9.0, 0.0]]), log_std, actions)
+    beyond = tanh_gaussian_log_prob(torch.tensor([[20.0, -15.0], [9.5, 0.0]]), log_std, actions)
+    torch.testing.assert_close(beyond, at_9)
+    inside = tanh_gaussian_log_prob(torch.tensor([[8.0, -9.0], [9.0, 0.0]]), log_std, actions)
+    assert not torch.allclose(inside, at_9)
 
 
 def test_cql_acts_deterministically_with_the_policy_mode():

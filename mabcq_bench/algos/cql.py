@@ -53,6 +53,9 @@ from mabcq_bench.algos.nets import MLP
 #: Clamp of the actor's log σ: the CQL code's TanhGaussianPolicy (``rlkit/torch/sac/policies.py``
 #: of the CQL repository, LOG_SIG_MIN = -5, LOG_SIG_MAX = 2; upstream rlkit and CORL clamp at -20).
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+#: Clamp of the Gaussian's mean where the CQL code's policy scores given actions (its
+#: ``log_prob``, used by the behaviour-cloning warm start; MEAN_MIN, MEAN_MAX); sampling does not clamp it.
+MEAN_MIN, MEAN_MAX = -9.0, 9.0
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -136,9 +139,10 @@ def sample_tanh_gaussian(mean: Tensor, log_std: Tensor, k: int, generator: torch
 
 
 def tanh_gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
-    """log π(a|s) ``(B,)`` of given actions ``(B, A)`` (clipped just inside ±1 so atanh is finite)."""
+    """log π(a|s) ``(B,)`` of given actions ``(B, A)`` (clipped just inside ±1 so atanh is finite),
+    with the mean clamped to [MEAN_MIN, MEAN_MAX] as the CQL code's ``log_prob`` does."""
     u = torch.atanh(actions.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
-    z = (u - mean) / log_std.exp()
+    z = (u - mean.clamp(MEAN_MIN, MEAN_MAX)) / log_std.exp()
     return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI - _log_tanh_jacobian(u)).sum(-1)
 
 
