@@ -89,6 +89,17 @@ def test_cql_temperature_moves_toward_the_target_entropy(log_std, rises):
     assert (alpha > 1.0) if rises else (alpha < 1.0), alpha
 
 
+def test_cql_output_layers_start_small_as_in_the_cql_code():
+    """rlkit's init in the CQL code: the critics' last layer uniform in ±3e-3, the actor's ±1e-3
+    (weights and biases); hidden layers keep nets.MLP's torch.nn.Linear init."""
+    learner = make_learner("cql", STATE, ACTION, seed=0, **SMALL)
+    for net, bound in ((learner.critic, 3e-3), (learner.actor, 1e-3)):
+        for p in (net.weights[-1], net.biases[-1]):
+            assert p.abs().max() <= bound and p.abs().max() > bound / 2
+    assert learner.critic.weights[0].abs().max() > 0.1  # a hidden layer: ±1/sqrt(32)
+    assert torch.equal(learner.critic_target.weights[-1], learner.critic.weights[-1])
+
+
 def test_cql_actor_log_std_is_clamped_to_the_cql_codes_range():
     """The CQL code's TanhGaussianPolicy clamps log σ to [-5, 2] (upstream rlkit: [-20, 2])."""
     learner = make_learner("cql", STATE, ACTION, seed=0, **SMALL)

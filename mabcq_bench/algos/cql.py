@@ -210,8 +210,10 @@ class CQL(TorchLearner):
         self.target_entropy = -float(action_dim)  # H̄ = −|A| (SAC's heuristic, the CQL code's default)
         actor = MLP(state_dim, 0, c.hidden, 2 * action_dim, generator=g)  # [mean, log σ]
         init_output(actor, 1e-3, g)  # rlkit's TanhGaussianPolicy: last layers uniform ±1e-3
+        critic = MLP(state_dim, action_dim, c.hidden, 1, heads=2, generator=g)
+        init_output(critic, 3e-3, g)  # rlkit's Mlp (the CQL code's FlattenMlp critics): last layer uniform ±3e-3
         self.modules = {
-            "critic": MLP(state_dim, action_dim, c.hidden, 1, heads=2, generator=g),
+            "critic": critic,
             "actor": actor,
             "log_alpha": LogScalar(),  # α starts at 1 (CQL code)
         }
