@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from conftest import random_batch, synthetic_agent_data
-from mabcq_bench.algos import make_learner
+from mabcq_bench.algos import ALGOS, make_learner
 from mabcq_bench.algos.base import torch_threads
 from mabcq_bench.algos.cql import tanh_gaussian_log_prob
 from mabcq_bench.algos.nets import MLP
@@ -25,6 +25,7 @@ from mabcq_bench.runs.learn import TrainResult, train_agents
 
 STATE, ACTION = 6, 2
 SMALL = {"batch_size": 64, "hidden": (32, 32)}
+HOPPER = get_task("hopper")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -126,6 +127,22 @@ def test_cql_behaviour_cloning_warm_start_pulls_the_policy_to_the_data():
     for _ in range(200):
         learner.train(batch)
     np.testing.assert_allclose(learner.act(batch.states.numpy()), 0.5, atol=0.1)
+
+
+def test_cql_warm_start_lasts_bc_warmup_updates_updates():
+    """Learners that differ only in the warm start's length take the same steps while both clone
+    and part on the first update where one of them has switched to the SAC actor loss."""
+    batches = [random_batch(64, STATE, ACTION, seed=i) for i in range(3)]
+    short, long = (make_learner("cql", STATE, ACTION, seed=0, bc_warmup_updates=n, **SMALL) for n in (2, 3))
+    for i, b in enumerate(batches):
+        assert (short.train(b) == long.train(b)) == (i < 2)
+
+
+def test_cql_defaults_are_the_cql_codes_gym_setting():
+    c = ALGOS["cql"].config(HOPPER)
+    assert (c.hidden, c.batch_size, c.gamma, c.tau, c.lr_q, c.lr_actor, c.lr_alpha) == ((64, 64), 256, 0.99, 0.005, 3e-4, 1e-4, 1e-4)
+    assert (c.cql_alpha, c.n_actions, c.cql_temperature, c.lagrange, c.backup_entropy) == (5.0, 10, 1.0, False, False)
+    assert (c.bc_warmup_updates, c.target_gap, c.lr_alpha_prime) == (40_000, 5.0, 3e-4)
 
 
 def test_cql_warm_start_scores_data_actions_with_the_mean_clamped_at_9():
@@ -284,7 +301,6 @@ def test_checkpoint_round_trip_continues_bit_for_bit(name):
         assert torch.equal(a.alpha.log_value, b.alpha.log_value) and torch.equal(a.alpha_prime.log_value, b.alpha_prime.log_value)
 
 
-HOPPER = get_task("hopper")
 TINY = {"batch_size": 32, "hidden": (16, 16)}
 
 
