@@ -266,6 +266,47 @@ def test_coef_zero_is_exactly_a_deterministic_policy_gradient_step():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
 
 
+def _far_from_unit(n: int, seed: int):
+    """A batch whose states have mean 3 and std 2 per feature, so normalizing them matters."""
+    b = random_batch(n, STATE, ACTION, seed=seed)
+    return b._replace(states=3.0 + 2.0 * b.states, next_states=3.0 + 2.0 * b.next_states)
+
+
+def test_omar_normalizes_states_by_its_own_dataset_in_training_acting_and_valuing():
+    """The OMAR code's nets start with a BatchNorm of their input; ours normalize states by the
+    agent's dataset statistics. An OMAR prepared on its data learns, acts and values on raw
+    states exactly as an unnormalized OMAR does on the same states normalized by hand."""
+    data = _far_from_unit(300, seed=5)
+    learner = make_learner("omar", STATE, ACTION, seed=0, **SMALL)
+    by_hand = make_learner("omar", STATE, ACTION, seed=0, normalize=False, **SMALL)
+    np.testing.assert_array_equal(learner.state_norm.mean.numpy(), 0.0)  # identity until prepared
+    learner.prepare(data)
+    by_hand.prepare(data)
+    mean, std = data.states.mean(0), data.states.std(0, correction=0) + 1e-3
+    torch.testing.assert_close(learner.state_norm.mean, mean)
+    torch.testing.assert_close(learner.state_norm.std, std)
+    assert torch.equal(by_hand.state_norm.std, torch.ones(STATE))  # normalize=False: never fitted
+    normalize = lambda b: b._replace(states=(b.states - mean) / std, next_states=(b.next_states - mean) / std)  # noqa: E731
+    for i in range(3):
+        b = _far_from_unit(64, seed=i)
+        learner.train(b)
+        by_hand.train(normalize(b))
+    for pa, pb in zip(params(learner), params(by_hand)):  # (the statistics are buffers, not parameters)
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-5)
+    raw = data.states[:9]
+    np.testing.assert_allclose(learner.act(raw.numpy()), by_hand.act(((raw - mean) / std).numpy()), atol=1e-6)
+    np.testing.assert_allclose(learner.value(raw.numpy()), by_hand.value(((raw - mean) / std).numpy()), atol=1e-5)
+    assert ALGOS["omar"].inert({"norm_eps": 0.1, "normalize": False}) == ["norm_eps"]
+
+
+def test_omar_defaults_are_the_omar_codes_mamujoco_medium_setting():
+    c = ALGOS["omar"].config(HOPPER)
+    assert (c.hidden, c.batch_size, c.gamma, c.tau, c.lr_q, c.lr_actor, c.grad_clip, c.action_l2) == ((64, 64), 256, 0.99, 0.005, 3e-4, 3e-4, 0.5, 1e-3)
+    assert (c.cql_alpha, c.n_actions, c.cql_temperature, c.cql_noise, c.omar_coef) == (1.0, 10, 1.0, 0.2, 0.7)
+    assert (c.search_iters, c.search_samples, c.search_elites, c.search_std, c.search_mean) == (2, 20, 5, 2.0, "zero")
+    assert c.normalize and c.norm_eps == 1e-3
+
+
 def test_omar_config_errors():
     with pytest.raises(UserError, match="search_elites"):
         make_learner("omar", STATE, 1, seed=0, search_elites=30)
