@@ -37,8 +37,9 @@ nets, τ 0.005, γ 0.99, a search of 2 iterations × 20 samples keeping 5 elites
 ``algorithms/maddpg.py``: 10 sampled actions, σ_cql 0.2, gradient norms clipped at 0.5, the
 actor's 1e-3 penalty on π(s)², its output weights uniform in ±3e-3), raw rewards. The code sets
 α_cql and τ_omar per dataset (HalfCheetah: random 1.0 and 1.0, medium-replay 5.0 and 0.9, medium
-1.0 and 0.7, expert 5.0 and 0.5); our datasets are a mixture of none of those four, and we take
-the medium values, the middle of the range (``cql_alpha``, ``omar_coef`` change them).
+1.0 and 0.7, expert 5.0 and 0.5); our datasets are none of those four (each mixes early,
+intermediate and expert behaviour), and we take the medium values, the middle of the range
+(``cql_alpha``, ``omar_coef`` change them).
 
 Where we deviate from the paper, and why:
 
