@@ -13,8 +13,9 @@ import torch
 from click.testing import CliRunner
 
 from conftest import random_batch, synthetic_agent_data
-from mabcq_bench.algos import make_learner
+from mabcq_bench.algos import ALGOS, make_learner
 from mabcq_bench.algos.base import torch_threads
+from mabcq_bench.algos.cql import tanh_gaussian_log_prob
 from mabcq_bench.algos.nets import MLP
 from mabcq_bench.algos.omar import rectify
 from mabcq_bench.cli import main
@@ -24,6 +25,7 @@ from mabcq_bench.runs.learn import TrainResult, train_agents
 
 STATE, ACTION = 6, 2
 SMALL = {"batch_size": 64, "hidden": (32, 32)}
+HOPPER = get_task("hopper")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -88,6 +90,26 @@ def test_cql_temperature_moves_toward_the_target_entropy(log_std, rises):
     assert (alpha > 1.0) if rises else (alpha < 1.0), alpha
 
 
+def test_cql_output_layers_start_small_as_in_the_cql_code():
+    """rlkit's init in the CQL code: the critics' last layer uniform in ±3e-3, the actor's ±1e-3
+    (weights and biases); hidden layers keep nets.MLP's torch.nn.Linear init."""
+    learner = make_learner("cql", STATE, ACTION, seed=0, **SMALL)
+    for net, bound in ((learner.critic, 3e-3), (learner.actor, 1e-3)):
+        for p in (net.weights[-1], net.biases[-1]):
+            assert p.abs().max() <= bound and p.abs().max() > bound / 2
+    assert learner.critic.weights[0].abs().max() > 0.1  # a hidden layer: ±1/sqrt(32)
+    assert torch.equal(learner.critic_target.weights[-1], learner.critic.weights[-1])
+
+
+def test_cql_actor_log_std_is_clamped_to_the_cql_codes_range():
+    """The CQL code's TanhGaussianPolicy clamps log σ to [-5, 2] (upstream rlkit: [-20, 2])."""
+    learner = make_learner("cql", STATE, ACTION, seed=0, **SMALL)
+    s = random_batch(8, STATE, ACTION, seed=2).states
+    for raw, clamped in ((-8.0, -5.0), (-3.0, -3.0), (4.0, 2.0)):
+        _set_log_std(learner, raw)
+        torch.testing.assert_close(learner._gaussian(s)[1], torch.full((8, ACTION), clamped))
+
+
 @pytest.mark.parametrize("target_gap, rises", [(-100.0, True), (100.0, False)])
 def test_cql_lagrange_weight_rises_while_the_gap_exceeds_its_target(target_gap, rises):
     learner = make_learner("cql", STATE, ACTION, seed=0, lagrange=True, target_gap=target_gap, **SMALL)
@@ -105,6 +127,34 @@ def test_cql_behaviour_cloning_warm_start_pulls_the_policy_to_the_data():
     for _ in range(200):
         learner.train(batch)
     np.testing.assert_allclose(learner.act(batch.states.numpy()), 0.5, atol=0.1)
+
+
+def test_cql_warm_start_lasts_bc_warmup_updates_updates():
+    """Learners that differ only in the warm start's length take the same steps while both clone
+    and part on the first update where one of them has switched to the SAC actor loss."""
+    batches = [random_batch(64, STATE, ACTION, seed=i) for i in range(3)]
+    short, long = (make_learner("cql", STATE, ACTION, seed=0, bc_warmup_updates=n, **SMALL) for n in (2, 3))
+    for i, b in enumerate(batches):
+        assert (short.train(b) == long.train(b)) == (i < 2)
+
+
+def test_cql_defaults_are_the_cql_codes_gym_setting():
+    c = ALGOS["cql"].config(HOPPER)
+    assert (c.hidden, c.batch_size, c.gamma, c.tau, c.lr_q, c.lr_actor, c.lr_alpha) == ((64, 64), 256, 0.99, 0.005, 3e-4, 1e-4, 1e-4)
+    assert (c.cql_alpha, c.n_actions, c.cql_temperature, c.lagrange, c.backup_entropy) == (5.0, 10, 1.0, False, False)
+    assert (c.bc_warmup_updates, c.target_gap, c.lr_alpha_prime) == (40_000, 5.0, 3e-4)
+
+
+def test_cql_warm_start_scores_data_actions_with_the_mean_clamped_at_9():
+    """As the CQL code's ``log_prob``: a pre-tanh mean beyond ±9 scores the data actions as ±9
+    does, so the warm start's gradient does not push a saturated mean further."""
+    actions = torch.tensor([[0.999, -0.5], [0.2, 0.9]])
+    log_std = torch.full((2, 2), -1.0)
+    at_9 = tanh_gaussian_log_prob(torch.tensor([[9.0, -9.0], [9.0, 0.0]]), log_std, actions)
+    beyond = tanh_gaussian_log_prob(torch.tensor([[20.0, -15.0], [9.5, 0.0]]), log_std, actions)
+    torch.testing.assert_close(beyond, at_9)
+    inside = tanh_gaussian_log_prob(torch.tensor([[8.0, -9.0], [9.0, 0.0]]), log_std, actions)
+    assert not torch.allclose(inside, at_9)
 
 
 def test_cql_acts_deterministically_with_the_policy_mode():
@@ -216,6 +266,47 @@ def test_coef_zero_is_exactly_a_deterministic_policy_gradient_step():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
 
 
+def _far_from_unit(n: int, seed: int):
+    """A batch whose states have mean 3 and std 2 per feature, so normalizing them matters."""
+    b = random_batch(n, STATE, ACTION, seed=seed)
+    return b._replace(states=3.0 + 2.0 * b.states, next_states=3.0 + 2.0 * b.next_states)
+
+
+def test_omar_normalizes_states_by_its_own_dataset_in_training_acting_and_valuing():
+    """The OMAR code's nets start with a BatchNorm of their input; ours normalize states by the
+    agent's dataset statistics. An OMAR prepared on its data learns, acts and values on raw
+    states exactly as an unnormalized OMAR does on the same states normalized by hand."""
+    data = _far_from_unit(300, seed=5)
+    learner = make_learner("omar", STATE, ACTION, seed=0, **SMALL)
+    by_hand = make_learner("omar", STATE, ACTION, seed=0, normalize=False, **SMALL)
+    np.testing.assert_array_equal(learner.state_norm.mean.numpy(), 0.0)  # identity until prepared
+    learner.prepare(data)
+    by_hand.prepare(data)
+    mean, std = data.states.mean(0), data.states.std(0, correction=0) + 1e-3
+    torch.testing.assert_close(learner.state_norm.mean, mean)
+    torch.testing.assert_close(learner.state_norm.std, std)
+    assert torch.equal(by_hand.state_norm.std, torch.ones(STATE))  # normalize=False: never fitted
+    normalize = lambda b: b._replace(states=(b.states - mean) / std, next_states=(b.next_states - mean) / std)  # noqa: E731
+    for i in range(3):
+        b = _far_from_unit(64, seed=i)
+        learner.train(b)
+        by_hand.train(normalize(b))
+    for pa, pb in zip(params(learner), params(by_hand)):  # (the statistics are buffers, not parameters)
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-5)
+    raw = data.states[:9]
+    np.testing.assert_allclose(learner.act(raw.numpy()), by_hand.act(((raw - mean) / std).numpy()), atol=1e-6)
+    np.testing.assert_allclose(learner.value(raw.numpy()), by_hand.value(((raw - mean) / std).numpy()), atol=1e-5)
+    assert ALGOS["omar"].inert({"norm_eps": 0.1, "normalize": False}) == ["norm_eps"]
+
+
+def test_omar_defaults_are_the_omar_codes_mamujoco_medium_setting():
+    c = ALGOS["omar"].config(HOPPER)
+    assert (c.hidden, c.batch_size, c.gamma, c.tau, c.lr_q, c.lr_actor, c.grad_clip, c.action_l2) == ((64, 64), 256, 0.99, 0.005, 3e-4, 3e-4, 0.5, 1e-3)
+    assert (c.cql_alpha, c.n_actions, c.cql_temperature, c.cql_noise, c.omar_coef) == (1.0, 10, 1.0, 0.2, 0.7)
+    assert (c.search_iters, c.search_samples, c.search_elites, c.search_std, c.search_mean) == (2, 20, 5, 2.0, "zero")
+    assert c.normalize and c.norm_eps == 1e-3
+
+
 def test_omar_config_errors():
     with pytest.raises(UserError, match="search_elites"):
         make_learner("omar", STATE, 1, seed=0, search_elites=30)
@@ -251,7 +342,6 @@ def test_checkpoint_round_trip_continues_bit_for_bit(name):
         assert torch.equal(a.alpha.log_value, b.alpha.log_value) and torch.equal(a.alpha_prime.log_value, b.alpha_prime.log_value)
 
 
-HOPPER = get_task("hopper")
 TINY = {"batch_size": 32, "hidden": (16, 16)}
 
 

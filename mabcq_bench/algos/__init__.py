@@ -4,8 +4,8 @@
 and optimizer code, where speed machinery lives; ``stacking`` makes G agents' learners one
 batched learner) → ``weights`` (λ_vd, λ_tn) → one file per
 learner (``mabcq``, with its ablations as config flags; ``ddpg``; ``td3bc``; ``iql``; ``cql``;
-``omar``, which reuses cql's conservative gap; ``behavior``, whose two entries are ``bc`` and
-``behavior``; ``reference``); ``matrix_game``
+``omar``, which reuses cql's conservative gap and td3bc's state normalization; ``behavior``,
+whose two entries are ``bc`` and ``behavior``; ``reference``); ``matrix_game``
 (the paper's tabular game, with ``matrix_game_io`` for the CLI) and ``bench`` (update timings).
 
 Adding an algorithm is one entry in :data:`ALGOS`: a learner class implementing

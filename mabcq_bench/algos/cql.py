@@ -16,8 +16,9 @@ One update (:meth:`CQL.train`), in order, everything from the networks as they w
 1. Actor at s and s' in one pass: mean and log σ of the Gaussian before tanh.
 2. Temperature: minimize −log α · (log π(ã|s) + H̄), ã ~ π(s), H̄ = −|A|.
 3. Actor: minimize α·log π(ã|s) − min(Q1, Q2)(s, ã) (through the frozen critic); during the first
-   ``bc_warmup_updates`` updates α·log π(ã|s) − log π(a|s) instead (the code's behaviour-cloning
-   warm start, off by default).
+   ``bc_warmup_updates`` updates α·log π(ã|s) − log π(a|s) instead, the code's behaviour-cloning
+   warm start (``policy_eval_start``), with log π(a|s) of the dataset's actions scored as the
+   code's ``log_prob`` does (the Gaussian's mean clamped to ±9).
 4. Critic: y = r + γ(1 − d)·min(Q̂1, Q̂2)(s', a'), a' ~ π(s') (no entropy term: the code's
    deterministic backup); loss Σ_j (Q_j(s, a) − y)² + α_cql·gap_j, with the gap of
    :func:`conservative_gap` (or, with ``lagrange``, α'·(α_cql·gap_j − τ) and α' tuned so that
@@ -27,14 +28,22 @@ One update (:meth:`CQL.train`), in order, everything from the networks as they w
 ``act`` is the deterministic tanh(mean); ``value`` is min(Q1, Q2) at that action, the value the
 actor maximizes. :func:`conservative_gap` is shared with OMAR's critic (``omar.py``).
 
-Where we differ from the CQL code, and why:
+Settings are the CQL code's for the Gym MuJoCo tasks (``d4rl/examples/cql_mujoco_new.py`` with
+the README's command: α_cql = 5 without the Lagrangian, policy rate 1e-4), its networks'
+initialization (rlkit: output layers uniform in ±1e-3 for the actor, ±3e-3 for the critics; log σ
+clamped to [-5, 2]), raw rewards (``reward_scale=1``) and raw states, as the code trains.
 
-* networks of Table 6's (64, 64) instead of 3 × 256, so every learner here has the same capacity;
-  hidden layers initialized like ``torch.nn.Linear`` (rlkit sets hidden biases to 0.1);
-* no behaviour-cloning warm start by default (``bc_warmup_updates=0``; the code's default is 40k
-  updates, and its comments say 10k to 40k or none work about the same): at the lite tier's 10k
-  updates a 40k warm start would leave CQL a behaviour cloner for the whole run;
-* log(1 − tanh(u)²) is computed in closed form, where rlkit adds 1e-6 inside the log.
+Where we deviate from the paper, and why:
+
+* Networks are MLP (64, 64) (MABCQ's Table 6), not the code's 3 × 256, so that every learner
+  of the benchmark has the same capacity; hidden layers are initialized like ``torch.nn.Linear``
+  (``nets.MLP``, shared by every learner), where rlkit draws them fan-in uniform with biases 0.1.
+* log(1 − tanh(u)²) in log π is computed in closed form, where rlkit adds 1e-6 inside the log:
+  the two differ by more than 0.04 per dimension only where |u| > 6, an action within about 1e-5
+  of its bound, where the code's floor cuts the log-density's gradient; the closed form is exact
+  there (as torch's ``TanhTransform`` and CORL compute it).
+* The warm start lasts exactly ``bc_warmup_updates`` updates; the code's counter gives it one
+  fewer (39,999 of 40,000).
 """
 
 from __future__ import annotations
@@ -50,8 +59,12 @@ from torch import Tensor, nn
 from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, soft_update, target_copy, to_floats
 from mabcq_bench.algos.nets import MLP
 
-#: Clamp of the actor's log σ (rlkit's TanhGaussianPolicy, which the CQL code uses).
-LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+#: Clamp of the actor's log σ: the CQL code's TanhGaussianPolicy (``rlkit/torch/sac/policies.py``
+#: of the CQL repository, LOG_SIG_MIN = -5, LOG_SIG_MAX = 2; upstream rlkit and CORL clamp at -20).
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+#: Clamp of the Gaussian's mean where the CQL code's policy scores given actions (its
+#: ``log_prob``, used by the behaviour-cloning warm start; MEAN_MIN, MEAN_MAX); sampling does not clamp it.
+MEAN_MIN, MEAN_MAX = -9.0, 9.0
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -71,10 +84,10 @@ class CQLConfig:
     n_actions: int = 10  # N: uniform actions, and policy actions at s and at s', in the log-sum-exp (CQL code, num_random)
     cql_temperature: float = 1.0  # temperature of the log-sum-exp (CQL code, temp)
     lagrange: bool = False  # tune α' by dual descent on the gap (CQL code, with_lagrange; off for Gym)
-    target_gap: float = 10.0  # with lagrange: the threshold τ the weighted gap is held at (CQL code, lagrange_thresh)
+    target_gap: float = 5.0  # with lagrange: the threshold τ the weighted gap is held at (CQL code, --lagrange_thresh's default)
     lr_alpha_prime: float = 3e-4  # with lagrange: Adam learning rate of log α' (CQL code: qf_lr)
     backup_entropy: bool = False  # subtract α·log π(a'|s') in the target (CQL code: deterministic_backup=True, so no)
-    bc_warmup_updates: int = 0  # first updates whose actor loss is behaviour cloning (CQL code: policy_eval_start = 40k; 0 here, see the module docstring)
+    bc_warmup_updates: int = 40_000  # first updates whose actor loss is behaviour cloning (CQL code, --policy_eval_start's default)
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -135,9 +148,10 @@ def sample_tanh_gaussian(mean: Tensor, log_std: Tensor, k: int, generator: torch
 
 
 def tanh_gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
-    """log π(a|s) ``(B,)`` of given actions ``(B, A)`` (clipped just inside ±1 so atanh is finite)."""
+    """log π(a|s) ``(B,)`` of given actions ``(B, A)`` (clipped just inside ±1 so atanh is finite),
+    with the mean clamped to [MEAN_MIN, MEAN_MAX] as the CQL code's ``log_prob`` does."""
     u = torch.atanh(actions.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
-    z = (u - mean) / log_std.exp()
+    z = (u - mean.clamp(MEAN_MIN, MEAN_MAX)) / log_std.exp()
     return (-0.5 * z.square() - log_std - _LOG_SQRT_2PI - _log_tanh_jacobian(u)).sum(-1)
 
 
@@ -205,8 +219,10 @@ class CQL(TorchLearner):
         self.target_entropy = -float(action_dim)  # H̄ = −|A| (SAC's heuristic, the CQL code's default)
         actor = MLP(state_dim, 0, c.hidden, 2 * action_dim, generator=g)  # [mean, log σ]
         init_output(actor, 1e-3, g)  # rlkit's TanhGaussianPolicy: last layers uniform ±1e-3
+        critic = MLP(state_dim, action_dim, c.hidden, 1, heads=2, generator=g)
+        init_output(critic, 3e-3, g)  # rlkit's Mlp (the CQL code's FlattenMlp critics): last layer uniform ±3e-3
         self.modules = {
-            "critic": MLP(state_dim, action_dim, c.hidden, 1, heads=2, generator=g),
+            "critic": critic,
             "actor": actor,
             "log_alpha": LogScalar(),  # α starts at 1 (CQL code)
         }

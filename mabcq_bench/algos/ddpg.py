@@ -3,6 +3,26 @@
 The offline baseline of the paper: the agent treats B_i as a replay buffer and runs DDPG on it.
 Nothing keeps its actor near the data, so it suffers the full extrapolation error that BCQ's
 generative model and MABCQ's weights address.
+
+One update (:meth:`DDPG.train`): the critic regresses onto y = r + γ(1 − d)·Q̂(s', μ̂(s')) (one
+critic, target networks), then the actor ascends Q(s, μ(s)) through the updated critic, then
+both targets move by Polyak averaging with τ; ``act`` is μ(s) without noise.
+
+Settings: the MABCQ paper gives its baselines "the same neural network architectures and
+hyperparameters as MABCQ" (§4.1), so this is DDPG at Table 6's sizes, batch and rates (Q 1e-3;
+the actor takes ξ's 1e-4) with BCQ's τ = 0.005, as MABCQ's critic and ξ use them.
+
+Where we deviate from the paper, and why (the paper cites Lillicrap et al., 2016, and its code
+is not public; Fujimoto's offline DDPG baseline in the BCQ repository, ``DDPG.py``, is the
+nearest published one):
+
+* The critic has no L2 weight decay (Lillicrap's and the BCQ repository's DDPG: 1e-2) and takes
+  the action at its input (theirs: at the second layer): the paper gives DDPG MABCQ's critic,
+  which has neither. This is the update of the TD3 repository's re-tuned DDPG (``OurDDPG.py``).
+* Networks are MLP (64, 64) with ``torch.nn.Linear`` initialization (``nets.MLP``), batch 1024
+  and τ = 0.005 (Table 6 and BCQ), where Lillicrap's are 400-300 with ±3e-3 output layers, an
+  input BatchNorm, batch 64 and τ = 0.001 and the BCQ repository's 400-300 with batch 100. The
+  learning rates, 1e-3 for the critic and 1e-4 for the actor, are the same in all three.
 """
 
 from __future__ import annotations

@@ -16,21 +16,53 @@ sampling: draw ``search_samples`` actions from a Gaussian (initially mean 0 or �
 elites compete too), refit mean and std to the elites, ``search_iters`` times; â is the best
 elite, or π(s) when that is at least as good.
 
+States are normalized by the mean and standard deviation of the agent's own dataset, taken once
+by :meth:`OMAR.prepare` (the OMAR code's networks normalize their input with a BatchNorm layer,
+see below); acting and valuing normalize the same way, and the statistics travel in checkpoints.
+
 One update (:meth:`OMAR.train`), in the order of the OMAR code:
 
-1. Critic (:meth:`OMAR.update_critic`): y = r + γ(1 − d)·min(Q̂1, Q̂2)(s', π̂(s')); loss
-   Σ_j (Q_j(s, a) − y)² + α_cql·gap_j, with the policy proposals π(s) + ε and π(s') + ε,
-   ε ~ N(0, σ_cql²), clipped to [-1, 1]; gradient norm clipped; one Adam step.
-2. Actor (:meth:`OMAR.update_actor`), through the updated critic, with the search on it.
+1. Critic (:meth:`OMAR.update_critic`): y = r + γ(1 − d)·min(Q̂1, Q̂2)(s', π̂(s')) (no target
+   smoothing, no policy delay); loss Σ_j (Q_j(s, a) − y)² + α_cql·gap_j, with N uniform actions
+   and the policy proposals π(s) + ε and π(s') + ε, ε ~ N(0, σ_cql²), clipped to [-1, 1], all
+   valued at s; gradient norm clipped; one Adam step.
+2. Actor (:meth:`OMAR.update_actor`), through the updated critic, with the search on it;
+   gradient norm clipped.
 3. Target critic and actor: Polyak averaging with τ.
 
-Where we differ from the OMAR code, and why:
+``act`` is π(s) without noise, as the code evaluates; ``value`` is Q1(s, π(s)).
 
-* no input BatchNorm layer (every learner here uses the same plain MLPs, at Table 6's sizes);
-* the proposals' log-density is log N(ε; 0, σ²); the code subtracts the density itself;
-* with τ_omar = 0 the search is skipped (its result has no weight), so the actor is exactly DDPG's;
-* the search keeps a std of 0 as a point mass (a coordinate where all elites agree, common with
+Settings are the OMAR code's for multi-agent MuJoCo (``main.py``: batch 256, rate 3e-4 for both
+nets, τ 0.005, γ 0.99, a search of 2 iterations × 20 samples keeping 5 elites from N(0, 2²);
+``algorithms/maddpg.py``: 10 sampled actions, σ_cql 0.2, gradient norms clipped at 0.5, the
+actor's 1e-3 penalty on π(s)², its output weights uniform in ±3e-3), raw rewards. The code sets
+α_cql and τ_omar per dataset (HalfCheetah: random 1.0 and 1.0, medium-replay 5.0 and 0.9, medium
+1.0 and 0.7, expert 5.0 and 0.5); our datasets are none of those four (each mixes early,
+intermediate and expert behaviour), and we take the medium values, the middle of the range
+(``cql_alpha``, ``omar_coef`` change them).
+
+Where we deviate from the paper, and why:
+
+* Networks are MLP (64, 64) (MABCQ's Table 6), not the code's 256 wide, so that every learner of
+  the benchmark has the same capacity.
+* States are normalized by fixed dataset statistics where the code puts a BatchNorm layer at the
+  input of actor and critics. In training a BatchNorm normalizes every forward pass by that
+  pass's own batch (the critic's actions included), so the CQL term's uniform actions, the
+  policy's proposals and the data actions each meet a different normalization of one Q
+  function; at evaluation it uses running averages of the statistics. We normalize the states
+  (not the actions, already in [-1, 1]) by the whole dataset, the same in every pass: what the
+  code's BatchNorm converges to at evaluation, without making Q(s, a) depend on the other
+  actions of its pass. BatchNorm's learnable scale and shift are left out (the first linear
+  layer absorbs them).
+* The proposals' importance weight is their log-density log N(ε; 0, σ_cql²), as in CQL's
+  estimator; the code's ``calc_gaussian_pdf`` returns the density itself, which it then
+  subtracts from Q as if it were the log-density.
+* With τ_omar = 0 the search is skipped (its result has no weight), so the actor is exactly
+  DDPG's.
+* The search keeps a std of 0 as a point mass (a coordinate where all elites agree, common with
   one-dimensional actions clipped to ±1), where ``torch.distributions.Normal`` would refuse it.
+* Each agent observes the full state s, as every learner of the benchmark (the code's agents
+  see MaMuJoCo's local observation).
 """
 
 from __future__ import annotations
@@ -46,6 +78,7 @@ from torch import Tensor
 from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, soft_update, target_copy, to_floats
 from mabcq_bench.algos.cql import conservative_gap, init_output
 from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.td3bc import StateNorm
 
 
 @dataclass
@@ -71,6 +104,8 @@ class OMARConfig:
     search_mean: Literal["zero", "policy"] = "zero"  # initial mean: 0 (OMAR code, omar_mu = 0) or π(s), a search around the policy
     action_l2: float = 1e-3  # weight c_a of the actor's penalty on mean π(s)² (OMAR code)
     grad_clip: float = 0.5  # max gradient norm of critic and actor updates (OMAR code, clip_grad_norm); 0: no clipping
+    normalize: bool = True  # normalize states by the dataset's mean and std (the OMAR code's nets normalize their input with BatchNorm)
+    norm_eps: float = 1e-3  # added to the states' std, so a constant feature does not divide by zero (as TD3+BC's)
 
     def __post_init__(self) -> None:
         if self.search_mean not in ("zero", "policy"):
@@ -80,8 +115,10 @@ class OMARConfig:
         self.hidden = tuple(int(h) for h in self.hidden)
 
     def inert_fields(self) -> set[str]:
-        """Options that change nothing under this config: the search's when τ_omar = 0."""
-        return {"search_iters", "search_samples", "search_elites", "search_std", "search_mean"} if self.omar_coef == 0 else set()
+        """Options that change nothing under this config: the search's when τ_omar = 0, the
+        normalization's ε without normalization."""
+        out = {"search_iters", "search_samples", "search_elites", "search_std", "search_mean"} if self.omar_coef == 0 else set()
+        return out if self.normalize else out | {"norm_eps"}
 
 
 def clip_grad_norm(optimizer: Adam, max_norm: float) -> Tensor:
@@ -155,22 +192,32 @@ class OMAR(TorchLearner):
         c, g = config, self.init_generator
         actor = MLP(state_dim, 0, c.hidden, action_dim, generator=g)
         init_output(actor, 3e-3, g, bias=False)  # the OMAR code's actor: output weights uniform ±3e-3
-        self.modules = {"critic": MLP(state_dim, action_dim, c.hidden, 1, heads=2, generator=g), "actor": actor}
+        self.modules = {
+            "critic": MLP(state_dim, action_dim, c.hidden, 1, heads=2, generator=g),
+            "actor": actor,
+            "state_norm": StateNorm(state_dim),
+        }
         self.modules["critic_target"] = target_copy(self.modules["critic"])
         self.modules["actor_target"] = target_copy(self.modules["actor"])
         self._finish_init()
         m = self.modules
-        self.critic, self.actor = m["critic"], m["actor"]
+        self.critic, self.actor, self.state_norm = m["critic"], m["actor"], m["state_norm"]
         self.critic_target, self.actor_target = m["critic_target"], m["actor_target"]
         self.optimizers = {"critic": adam(self.critic, c.lr_q), "actor": adam(self.actor, c.lr_actor)}
 
+    def prepare(self, data: Batch) -> None:
+        """Take the state normalization's statistics from the agent's whole dataset."""
+        if self.config.normalize:
+            self.state_norm.fit(data.states, self.config.norm_eps)
+
     @staticmethod
     def _pi(actor: MLP, states: Tensor) -> Tensor:
-        """π(s) ``(B, A)`` in [-1, 1]."""
+        """π(s) ``(B, A)`` in [-1, 1] for normalized states ``(B, S)``."""
         return torch.tanh(actor(states)[0, :, 0])
 
     def train(self, batch: Batch) -> dict[str, float]:
         self.updates += 1
+        batch = batch._replace(states=self.state_norm(batch.states), next_states=self.state_norm(batch.next_states))
         logs = self.update_critic(batch)
         logs.update(self.update_actor(batch.states))
         soft_update(self.critic_target, self.critic, self.config.tau)
@@ -178,7 +225,8 @@ class OMAR(TorchLearner):
         return to_floats(logs)
 
     def update_critic(self, batch: Batch) -> dict[str, Tensor]:
-        """Step 1: one step of the CQL-regularized twin critic; returns its metrics (tensors)."""
+        """Step 1: one step of the CQL-regularized twin critic on a batch whose states are
+        normalized; returns its metrics (tensors)."""
         c, gen = self.config, self.generators["train"]
         s, a, r, s2, d = batch
         b, n = len(r), c.n_actions
@@ -211,7 +259,8 @@ class OMAR(TorchLearner):
 
     def update_actor(self, states: Tensor) -> dict[str, Tensor]:
         """Step 2: one actor step, (1 − τ_omar)·(−Q1(s, π(s))) + τ_omar·‖π(s) − â‖² + c_a·‖π(s)‖²,
-        with â from :func:`rectify` on the current critic; returns its metrics (tensors)."""
+        with â from :func:`rectify` on the current critic, at normalized states ``(B, S)``;
+        returns its metrics (tensors)."""
         c = self.config
         pi = self._pi(self.actor, states)  # (B, A)
         q_pi = self.critic(states, pi.unsqueeze(1), head=0, frozen=True)[0, :, 0, 0]  # Q1(s, π(s))
@@ -237,11 +286,12 @@ class OMAR(TorchLearner):
 
     @torch.no_grad()
     def act(self, states: np.ndarray) -> np.ndarray:
-        """π(s), deterministic (the code acts without exploration noise at evaluation)."""
-        return self._pi(self.actor, self._states(states)).cpu().numpy()
+        """π(s) for raw states: normalized as in training, deterministic (the code acts without
+        exploration noise at evaluation, its BatchNorm on the running statistics)."""
+        return self._pi(self.actor, self.state_norm(self._states(states))).cpu().numpy()
 
     @torch.no_grad()
     def value(self, states: np.ndarray) -> np.ndarray:
         """Q1(s, π(s)): the head the actor maximizes, at the action :meth:`act` takes (no noise)."""
-        s = self._states(states)
+        s = self.state_norm(self._states(states))
         return self.critic(s, self._pi(self.actor, s).unsqueeze(1), head=0)[0, :, 0, 0].cpu().numpy()
