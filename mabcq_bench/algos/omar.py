@@ -78,7 +78,7 @@ from torch import Tensor
 from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, soft_update, target_copy, to_floats
 from mabcq_bench.algos.cql import conservative_gap, init_output
 from mabcq_bench.algos.nets import MLP
-from mabcq_bench.algos.td3bc import StateNorm
+from mabcq_bench.algos.normalize import StateNorm
 
 
 @dataclass
@@ -205,7 +205,7 @@ class OMAR(TorchLearner):
         self.critic_target, self.actor_target = m["critic_target"], m["actor_target"]
         self.optimizers = {"critic": adam(self.critic, c.lr_q), "actor": adam(self.actor, c.lr_actor)}
 
-    def prepare(self, data: Batch) -> None:
+    def prepare(self, data: Batch, episode_returns: np.ndarray | None = None) -> None:
         """Take the state normalization's statistics from the agent's whole dataset."""
         if self.config.normalize:
             self.state_norm.fit(data.states, self.config.norm_eps)

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mabcq_bench.algos.base import Batch, TorchLearner, adam, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP, StateNorm
+from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.normalize import StateNorm
 
 
 @dataclass
