@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 from mabcq_bench.errors import UserError
 from mabcq_bench.runs.executors import EXECUTORS
 from mabcq_bench.runs.plan import PreparedRun, existing_record
+from mabcq_bench.util import ensure_writable
 
 
 @dataclass
@@ -36,6 +37,9 @@ def run_sweep(
         executor: a name in :data:`EXECUTORS`: ``local`` (a process pool of ``workers`` on this
             machine) or ``ray`` (one Ray task per run, on the cluster at ``address``, or on a local
             Ray instance with ``workers`` CPUs when ``address`` is None).
+
+    Raises:
+        UserError: an unknown executor, or runs to make in a results store that cannot be written.
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
@@ -52,7 +56,7 @@ def run_sweep(
     if not pending:
         return SweepResult(done_records, len(done_records), failures, time.perf_counter() - started)
 
-    results.mkdir(parents=True, exist_ok=True)
+    ensure_writable(results, "results store")  # one line now, not a failure per run (a read-only store)
     total = sum(r.protocol["updates"] for r in pending)
     bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=None if progress else True, dynamic_ncols=True)
     new_records = []
