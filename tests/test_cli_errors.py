@@ -94,3 +94,35 @@ def test_run_into_a_read_only_store_is_one_line_before_any_run(store, tmp_path, 
     line = _fails(["run", "--algo", "bcq", "--preset", "tiny", "--seeds", "1", "--results", str(results), "--no-progress"])
     assert line.startswith(f"Error: cannot write to the results store {results}: "), line
     assert "delete" not in line and not list(ro.iterdir())
+
+
+# 2. a run another live process trains: say which process, and to wait; never to delete its checkpoints
+
+
+@pytest.mark.parametrize("race", [False, True], ids=["held-before-the-sweep", "taken-after-its-check"])
+def test_a_run_another_process_trains_is_left_to_it_and_named(store, monkeypatch, race):
+    from mabcq_bench.runs import plan, sweep
+    from mabcq_bench.runs.protocol import load_protocol
+    from mabcq_bench.util import exclusive_lock, lock_holder
+
+    results = store["results"]
+    (run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "bcq", 0)], load_protocol("tiny"), "tiny")
+    ckpt = run.spec.checkpoint_path(results)
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"the other process's work")
+    checks = []
+
+    def free_at_the_first_check(path):  # the other process takes the lock between the sweep's check and the run's start
+        checks.append(path)
+        return None if len(checks) == 1 else lock_holder(path)
+
+    if race:
+        monkeypatch.setattr(sweep, "lock_holder", free_at_the_first_check)
+    with exclusive_lock(run.spec.lock_path(results), "a run"):  # as another sweep training it holds it
+        result = CliRunner().invoke(main, ["run", "--algo", "bcq", "--preset", "tiny", "--seeds", "1", "--results", str(results), "--workers", "1", "--no-progress"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    line = result.output.strip().splitlines()[-1]
+    assert f"hopper/bcq/seed0 (pid {os.getpid()} on {os.uname().nodename})" in line and "Wait for it to finish, or stop it" in line, line
+    assert "delete" not in result.output
+    assert ckpt.read_bytes() == b"the other process's work" and not run.spec.record_path(results).exists()
+    assert len(checks) == (2 if race else 0)  # raced: started, refused by the lock, then found held

@@ -86,12 +86,21 @@ def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, exe
     if sweep.records:
         for board in sorted({r["tier"] for r in sweep.records}):
             click.echo(format_table(build_tables(sweep.records, board)))
-    click.echo(f"{len(sweep.records)} runs finished ({sweep.skipped} reused), {len(sweep.failures)} failed, {sweep.wall_s:.0f}s")
+    busy = f", {len(sweep.busy)} being trained by another process" if sweep.busy else ""
+    click.echo(f"{len(sweep.records)} runs finished ({sweep.skipped} reused), {len(sweep.failures)} failed{busy}, {sweep.wall_s:.0f}s")
+    problems = []
+    if sweep.busy:  # its checkpoints are the other process's work in progress: nothing to delete
+        problems.append(
+            f"{len(sweep.busy)} run(s) are being trained by another process: {'; '.join(f'{k} ({v})' for k, v in sweep.busy.items())}. "
+            "Wait for it to finish, or stop it, then rerun the same command."
+        )
     if sweep.failures:
-        raise UserError(
+        problems.append(
             f"{len(sweep.failures)} run(s) failed: {'; '.join(f'{k}: {v}' for k, v in sweep.failures.items())}. "
             "Rerun the same command to resume them from their checkpoints, or delete their seed<k>.ckpt* files to start them over"
         )
+    if problems:
+        raise UserError(" ".join(problems))
 
 
 @main.command("leaderboard")
@@ -159,6 +168,7 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
         sweep, protocol = _sweep(",".join(ref["tasks"]), ",".join(ref["algos"]), [int(s) for s in ref["seeds"]], ref["tier"], store, workers, (), progress)
     board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]), protocol.protocol["version"])
     failures = {k.rsplit("/seed", 1)[0]: v for k, v in sweep.failures.items()}
+    failures.update({k.rsplit("/seed", 1)[0]: f"being trained by another process ({v})" for k, v in sweep.busy.items()})
     if update:
         if failures:
             raise UserError(f"not writing a reference from a sweep with failed runs: {'; '.join(failures)}")

@@ -37,6 +37,11 @@ class RunSpec:
         """Display name: the algorithm plus its overrides (``mabcq epsilon=0.4``)."""
         return " ".join([self.algo] + [f"{k}={v}" for k, v in self.overrides])
 
+    @property
+    def key(self) -> str:
+        """The run's name in a sweep's report: ``hopper/mabcq epsilon=0.4/seed3``."""
+        return f"{self.task}/{self.variant}/seed{self.seed}"
+
     def folder(self, results: Path) -> Path:
         slug = self.variant.replace(" ", "_").replace("/", "-")
         return results / self.tier / self.task / slug
@@ -46,6 +51,10 @@ class RunSpec:
 
     def checkpoint_path(self, results: Path) -> Path:
         return self.folder(results) / f"seed{self.seed}.ckpt"
+
+    def lock_path(self, results: Path) -> Path:
+        """Held by the process training the run (:func:`mabcq_bench.util.exclusive_lock`)."""
+        return self.folder(results) / f"seed{self.seed}.lock"
 
 
 def parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
