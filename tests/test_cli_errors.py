@@ -126,3 +126,21 @@ def test_a_run_another_process_trains_is_left_to_it_and_named(store, monkeypatch
     assert "delete" not in result.output
     assert ckpt.read_bytes() == b"the other process's work" and not run.spec.record_path(results).exists()
     assert len(checks) == (2 if race else 0)  # raced: started, refused by the lock, then found held
+
+
+# 3. a name given twice is scheduled once
+
+
+def test_a_repeated_algorithm_or_task_is_run_once(store, monkeypatch):
+    from mabcq_bench.runs import sweep
+
+    scheduled = []
+
+    def record_the_runs(runs, *args, **kwargs):
+        scheduled.extend(run.spec.key for run in runs)
+        return sweep.SweepResult([], 0, {}, 0.0)
+
+    monkeypatch.setattr(sweep, "run_sweep", record_the_runs)
+    result = CliRunner().invoke(main, ["run", "--algo", "bc,bcq,bc", "--env", "hopper,hopper", "--preset", "tiny", "--seeds", "2", "--results", str(store["results"])])
+    assert result.exit_code == 0, result.output
+    assert scheduled == ["hopper/bc/seed0", "hopper/bc/seed1", "hopper/bcq/seed0", "hopper/bcq/seed1"]

@@ -65,6 +65,7 @@ def test_unknown_task_lists_valid_ones():
         get_task("swimmer")
     assert [t.name for t in resolve_tasks("all")] == list(TASKS)
     assert [t.name for t in resolve_tasks("hopper,ant")] == ["hopper", "ant"]
+    assert [t.name for t in resolve_tasks("hopper,ant, hopper")] == ["hopper", "ant"]  # once each, in order
 
 
 def test_agent_data_is_a_plain_namedtuple():

@@ -191,7 +191,8 @@ def get_task(name: str) -> Task:
 
 
 def resolve_tasks(spec: str) -> list[Task]:
-    """Parse ``all`` or a comma-separated list of task names."""
+    """Parse ``all`` or a comma-separated list of task names (a repeated name counts once)."""
     if spec == "all":
         return list(TASKS.values())
-    return [get_task(name.strip()) for name in spec.split(",") if name.strip()]
+    names = dict.fromkeys(name.strip() for name in spec.split(",") if name.strip())  # in order, once each
+    return [get_task(name) for name in names]
