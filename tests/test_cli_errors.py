@@ -144,3 +144,16 @@ def test_a_repeated_algorithm_or_task_is_run_once(store, monkeypatch):
     result = CliRunner().invoke(main, ["run", "--algo", "bc,bcq,bc", "--env", "hopper,hopper", "--preset", "tiny", "--seeds", "2", "--results", str(store["results"])])
     assert result.exit_code == 0, result.output
     assert scheduled == ["hopper/bc/seed0", "hopper/bc/seed1", "hopper/bcq/seed0", "hopper/bcq/seed1"]
+
+
+# 4. an empty list is an error, not "0 runs finished"
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [("--algo", "", "no algorithm given ('')"), ("--algo", " , ", "no algorithm given (' , ')"), ("--env", "", "no task given ('')"), ("--seeds", ",", "--seeds takes a count (3) or a list (0,4,7), got ','")],
+)
+def test_an_empty_list_is_one_line_and_runs_nothing(store, option, value, message):
+    line = _fails(["run", "--preset", "tiny", "--results", str(store["results"]), "--algo", "bcq", option, value])
+    assert message in line
+    assert not store["results"].exists()

@@ -15,7 +15,10 @@ def _seeds(text: str) -> list[int]:
     """``3`` means seeds 0, 1, 2; ``0,4,7`` lists them."""
     try:
         if "," in text:
-            return sorted({int(x) for x in text.split(",") if x.strip()})
+            seeds = sorted({int(x) for x in text.split(",") if x.strip()})
+            if not seeds:  # only commas
+                raise ValueError(text)
+            return seeds
         count = int(text)
     except ValueError:
         raise UserError(f"--seeds takes a count (3) or a list (0,4,7), got {text!r}") from None
