@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic files, locks, derived seeds, package versions."""
+"""Small shared helpers: atomic files, locks, derived seeds, package versions, device checks."""
 
 from __future__ import annotations
 
@@ -140,6 +140,35 @@ def ensure_writable(folder: Path, what: str) -> None:
             pass
     except OSError as exc:
         raise UserError(f"cannot write to the {what} {folder}: {exc.strerror or exc}") from None
+
+
+def check_device(device: str, here: bool = True) -> None:
+    """Fail with one line unless ``device`` is a torch device the learners can use: ``cpu``,
+    ``cuda[:N]`` or ``mps``; with ``here``, one this machine has (a Ray cluster's GPUs are not
+    this machine's: pass ``here=False`` for them).
+
+    Raises:
+        UserError: not a torch device, another kind of device, or (``here``) no such device here.
+    """
+    import torch
+
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"--device {device!r} is not a torch device; give cpu, cuda or cuda:<index>") from None
+    if kind.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {device!r}: the learners run on cpu, cuda or mps, not {kind.type}")
+    if not here or kind.type == "cpu":
+        return
+    if kind.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"--device {device}: no MPS device is usable here; use --device cpu")
+        return
+    if not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", built without CUDA")
+        raise UserError(f"--device {device}: no CUDA device is usable here ({build}); use --device cpu")
+    if kind.index is not None and kind.index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
 def read_tier_file(preset: str, folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:

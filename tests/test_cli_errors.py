@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from mabcq_bench.cli import main
+from mabcq_bench.errors import UserError
 
 from test_leaderboard import fake_records, write_store
 
@@ -157,3 +158,36 @@ def test_an_empty_list_is_one_line_and_runs_nothing(store, option, value, messag
     line = _fails(["run", "--preset", "tiny", "--results", str(store["results"]), "--algo", "bcq", option, value])
     assert message in line
     assert not store["results"].exists()
+
+
+# 5. the device is checked once, before any run starts
+
+
+@pytest.mark.parametrize(
+    "device, cuda_devices, message",
+    [
+        ("foo", 0, "--device 'foo' is not a torch device; give cpu, cuda or cuda:<index>"),
+        ("meta", 0, "--device 'meta': the learners run on cpu, cuda or mps, not meta"),
+        ("cuda", 0, "--device cuda: no CUDA device is usable here"),
+        ("cuda:1", 1, "--device cuda:1: this machine has 1 CUDA device(s), cuda:0 to cuda:0"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_one_line_before_any_run(store, monkeypatch, device, cuda_devices, message):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_devices)
+    line = _fails(["run", "--algo", "bcq", "--preset", "tiny", "--seeds", "1", "--results", str(store["results"]), "--no-progress", "--device", device])
+    assert message in line
+    assert not store["results"].exists()
+
+
+def test_a_clusters_gpus_are_not_looked_for_here(monkeypatch):
+    import torch
+
+    from mabcq_bench.util import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    check_device("cuda", here=False)  # `run --executor ray --address ...`: the cluster's workers have them
+    with pytest.raises(UserError, match="not a torch device"):
+        check_device("gpu", here=False)

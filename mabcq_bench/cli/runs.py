@@ -35,10 +35,12 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     from mabcq_bench.runs.protocol import load_protocol
     from mabcq_bench.runs.sweep import default_workers, run_sweep
     from mabcq_bench.data.tasks import resolve_tasks
+    from mabcq_bench.util import check_device
 
     _check_folder(Path(results), "--results")
     tasks = resolve_tasks(env)
     algos = resolve_algos(algo)
+    check_device(device, here=not (executor == "ray" and address))  # a cluster's GPUs are checked there
     protocol = load_protocol(preset)
     extra = parse_overrides(overrides)
     per_algo = {}
