@@ -191,3 +191,33 @@ def test_a_clusters_gpus_are_not_looked_for_here(monkeypatch):
     check_device("cuda", here=False)  # `run --executor ray --address ...`: the cluster's workers have them
     with pytest.raises(UserError, match="not a torch device"):
         check_device("gpu", here=False)
+
+
+# 6. options that contradict each other are a usage error
+
+
+def _usage_error(args: list[str]) -> str:
+    """Run the CLI; it must stop with a usage error (exit 2) of one line. Returns that line."""
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--executor", "local", "--address", "auto"], "--address names a Ray cluster: it needs --executor ray"),
+        (["run", "--cuda-graph"], "--cuda-graph needs a cuda --device (cpu has no CUDA graphs)"),
+        (["run", "--cuda-graph", "--device", "cpu", "--executor", "ray"], "--cuda-graph needs a cuda --device"),
+        (["make-data", "--workers", "2"], "--workers needs --executor ray"),
+        (["make-data", "--address", "auto"], "--address needs --executor ray"),
+        (["make-data", "--executor", "ray", "--address", "auto", "--workers", "2"], "--workers sets the CPUs of a local Ray: with --address the cluster has its own"),
+    ],
+)
+def test_contradicting_options_are_a_usage_error_before_any_work(tmp_path, args, message):
+    results = tmp_path / "runs"
+    extra = ["--results", str(results)] if args[0] == "run" else []
+    assert message in _usage_error([*args, *extra])
+    assert not results.exists() and not (tmp_path / "minari").exists()  # nothing started

@@ -87,6 +87,10 @@ def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, exe
     """
     from mabcq_bench.report.tables import build_tables, format_table
 
+    if address is not None and executor != "ray":
+        raise click.BadOptionUsage("address", "--address names a Ray cluster: it needs --executor ray")
+    if cuda_graph and not device.startswith("cuda"):
+        raise click.BadOptionUsage("cuda_graph", f"--cuda-graph needs a cuda --device ({device} has no CUDA graphs)")
     sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph)
     if sweep.records:
         for board in sorted({r["tier"] for r in sweep.records}):
