@@ -143,7 +143,7 @@ def leaderboard_cmd(results: str, out: str | None) -> None:
 
 
 @main.command("regress")
-@click.option("--reference", default="leaderboard/regress-reference.json", show_default=True, help="Committed reference scores and tolerance.")
+@click.option("--reference", default=None, help="Reference scores and tolerance [default: the repository's committed leaderboard/regress-reference.json, from any folder].")
 @click.option("--results", default=None, help="Results store for the sweep (default: a fresh temporary folder, so nothing is reused).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
 @click.option("--update", is_flag=True, help="Write the reference from this sweep instead of comparing (explicit; never automatic).")
@@ -164,7 +164,7 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
     from mabcq_bench.data.datasets import make_data
     from mabcq_bench.data.recipes import load_recipe
 
-    ref_path = Path(reference)
+    ref_path = Path(reference) if reference is not None else regress.REFERENCE_PATH
     if ref_path.exists() or not update:
         ref = regress.load_reference(ref_path)
     else:
