@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic files, locks, derived seeds, package versions."""
+"""Small shared helpers: atomic files, locks, derived seeds, package versions, device checks."""
 
 from __future__ import annotations
 
@@ -83,19 +83,53 @@ def write_json(target: Path, obj: Any) -> None:
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path``, or fail at once if another process has it."""
+    """Hold an exclusive advisory lock on ``path``, or fail at once if another process has it.
+
+    The holder writes ``<pid> <host>`` into the file, so that a process refused can name it.
+    The OS releases the lock when its holder dies, however it dies.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise UserError(f"another mabcq-bench process is working on {what} (lock {path}); wait for it to finish") from None
+                raise UserError(f"another mabcq-bench process is working on {what} ({_holder(path)}, lock {path}); wait for it to finish or stop it") from None
             raise
+        fh.truncate(0)
+        fh.write(f"{os.getpid()} {os.uname().nodename}\n")
+        fh.flush()
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who holds the :func:`exclusive_lock` at ``path`` (``pid 123 on host``), or ``None`` when
+    no live process holds it (no file, or a lock its dead holder left)."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    with fh:
+        try:  # a shared lock: it waits for no one and keeps no writer out for longer than this call
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return _holder(path)
+            raise
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
+
+
+def _holder(path: Path) -> str:
+    """``pid 123 on host`` from a held lock file (``pid unknown`` while its holder writes it)."""
+    try:
+        pid, host = path.read_text().split()
+    except (OSError, ValueError):
+        return "pid unknown"
+    return f"pid {pid} on {host}"
 
 
 def ensure_writable(folder: Path, what: str) -> None:
@@ -106,6 +140,35 @@ def ensure_writable(folder: Path, what: str) -> None:
             pass
     except OSError as exc:
         raise UserError(f"cannot write to the {what} {folder}: {exc.strerror or exc}") from None
+
+
+def check_device(device: str, here: bool = True) -> None:
+    """Fail with one line unless ``device`` is a torch device the learners can use: ``cpu``,
+    ``cuda[:N]`` or ``mps``; with ``here``, one this machine has (a Ray cluster's GPUs are not
+    this machine's: pass ``here=False`` for them).
+
+    Raises:
+        UserError: not a torch device, another kind of device, or (``here``) no such device here.
+    """
+    import torch
+
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"--device {device!r} is not a torch device; give cpu, cuda or cuda:<index>") from None
+    if kind.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {device!r}: the learners run on cpu, cuda or mps, not {kind.type}")
+    if not here or kind.type == "cpu":
+        return
+    if kind.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError(f"--device {device}: no MPS device is usable here; use --device cpu")
+        return
+    if not torch.cuda.is_available():
+        build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", built without CUDA")
+        raise UserError(f"--device {device}: no CUDA device is usable here ({build}); use --device cpu")
+    if kind.index is not None and kind.index >= torch.cuda.device_count():
+        raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
 def read_tier_file(preset: str, folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:

@@ -110,6 +110,9 @@ def test_same_seed_same_parameters(name):
 def test_registry_and_config_errors():
     assert [s.name for s in resolve_algos("all")] == list(ALGOS)
     assert [s.name for s in resolve_algos("bcq, ddpg")] == ["bcq", "ddpg"]
+    assert [s.name for s in resolve_algos("bc,ddpg, bc,ddpg")] == ["bc", "ddpg"]  # once each, in order
+    with pytest.raises(UserError, match=r"no algorithm given \(' , '\); give a name"):
+        resolve_algos(" , ")
     with pytest.raises(UserError, match="valid algorithms"):
         get_algo("sac")
     with pytest.raises(UserError, match="no option"):

@@ -221,6 +221,36 @@ def test_corrupt_dataset_is_reported_and_others_kept(tmp_path, monkeypatch):
     assert minari.load_dataset(recipe.dataset_id(0)).storage.metadata["checksum"] == checksums[0]
 
 
+def test_run_and_make_data_say_the_same_about_a_corrupt_dataset_and_it_works(tmp_path, monkeypatch):
+    """A dataset whose data no longer matches its checksum: run and make-data both give the
+    command that deletes it; following it, make-data makes it again, the others kept."""
+    import shlex
+    import shutil
+
+    import h5py
+
+    from mabcq_bench.runs.plan import check_datasets
+
+    path, recipe = _tiny(tmp_path)
+    checksums = _make_in(_stores(tmp_path, "s"), recipe, monkeypatch)
+    victim = dataset_path(recipe.dataset_id(1))
+    with h5py.File(next((victim / "data").glob("*.hdf5")), "r+") as f:  # readable, but not the data it was made of
+        obs = f["episode_0/observations"]
+        obs[0, 0] = obs[0, 0] + 1.0
+    with pytest.raises(UserError) as run_says:
+        check_datasets(TASKS["hopper"], "tiny")  # what `run` checks before it starts
+    make_data_says = _cli(["make-data", "--preset", str(path)])
+    delete = f"delete it with `rm -r {shlex.quote(str(victim))}` and rerun"
+    assert "is corrupt (its data does not match its checksum)" in str(run_says.value) and delete in str(run_says.value)
+    assert "is corrupt (its data does not match its checksum)" in make_data_says and delete in make_data_says
+    assert minari.load_dataset(recipe.dataset_id(0)).storage.metadata["checksum"] == checksums[0]  # make-data overwrote nothing
+    rm, flag, target = shlex.split(delete.split("`")[1])
+    assert (rm, flag, Path(target)) == ("rm", "-r", victim)
+    shutil.rmtree(target)
+    statuses = make_data(recipe, **QUIET)
+    assert [s.created for s in statuses] == [False, True, False] and [s.checksum for s in statuses] == checksums
+
+
 def test_dataset_from_another_recipe_is_not_overwritten(tmp_path, monkeypatch):
     path, recipe = _tiny(tmp_path)
     checksums = _make_in(_stores(tmp_path, "s"), recipe, monkeypatch)

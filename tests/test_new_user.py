@@ -79,7 +79,7 @@ def test_a_failed_run_keeps_its_checkpoint_but_not_its_lock_and_says_what_to_do(
     from mabcq_bench.cli import runs as cli
 
     class Sweep:  # what run_sweep returns when a run failed in a worker
-        records, skipped, failures, wall_s = [], 0, {"hopper/bcq/seed0": "RuntimeError: diverged (NaN loss)"}, 1.0
+        records, skipped, failures, wall_s, busy = [], 0, {"hopper/bcq/seed0": "RuntimeError: diverged (NaN loss)"}, 1.0, {}
 
     monkeypatch.setattr(cli, "_sweep", lambda *a, **k: (Sweep(), load_protocol("tiny")))
     result = _invoke(["run", "--algo", "bcq", "--preset", "tiny", "--results", str(store["results"])])

@@ -144,3 +144,33 @@ def test_load_reference_rejects_bad_files(tmp_path):
     bad.write_text(json.dumps(ref))
     with pytest.raises(UserError, match="hopper/bcq"):
         load_reference(bad)
+
+
+def test_regress_finds_the_committed_reference_from_any_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from mabcq_bench.cli import main
+    from mabcq_bench.data import datasets
+    from mabcq_bench.report import regress
+
+    committed = Path(__file__).resolve().parents[1] / "leaderboard" / "regress-reference.json"
+    read, load = [], regress.load_reference
+
+    def note_the_path(path):
+        read.append(Path(path))
+        return load(path)
+
+    def stop(*args, **kwargs):  # the sweep is not what is tested
+        raise UserError("stopped before making the datasets")
+
+    monkeypatch.setattr(regress, "load_reference", note_the_path)
+    monkeypatch.setattr(datasets, "make_data", stop)
+    monkeypatch.chdir(tmp_path)  # outside the repository
+    result = CliRunner().invoke(main, ["regress", "--no-progress"])
+    assert result.exit_code == 1 and "stopped before making the datasets" in result.output, result.output
+    (tmp_path / "mine.json").write_text(committed.read_text())
+    result = CliRunner().invoke(main, ["regress", "--no-progress", "--reference", "mine.json"])  # a path is still taken
+    assert result.exit_code == 1 and "stopped before making the datasets" in result.output, result.output
+    assert read == [committed, Path("mine.json")]

@@ -65,6 +65,9 @@ def test_unknown_task_lists_valid_ones():
         get_task("swimmer")
     assert [t.name for t in resolve_tasks("all")] == list(TASKS)
     assert [t.name for t in resolve_tasks("hopper,ant")] == ["hopper", "ant"]
+    assert [t.name for t in resolve_tasks("hopper,ant, hopper")] == ["hopper", "ant"]  # once each, in order
+    with pytest.raises(UserError, match=r"no task given \(''\); give a name"):
+        resolve_tasks("")
 
 
 def test_agent_data_is_a_plain_namedtuple():

@@ -194,10 +194,17 @@ def get_algo(name: str) -> AlgoSpec:
 
 
 def resolve_algos(spec: str) -> list[AlgoSpec]:
-    """Parse ``all`` or a comma-separated list of algorithm names."""
+    """Parse ``all`` or a comma-separated list of algorithm names (a repeated name counts once).
+
+    Raises:
+        UserError: an unknown name, or no name at all (``""``).
+    """
     if spec == "all":
         return list(ALGOS.values())
-    return [get_algo(name.strip()) for name in spec.split(",") if name.strip()]
+    names = dict.fromkeys(name.strip() for name in spec.split(",") if name.strip())  # in order, once each
+    if not names:
+        raise UserError(f"no algorithm given ({spec!r}); give a name, a comma-separated list or 'all' (valid algorithms: {', '.join(ALGOS)})")
+    return [get_algo(name) for name in names]
 
 
 def make_learner(

@@ -30,6 +30,11 @@ def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address:
     """
     from mabcq_bench.data.datasets import make_data
 
+    if executor != "ray" and (address is not None or workers is not None):
+        option = "--address" if address is not None else "--workers"
+        raise click.BadOptionUsage(option.lstrip("-"), f"{option} needs --executor ray (the local executor makes one dataset after another)")
+    if address is not None and workers is not None:
+        raise click.BadOptionUsage("workers", "--workers sets the CPUs of a local Ray: with --address the cluster has its own")
     recipes = _plan(env, preset)
     if executor == "ray":
         from mabcq_bench.runs.ray import make_data_ray

@@ -15,7 +15,10 @@ def _seeds(text: str) -> list[int]:
     """``3`` means seeds 0, 1, 2; ``0,4,7`` lists them."""
     try:
         if "," in text:
-            return sorted({int(x) for x in text.split(",") if x.strip()})
+            seeds = sorted({int(x) for x in text.split(",") if x.strip()})
+            if not seeds:  # only commas
+                raise ValueError(text)
+            return seeds
         count = int(text)
     except ValueError:
         raise UserError(f"--seeds takes a count (3) or a list (0,4,7), got {text!r}") from None
@@ -32,10 +35,12 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     from mabcq_bench.runs.protocol import load_protocol
     from mabcq_bench.runs.sweep import default_workers, run_sweep
     from mabcq_bench.data.tasks import resolve_tasks
+    from mabcq_bench.util import check_device
 
     _check_folder(Path(results), "--results")
     tasks = resolve_tasks(env)
     algos = resolve_algos(algo)
+    check_device(device, here=not (executor == "ray" and address))  # a cluster's GPUs are checked there
     protocol = load_protocol(preset)
     extra = parse_overrides(overrides)
     per_algo = {}
@@ -82,16 +87,29 @@ def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, exe
     """
     from mabcq_bench.report.tables import build_tables, format_table
 
+    if address is not None and executor != "ray":
+        raise click.BadOptionUsage("address", "--address names a Ray cluster: it needs --executor ray")
+    if cuda_graph and not device.startswith("cuda"):
+        raise click.BadOptionUsage("cuda_graph", f"--cuda-graph needs a cuda --device ({device} has no CUDA graphs)")
     sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph)
     if sweep.records:
         for board in sorted({r["tier"] for r in sweep.records}):
             click.echo(format_table(build_tables(sweep.records, board)))
-    click.echo(f"{len(sweep.records)} runs finished ({sweep.skipped} reused), {len(sweep.failures)} failed, {sweep.wall_s:.0f}s")
+    busy = f", {len(sweep.busy)} being trained by another process" if sweep.busy else ""
+    click.echo(f"{len(sweep.records)} runs finished ({sweep.skipped} reused), {len(sweep.failures)} failed{busy}, {sweep.wall_s:.0f}s")
+    problems = []
+    if sweep.busy:  # its checkpoints are the other process's work in progress: nothing to delete
+        problems.append(
+            f"{len(sweep.busy)} run(s) are being trained by another process: {'; '.join(f'{k} ({v})' for k, v in sweep.busy.items())}. "
+            "Wait for it to finish, or stop it, then rerun the same command."
+        )
     if sweep.failures:
-        raise UserError(
+        problems.append(
             f"{len(sweep.failures)} run(s) failed: {'; '.join(f'{k}: {v}' for k, v in sweep.failures.items())}. "
             "Rerun the same command to resume them from their checkpoints, or delete their seed<k>.ckpt* files to start them over"
         )
+    if problems:
+        raise UserError(" ".join(problems))
 
 
 @main.command("leaderboard")
@@ -125,7 +143,7 @@ def leaderboard_cmd(results: str, out: str | None) -> None:
 
 
 @main.command("regress")
-@click.option("--reference", default="leaderboard/regress-reference.json", show_default=True, help="Committed reference scores and tolerance.")
+@click.option("--reference", default=None, help="Reference scores and tolerance [default: the repository's committed leaderboard/regress-reference.json, from any folder].")
 @click.option("--results", default=None, help="Results store for the sweep (default: a fresh temporary folder, so nothing is reused).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
 @click.option("--update", is_flag=True, help="Write the reference from this sweep instead of comparing (explicit; never automatic).")
@@ -146,7 +164,7 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
     from mabcq_bench.data.datasets import make_data
     from mabcq_bench.data.recipes import load_recipe
 
-    ref_path = Path(reference)
+    ref_path = Path(reference) if reference is not None else regress.REFERENCE_PATH
     if ref_path.exists() or not update:
         ref = regress.load_reference(ref_path)
     else:
@@ -159,6 +177,7 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
         sweep, protocol = _sweep(",".join(ref["tasks"]), ",".join(ref["algos"]), [int(s) for s in ref["seeds"]], ref["tier"], store, workers, (), progress)
     board = board_name(ref["tier"], dataset_version(ref["tasks"][0], ref["tier"]), protocol.protocol["version"])
     failures = {k.rsplit("/seed", 1)[0]: v for k, v in sweep.failures.items()}
+    failures.update({k.rsplit("/seed", 1)[0]: f"being trained by another process ({v})" for k, v in sweep.busy.items()})
     if update:
         if failures:
             raise UserError(f"not writing a reference from a sweep with failed runs: {'; '.join(failures)}")

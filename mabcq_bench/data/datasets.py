@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shlex
 import shutil
 import time
 import uuid
@@ -48,6 +49,14 @@ def datasets_root() -> Path:
 
 def dataset_path(dataset_id: str) -> Path:
     return datasets_root() / dataset_id
+
+
+def remake_instruction(dataset_id: str, command: str = "make-data") -> str:
+    """What to do about a dataset that must be made again, in the same words whoever finds it
+    bad (make-data, run): the exact command that deletes it, then ``command``, which makes it.
+    make-data never deletes a dataset itself: nothing under a dataset id is overwritten, and a
+    checksum that does not match may be a copy still arriving as well as damage."""
+    return f"delete it with `rm -r {shlex.quote(str(dataset_path(dataset_id)))}` and rerun {command}"
 
 
 @dataclass(frozen=True)
@@ -132,18 +141,18 @@ def verify_dataset(dataset_id: str, recipe: Recipe) -> dict | None:
             f"(fingerprint {fingerprint} here, {recipe.fingerprint} asked for); delete it or use another tier name"
         )
     if md.get("total_steps") != recipe.transitions_per_agent or "checksum" not in md:
-        raise UserError(f"dataset {dataset_id} at {path} is corrupt (incomplete); delete it and rerun make-data")
+        raise UserError(f"dataset {dataset_id} is corrupt (incomplete); {remake_instruction(dataset_id)}")
     if md["computed_checksum"] != md["checksum"]:
-        raise UserError(f"dataset {dataset_id} at {path} is corrupt (its data does not match its checksum); delete it and rerun make-data")
+        raise UserError(f"dataset {dataset_id} is corrupt (its data does not match its checksum); {remake_instruction(dataset_id)}")
     return md
 
 
-def read_metadata(dataset_id: str) -> dict:
+def read_metadata(dataset_id: str, remake: str = "make-data") -> dict:
     """The dataset's Minari metadata, read in full: ``computed_checksum`` is recomputed from
-    the data, so a damaged data file is caught here. One-line error when it cannot be read."""
+    the data, so a damaged data file is caught here. One-line error when it cannot be read,
+    whose advice ends with ``remake`` (see :func:`remake_instruction`)."""
     import minari
 
-    path = dataset_path(dataset_id)
     try:
         with _quiet():
             ds = minari.load_dataset(dataset_id)
@@ -151,7 +160,7 @@ def read_metadata(dataset_id: str) -> dict:
             md["total_steps"] = int(ds.total_steps)
             md["computed_checksum"] = dataset_checksum(ds)
     except Exception as exc:
-        raise UserError(f"dataset {dataset_id} at {path} is corrupt ({type(exc).__name__}: {_first_line(exc)}); delete it and rerun make-data") from None
+        raise UserError(f"dataset {dataset_id} is corrupt ({type(exc).__name__}: {_first_line(exc)}); {remake_instruction(dataset_id, remake)}") from None
     return md
 
 
@@ -167,7 +176,7 @@ def load_agent_data(dataset_id: str) -> AgentData:
     except FileNotFoundError:
         raise UserError(f"dataset {dataset_id} not found in {datasets_root()}; make it with `mabcq-bench make-data`") from None
     except Exception as exc:
-        raise UserError(f"dataset {dataset_id} is corrupt ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise UserError(f"dataset {dataset_id} is corrupt ({type(exc).__name__}: {_first_line(exc)}); {remake_instruction(dataset_id)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

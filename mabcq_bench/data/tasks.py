@@ -191,7 +191,14 @@ def get_task(name: str) -> Task:
 
 
 def resolve_tasks(spec: str) -> list[Task]:
-    """Parse ``all`` or a comma-separated list of task names."""
+    """Parse ``all`` or a comma-separated list of task names (a repeated name counts once).
+
+    Raises:
+        UserError: an unknown name, or no name at all (``""``).
+    """
     if spec == "all":
         return list(TASKS.values())
-    return [get_task(name.strip()) for name in spec.split(",") if name.strip()]
+    names = dict.fromkeys(name.strip() for name in spec.split(",") if name.strip())  # in order, once each
+    if not names:
+        raise UserError(f"no task given ({spec!r}); give a name, a comma-separated list or 'all' (valid tasks: {', '.join(TASKS)})")
+    return [get_task(name) for name in names]

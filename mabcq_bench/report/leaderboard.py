@@ -18,7 +18,7 @@ from mabcq_bench.report import budget, improvement, separation
 from mabcq_bench.report.plots import write_plots
 from mabcq_bench.report.records import _file, check_record
 from mabcq_bench.report.tables import EPSILON_ALGO, EPSILON_ZERO, Leaderboard, build_tables, format_csv, format_markdown
-from mabcq_bench.util import atomic_path
+from mabcq_bench.util import atomic_path, ensure_writable
 
 
 #: Order in which tiers are written (others follow by name).
@@ -59,18 +59,21 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
         The written paths: per tier the .md, the .csv, then the PNGs.
 
     Raises:
-        UserError: no records, a malformed record, or mixed fingerprints in one cell.
+        UserError: no records, a malformed record, mixed fingerprints in one cell, or an
+            ``out_dir`` that cannot be written.
     """
     records = list(records)
     if not records:
         raise UserError("no finished runs to put on the leaderboard (the results store is empty)")
     for rec in records:
         check_record(rec, _file(rec))
-    out = Path(out_dir)
     tiers = {r["tier"] for r in records}
+    order = [t for t in TIER_ORDER if t in tiers] + sorted(tiers - set(TIER_ORDER))
+    boards = {tier: build_tables(records, tier, reps=reps, ci=ci, seed=seed) for tier in order}  # every refusal before any file
+    out = Path(out_dir)
+    ensure_writable(out, "leaderboard folder")
     written: list[Path] = []
-    for tier in [t for t in TIER_ORDER if t in tiers] + sorted(tiers - set(TIER_ORDER)):
-        board = build_tables(records, tier, reps=reps, ci=ci, seed=seed)
+    for tier, board in boards.items():
         plots = write_plots(board, out)
         pairs = separation.PAIRS + tuple(epsilon_pairs(board))
         sections = [

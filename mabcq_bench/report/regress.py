@@ -35,6 +35,10 @@ from mabcq_bench.report.tables import DASH
 from mabcq_bench.util import atomic_path
 
 
+#: The committed reference, found from the package as the protocol files are
+#: (:data:`mabcq_bench.runs.protocol.BASELINES_DIR`), so `mabcq-bench regress` works from any folder.
+REFERENCE_PATH = Path(__file__).resolve().parents[2] / "leaderboard" / "regress-reference.json"
+
 #: Training metrics the gate compares (those a learner logs), from the last metrics interval.
 GATE_METRICS = ("values/q_mean", "values/target_mean", "losses/q", "weights/lambda_vd_mean", "weights/lambda_tn_mean", "losses/vae")
 

@@ -73,7 +73,7 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | N
     done = existing_record(run, results)
     if done is not None:  # a retry of a run whose worker died after writing its record
         return done
-    lock = run.spec.checkpoint_path(results).with_suffix(".lock")
+    lock = run.spec.lock_path(results)
     with exclusive_lock(lock, f"run {run.spec.tier}/{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"):
         try:
             ckpt = run.spec.checkpoint_path(results)
@@ -209,7 +209,7 @@ def _agent_data(dataset_id: str, checksum: str):
 
 def run_one(run: PreparedRun, results: Path, progress: Callable[[int], None] | None = None) -> Outcome:
     """:func:`execute`, reporting instead of raising: (key, record, None) or (key, None, error line)."""
-    key = f"{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"
+    key = run.spec.key
     try:
         return key, execute(run, Path(results), progress=progress), None
     except UserError as exc:

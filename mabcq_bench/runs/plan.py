@@ -37,6 +37,11 @@ class RunSpec:
         """Display name: the algorithm plus its overrides (``mabcq epsilon=0.4``)."""
         return " ".join([self.algo] + [f"{k}={v}" for k, v in self.overrides])
 
+    @property
+    def key(self) -> str:
+        """The run's name in a sweep's report: ``hopper/mabcq epsilon=0.4/seed3``."""
+        return f"{self.task}/{self.variant}/seed{self.seed}"
+
     def folder(self, results: Path) -> Path:
         slug = self.variant.replace(" ", "_").replace("/", "-")
         return results / self.tier / self.task / slug
@@ -46,6 +51,10 @@ class RunSpec:
 
     def checkpoint_path(self, results: Path) -> Path:
         return self.folder(results) / f"seed{self.seed}.ckpt"
+
+    def lock_path(self, results: Path) -> Path:
+        """Held by the process training the run (:func:`mabcq_bench.util.exclusive_lock`)."""
+        return self.folder(results) / f"seed{self.seed}.lock"
 
 
 def parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
@@ -163,15 +172,17 @@ def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float,
 
     Returns ((id, checksum) per agent, ref_min_score, ref_max_score).
     """
-    from mabcq_bench.data.datasets import dataset_path, read_metadata
+    from mabcq_bench.data.datasets import dataset_path, read_metadata, remake_instruction
 
     ids = _dataset_ids(task, tier)
+    command = f"`mabcq-bench make-data --env {task.name} --preset {tier}`"
     missing = [i for i in ids if not dataset_path(i).exists()]
     if missing:
-        raise UserError(f"datasets {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {task.name} --preset {tier}`")
+        raise UserError(f"datasets {', '.join(missing)} are missing; make them with {command}")
     out, refs = [], set()
     for agent, dataset_id in enumerate(ids):
-        md = read_metadata(dataset_id)
+        md = read_metadata(dataset_id, command)
+        remake = remake_instruction(dataset_id, command)  # make-data refuses to overwrite it: the same words as its own
         shape_ok = (
             md.get("task") == task.name
             and md.get("agent") == agent
@@ -180,11 +191,11 @@ def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float,
             and tuple(md["action_space"].shape) == (task.action_dims[agent],)
         )
         if not shape_ok:
-            raise UserError(f"dataset {dataset_id} does not match task {task.name} (agent {agent}: state {task.state_dim}, action {task.action_dims[agent]}); remake it with make-data")
+            raise UserError(f"dataset {dataset_id} does not match task {task.name} (agent {agent}: state {task.state_dim}, action {task.action_dims[agent]}); {remake}")
         if md.get("computed_checksum") != md.get("checksum"):
-            raise UserError(f"dataset {dataset_id} is corrupt (its data does not match its checksum); remake it with make-data")
+            raise UserError(f"dataset {dataset_id} is corrupt (its data does not match its checksum); {remake}")
         if md.get("ref_min_score") is None or md.get("ref_max_score") is None:
-            raise UserError(f"dataset {dataset_id} has no reference scores; remake it with make-data")
+            raise UserError(f"dataset {dataset_id} has no reference scores; {remake}")
         refs.add((float(md["ref_min_score"]), float(md["ref_max_score"]), md.get("recipe_fingerprint")))
         out.append((dataset_id, md["checksum"]))
     if len(refs) != 1:

@@ -84,7 +84,7 @@ def ray_pool(
         while refs:
             (ref,), _ = ray.wait(list(refs), num_returns=1)
             run = refs.pop(ref)
-            key = f"{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"
+            key = run.spec.key
             try:
                 outcome = ray.get(ref)
             except ray.exceptions.RayError as exc:  # retries used up, or the task could not run
