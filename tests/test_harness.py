@@ -284,6 +284,25 @@ def test_a_tier_can_train_on_another_tiers_datasets(store, tmp_path):
     assert result.exit_code == 1 and "datasets = '<tier>'" in result.output
 
 
+def test_a_copied_protocol_with_a_new_tier_is_told_which_key_picks_the_datasets(store, tmp_path):
+    """Issue 27 (7): a copy of a protocol with a new tier and no ``datasets`` key trains on datasets
+    of that tier, which no recipe makes: the message names the key, never ``make-data --preset <new tier>``."""
+    text = (store["base"] / "baselines" / "tiny.toml").read_text().replace('tier = "tiny"', 'tier = "mytier"')
+    path = tmp_path / "mytier.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        plan.prepare([plan.RunSpec("mytier", "hopper", "bcq", 0)], load_protocol(str(path)), "mytier")
+    message = str(err.value)
+    assert "--preset mytier" not in message
+    assert f"protocol {path} trains on the mytier datasets" in message
+    assert 'Add the line datasets = "tiny"' in message and "`mabcq-bench make-data --env hopper --preset tiny`" in message
+    path.write_text(text.replace('tier = "mytier"', 'tier = "mytier"\ndatasets = "tiny"'))  # what the message says to do
+    (run,) = plan.prepare([plan.RunSpec("mytier", "hopper", "bcq", 0)], load_protocol(str(path)), "tiny")
+    assert [i for i, _ in run.datasets] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
+    readme = (Path(__file__).resolve().parents[1] / "baselines" / "README.md").read_text()
+    assert '**`datasets`** names the datasets a protocol trains on' in readme
+
+
 def test_a_run_another_process_is_training_is_refused_not_trained_twice(store):
     from mabcq_bench.util import exclusive_lock
 

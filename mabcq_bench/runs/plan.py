@@ -91,7 +91,7 @@ def prepare(
     from mabcq_bench.data.tasks import get_task
 
     specs = list(specs)
-    _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier)
+    _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier, protocol)
     # runs on another version of the datasets are filed and tabulated apart (never mixed)
     pv = int(protocol.protocol["version"])
     specs = [dataclasses.replace(s, tier=board_name(s.tier, dataset_version(s.task, dataset_tier), pv)) for s in specs]
@@ -122,14 +122,33 @@ def _dataset_ids(task, tier: str) -> list[str]:
     return [dataset_id(task.name, tier, i, version) for i in range(task.n_agents)]
 
 
-def _check_all_present(task_names: Sequence[str], tier: str) -> None:
-    """One line naming every task whose datasets are missing, with the command that makes them."""
+def _check_all_present(task_names: Sequence[str], tier: str, protocol: Protocol | None = None) -> None:
+    """One line naming every task whose datasets are missing, with the command that makes them.
+
+    A protocol whose datasets' tier has no recipe in ``datasets/`` (a copied protocol file with a
+    new ``tier`` and no ``datasets`` key) is told which key picks shipped datasets, never sent to
+    a ``make-data --preset`` that cannot work."""
+    from mabcq_bench.data import recipes
     from mabcq_bench.data.datasets import dataset_path
     from mabcq_bench.data.tasks import get_task
 
     missing = [name for name in task_names if any(not dataset_path(i).exists() for i in _dataset_ids(get_task(name), tier))]
-    if missing:
-        raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {','.join(missing)} --preset {tier}`")
+    if not missing:
+        return
+    envs = ",".join(missing)
+    if (recipes.RECIPES_DIR / f"{tier}.toml").exists():
+        raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {envs} --preset {tier}`")
+    shipped = sorted(p.stem for p in recipes.RECIPES_DIR.glob("*.toml"))
+    default = "lite" if "lite" in shipped else (shipped[0] if shipped else "lite")
+    others = ", ".join(t for t in shipped if t != default)
+    where = f"protocol {protocol.path} trains on" if protocol is not None else "these runs need"
+    raise UserError(
+        f"{where} the {tier} datasets (missing for {', '.join(missing)}), and no recipe in {recipes.RECIPES_DIR} makes a tier {tier!r}: "
+        f'a protocol trains on the datasets its datasets = "<tier>" key names (default: its own tier). Add the line datasets = "{default}" '
+        f"{'below its tier line ' if protocol is not None else ''}to train on the {default} datasets{f' (or {others})' if others else ''} "
+        f"and make them with `mabcq-bench make-data --env {envs} --preset {default}`, or make {tier} datasets from a recipe of your own "
+        f"with `mabcq-bench make-data --env {envs} --preset <recipe.toml>` (tier = \"{tier}\" in it)"
+    )
 
 
 def board_name(tier: str, version: int, protocol_version: int = 1) -> str:
