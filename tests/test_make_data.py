@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from mabcq_bench.cli import main
+from mabcq_bench.data.card import LOADING_INSTALL
 from mabcq_bench.data.datasets import dataset_path, make_data
 from mabcq_bench.errors import UserError
 from mabcq_bench.data.experts import find_expert, local_dir, shipped_dir
@@ -24,6 +25,7 @@ from mabcq_bench.data.tasks import TASKS
 from conftest import tiny_recipe_text
 
 QUIET = {"progress": False, "log": lambda _: None}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _use(store: dict, monkeypatch) -> None:
@@ -58,6 +60,20 @@ def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch
         assert md["recipe"]["tier"] == "smoke" and md["seed"] == 0 and "stable-baselines3" in md["versions"]
         assert "paper §4.1" in md["description"] and "never holds another agent's action" in md["description"]
         assert ds.recover_environment(eval_env=True).spec.id == "Hopper-v5"
+        assert LOADING_INSTALL in md["description"]  # the card says what loading it elsewhere needs
+
+
+def test_the_install_line_for_loading_without_the_project_names_pillow():
+    """Issue 27 (13): Minari 0.5.4's HDF5 storage imports pillow without requiring it, and
+    ``recover_environment`` needs MuJoCo: the line a colleague copies (datasets/CARD.md and every
+    dataset's card) installs both, at the versions the data were made with."""
+    words = LOADING_INSTALL.split()
+    assert words[:2] == ["pip", "install"] and "pillow" in words
+    assert '"minari[hdf5]==0.5.4"' in words and any(w.startswith('"gymnasium[mujoco]') for w in words)
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line and not line.startswith("#"))
+    for package in ("minari", "gymnasium", "mujoco"):
+        assert f"{package}=={pins[package]}" in LOADING_INSTALL.replace("[hdf5]", "").replace("[mujoco]", ""), package
+    assert f"```\n{LOADING_INSTALL}\n```" in (ROOT / "datasets" / "CARD.md").read_text()
 
 
 def test_parts_are_where_the_metadata_says(smoke_hopper, monkeypatch):
