@@ -13,7 +13,7 @@ import pytest
 from mabcq_bench.errors import UserError
 from mabcq_bench.report.leaderboard import write_leaderboard
 from mabcq_bench.report.records import TASK_ORDER, load_records
-from mabcq_bench.report.tables import build_tables, epsilon_points, format_markdown, format_table
+from mabcq_bench.report.tables import LONG_COLUMNS, build_tables, epsilon_points, format_markdown, format_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -113,10 +113,10 @@ def test_write_leaderboard_files(tmp_path):
     store = write_store(tmp_path / "results", fake_records())
     out = tmp_path / "leaderboard"
     written = write_leaderboard(load_records(store), out, reps=300)
-    names = ["lite.md", "lite.csv", "lite-curves.png", "lite-profiles.png", "lite-coordination.png", "lite-epsilon.png"]
+    names = ["lite.md", "lite.csv", "lite.long.csv", "lite-curves.png", "lite-profiles.png", "lite-coordination.png", "lite-epsilon.png"]
     assert written == [out / n for n in names]
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temporary files left
-    for name in names[2:]:
+    for name in names[3:]:
         assert_png(out / name)
 
     md = (out / "lite.md").read_text(encoding="utf-8")
@@ -139,6 +139,44 @@ def test_write_leaderboard_files(tmp_path):
     assert out / "lite-epsilon.png" not in written and not (out / "lite-epsilon.png").exists()
 
 
+def test_long_csv_round_trips_the_table_cells(tmp_path):
+    """Issue 27 (3): ``<board>.long.csv``, a row per variant and task, holds the numbers of the
+    table's cells, the bootstrap interval of each mean and the score-window mean."""
+    records = fake_records()
+    for r in records:  # protocol-2 records carry the score window
+        r["window"] = {"evaluations": 2, "from_update": 50, "normalized_score": 0.8 * r["final"]["normalized_score"]}
+        r["final"]["episodes"] = 1
+    records += [make_record("hopper", "bcq", 0, 25.0, 1.0, tier="lite-long")]
+    write_leaderboard(records, tmp_path, reps=300)
+    board = build_tables(records, "lite", reps=300)
+    try:
+        import pandas as pd
+    except ImportError:
+        pd = None
+    if pd is not None:
+        frame = pd.read_csv(tmp_path / "lite.long.csv")
+        assert list(frame.columns) == list(LONG_COLUMNS)
+        rows = frame.to_dict("records")
+    else:
+        with open(tmp_path / "lite.long.csv", encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            assert tuple(reader.fieldnames) == LONG_COLUMNS
+            rows = [{k: (v if k in ("variant", "task") else float(v)) for k, v in r.items()} for r in reader]
+    cells = [(r.variant, t, c) for r in board.rows for t, c in r.cells.items() if c is not None]
+    assert [(r["variant"], r["task"]) for r in rows] == [(v, t) for v, t, _ in cells]  # table order; no row for an empty cell
+    for r, (_, _, c) in zip(rows, cells):
+        assert r["n"] == c.n and r["mean"] == pytest.approx(c.mean, abs=1e-4) and r["std"] == pytest.approx(c.std, abs=1e-4)
+        assert r["ci_low"] <= r["mean"] <= r["ci_high"]
+        assert r["window_mean"] == pytest.approx(0.8 * c.mean, abs=1e-4)
+    mabcq_walker = next(r for r in rows if (r["variant"], r["task"]) == ("mabcq", "walker"))
+    assert (mabcq_walker["n"], mabcq_walker["mean"], mabcq_walker["std"]) == (3, 80.0, 10.0) and mabcq_walker["ci_low"] >= 70.0
+    behavior = next(r for r in rows if (r["variant"], r["task"]) == ("behavior", "hopper"))
+    assert behavior["ci_low"] == behavior["mean"] == behavior["ci_high"] == 5.0  # one run: no spread to resample
+    # the lite-long tier's own csv keeps its name beside lite's long form
+    with open(tmp_path / "lite-long.csv", encoding="utf-8", newline="") as fh:
+        assert next(csv.reader(fh))[:3] == ["variant", "hopper", "IQM [low, high]"]
+
+
 def test_epsilon_points_take_the_no_vd_ablation_as_epsilon_zero():
     records = fake_records() + [make_record("hopper", "mabcq-no-vd", s, sc, 1.0, eps=0.8) for s, sc in enumerate((10.0, 20.0, 30.0))]
     board = build_tables(records, "lite", reps=100)
@@ -151,7 +189,7 @@ def test_epsilon_points_take_the_no_vd_ablation_as_epsilon_zero():
 def test_coordination_plot_skips_algorithms_without_q(tmp_path):
     records = [make_record("ant", "behavior", s, 10.0 + s, None, tier="smoke") for s in range(2)]
     written = write_leaderboard(records, tmp_path, reps=50)
-    assert [p.name for p in written] == ["smoke.md", "smoke.csv", "smoke-curves.png", "smoke-profiles.png"]
+    assert [p.name for p in written] == ["smoke.md", "smoke.csv", "smoke.long.csv", "smoke-curves.png", "smoke-profiles.png"]
     assert_png(tmp_path / "smoke-curves.png")
     assert_png(tmp_path / "smoke-profiles.png")
 
