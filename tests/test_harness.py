@@ -394,6 +394,65 @@ def test_protocol_files_of_another_version_or_without_the_new_keys_are_refused(t
         assert message in str(err.value), name
 
 
+def test_a_zero_column_terminal_gets_plain_lines_not_blank_bars():
+    """Issue 27 (9): tqdm draws blank bars on a terminal that reports 0 columns."""
+    import fcntl
+    import struct
+    import termios
+
+    from mabcq_bench.util import bars_fit
+
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w", closefd=False) as terminal:
+            for columns, bars in ((0, False), (80, True)):
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+                assert bars_fit(True, terminal) is bars, columns
+            assert not bars_fit(False, terminal)  # --no-progress
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_progress_lines_come_at_most_once_a_minute_with_updates_and_eta():
+    now, out = [0.0], []
+    ticker = sweep.ProgressLines(runs=2, updates=1000, log=out.append, every=60, clock=lambda: now[0])
+    for t in range(10, 200, 10):  # 25 updates every 10 s
+        now[0] = float(t)
+        ticker.updated(25)
+        if t == 150:
+            ticker.run_done()
+    assert out == [
+        "progress: 0 of 2 runs finished, 150 of 1,000 updates (15.0%), 60 s elapsed, ETA 6 min",
+        "progress: 0 of 2 runs finished, 300 of 1,000 updates (30.0%), 2 min elapsed, ETA 5 min",
+        "progress: 1 of 2 runs finished, 450 of 1,000 updates (45.0%), 3 min elapsed, ETA 4 min",
+    ]
+
+
+def test_a_sweep_without_bars_prints_progress_while_a_run_trains(tmp_path, monkeypatch):
+    """Issue 27 (9): a single long run printed nothing until it ended; now lines come while it
+    trains, with --no-progress too (progress reports of a fake executor, one line per report)."""
+    runs = [
+        plan.PreparedRun(plan.RunSpec("tiny", "hopper", "bc", s), {}, {"updates": 100}, (), 0.0, 1.0, None, "0" * 16)
+        for s in range(2)
+    ]
+
+    def fake_executor(pending, results, workers, on_progress, address):
+        for run in pending:
+            for _ in range(4):
+                on_progress(25)
+            yield f"hopper/bc/seed{run.spec.seed}", {"final": {"normalized_score": 50.0}, "wall_s": 1.0}, None
+
+    monkeypatch.setitem(sweep.EXECUTORS, "fake", fake_executor)
+    for progress in (True, False):  # pytest's stderr is no terminal; --no-progress never draws bars
+        out = []
+        sweep.run_sweep(runs, tmp_path / f"runs-{progress}", workers=1, progress=progress, log=out.append, executor="fake", line_every=0)
+        ticks = [line for line in out if line.startswith("progress: ")]
+        assert len(ticks) == 8 and ticks[3].startswith("progress: 0 of 2 runs finished, 100 of 200 updates (50.0%)")
+        assert ticks[-1].startswith("progress: 1 of 2 runs finished, 200 of 200 updates (100.0%)")
+        assert [line.split()[0] for line in out if line.startswith("[")] == ["[1/2]", "[2/2]"]
+
+
 def test_progress_lines_reach_a_pipe_while_the_sweep_runs(store):
     """Without a TTY (a log file, a pipe) each finished run's line arrives at once, not at exit."""
     import subprocess

@@ -61,7 +61,7 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
 @click.option("--results", default="runs", show_default=True, help="Results store: one record per (tier, task, algorithm, seed).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter, e.g. --set epsilon=0.4 (part of the run's name).")
-@click.option("--progress/--no-progress", default=True, help="Progress bar with ETA (on a terminal).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar with ETA on a terminal; otherwise (a log file, a 0-column terminal, or --no-progress) a line per finished run and one a minute (runs and updates done, ETA).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: a process pool here; ray: one Ray task per run.")
 @click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto, or ray://head:10001); default: a local Ray.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device of the learners (cuda asks Ray for one GPU per run).")

@@ -24,7 +24,7 @@ from mabcq_bench.data.recipes import Recipe
 from mabcq_bench.data.rollout import Episode, PolicyFn, collect, random_policy
 from mabcq_bench.data.tasks import Task
 from mabcq_bench.errors import UserError
-from mabcq_bench.util import derive_seed
+from mabcq_bench.util import bars_fit, derive_seed
 
 
 def mixed_policy(task: Task, agent: int, own: PolicyFn, others: PolicyFn, noise: float, seed: int) -> PolicyFn:
@@ -90,7 +90,7 @@ def agent_episodes(task: Task, recipe: Recipe, expert: Expert, agent: int, progr
         "all_expert": ("expert", "expert"),
     }
     parts: dict[str, list[Episode]] = {}
-    with tqdm(total=recipe.transitions_per_agent, desc=f"{task.name} agent{agent} rollouts", unit="tr", disable=None if progress else True, dynamic_ncols=True) as bar:
+    with tqdm(total=recipe.transitions_per_agent, desc=f"{task.name} agent{agent} rollouts", unit="tr", disable=not bars_fit(progress), dynamic_ncols=True) as bar:
         parts["early"] = early_episodes(task, recipe, expert, sizes["early"], derive_seed(recipe.seed, task.name, "early"), progress=bar.update)
         for part, (own, others) in who_acts.items():
             seed = derive_seed(recipe.seed, task.name, part, agent)
