@@ -61,6 +61,13 @@ def early_episodes(task: Task, recipe: Recipe, expert: Expert, n: int, seed: int
     rng = np.random.default_rng(derive_seed(seed, "early-policy"))
     out: list[Episode] = []
     done = 0
+    counted = [0]  # transitions reported to ``progress``; topped up to what is kept, so a bar ends at n
+
+    def count(k: int) -> None:
+        counted[0] += k
+        if progress is not None:
+            progress(k)
+
     for j, (lo, hi) in enumerate(zip(starts, ends)):
         last = j == len(starts) - 1
         want = n - done if last else round(n * hi / e.early_steps) - done
@@ -70,9 +77,11 @@ def early_episodes(task: Task, recipe: Recipe, expert: Expert, n: int, seed: int
             policy = random_policy(task, derive_seed(seed, "early-random"))
         else:
             policy = lambda states, actor=actors[lo]: actor.sample(states, rng)  # noqa: E731
-        episodes = collect(task, policy, want, recipe.num_envs, derive_seed(seed, "early-envs", lo), progress=progress, cut_last=last)
+        episodes = collect(task, policy, want, recipe.num_envs, derive_seed(seed, "early-envs", lo), progress=count, cut_last=last)
         out += episodes
         done += sum(len(ep) for ep in episodes)
+        if min(done, n) > counted[0]:  # the policy's last episode is kept whole, past its share
+            count(min(done, n) - counted[0])
     if done > n:  # an earlier policy's last episode overshot the whole part: cut that one
         out[-1] = out[-1].cut(len(out[-1]) - (done - n))
     return out
