@@ -394,6 +394,25 @@ def test_protocol_files_of_another_version_or_without_the_new_keys_are_refused(t
         assert message in str(err.value), name
 
 
+def test_a_sweep_says_its_plan_before_any_run_starts(store, monkeypatch):
+    """Issue 27 (12): a bare ``run`` is 13 algorithms × 5 seeds; it says so before starting."""
+    specs = [plan.RunSpec("tiny", "hopper", a, s) for a in ("bcq", "bc", "mabcq") for s in range(2)]
+    runs = plan.prepare(specs, load_protocol("tiny"), "tiny")
+    assert plan.describe_plan(runs) == "6 runs = 3 algorithms × 1 task × 2 seeds; hopper 6 updates per agent (3 agents)"
+    eps = _runs(seeds=(0,), overrides=[("epsilon", 0.4)]) + _runs(seeds=(0,))
+    assert plan.describe_plan(eps).startswith("2 runs = 2 variants × 1 task × 1 seed;")
+    out = []
+
+    def fake_executor(pending, results, workers, on_progress, address):
+        assert out and out[0] == "plan: 6 runs = 3 algorithms × 1 task × 2 seeds; hopper 6 updates per agent (3 agents)"
+        for run in pending:
+            yield f"hopper/{run.spec.variant}/seed{run.spec.seed}", {"final": {"normalized_score": 1.0}, "wall_s": 1.0}, None
+
+    monkeypatch.setitem(sweep.EXECUTORS, "fake", fake_executor)
+    result = sweep.run_sweep(runs, store["results"], workers=1, progress=False, log=out.append, executor="fake")
+    assert len(result.records) == 6
+
+
 def test_a_zero_column_terminal_gets_plain_lines_not_blank_bars():
     """Issue 27 (9): tqdm draws blank bars on a terminal that reports 0 columns."""
     import fcntl

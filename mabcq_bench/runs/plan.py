@@ -115,6 +115,33 @@ def prepare(
     return out
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def describe_plan(runs: Sequence[PreparedRun]) -> str:
+    """What a sweep is, said before it starts: ``65 runs = 13 algorithms × 1 task × 5 seeds;
+    hopper 40,000 updates per agent (3 agents)``.
+
+    No time estimate: an update's cost varies about 7× over the algorithms and with the machine,
+    and a protocol holds none (``mabcq-bench bench`` measures it here)."""
+    from mabcq_bench.data.tasks import get_task
+
+    tasks = list(dict.fromkeys(r.spec.task for r in runs))
+    variants = list(dict.fromkeys(r.spec.variant for r in runs))
+    seeds = sorted({r.spec.seed for r in runs})
+    kind = "algorithm" if all(r.spec.variant == r.spec.algo for r in runs) else "variant"
+    grid = f"{_count(len(variants), kind)} × {_count(len(tasks), 'task')} × {_count(len(seeds), 'seed')}"
+    shape = f" = {grid}" if len(tasks) * len(variants) * len(seeds) == len(runs) else f" ({grid})"
+    budgets = {}
+    for r in runs:
+        budgets.setdefault(r.spec.task, set()).add(int(r.protocol["updates"]))
+    per_task = "; ".join(
+        f"{task} {' or '.join(f'{u:,}' for u in sorted(budgets[task]))} updates per agent ({get_task(task).n_agents} agents)" for task in tasks
+    )
+    return f"{_count(len(runs), 'run')}{shape}; {per_task}"
+
+
 def _dataset_ids(task, tier: str) -> list[str]:
     from mabcq_bench.data.recipes import dataset_id
 

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from mabcq_bench.errors import UserError
 from mabcq_bench.runs.executors import EXECUTORS
-from mabcq_bench.runs.plan import PreparedRun, existing_record
+from mabcq_bench.runs.plan import PreparedRun, describe_plan, existing_record
 from mabcq_bench.util import bars_fit, duration
 
 #: Seconds between two plain progress lines (no terminal, a 0-column one, or --no-progress).
@@ -53,6 +53,8 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
+    if runs:
+        log(f"plan: {describe_plan(runs)}")
     done_records, pending = [], []
     for run in runs:
         record = existing_record(run, results)
