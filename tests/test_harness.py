@@ -413,6 +413,12 @@ def test_a_sweep_says_its_plan_before_any_run_starts(store, monkeypatch):
     assert len(result.records) == 6
 
 
+def test_run_help_says_the_preset_may_be_a_path():
+    result = _cli(["run", "--help"])
+    text = " ".join(result.output.split())
+    assert "or a path to a protocol .toml" in text and 'datasets = "<tier>"' in text
+
+
 def test_a_zero_column_terminal_gets_plain_lines_not_blank_bars():
     """Issue 27 (9): tqdm draws blank bars on a terminal that reports 0 columns."""
     import fcntl

@@ -57,7 +57,7 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
 @click.option("--algo", default="all", show_default=True, help=_ALGO_HELP)
 @click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
 @click.option("--seeds", default="5", show_default=True, help="Number of seeds (5 = 0,1,2,3,4) or a list (0,4,7).")
-@click.option("--preset", default="lite", show_default=True, help="Tier: baselines/<tier>.toml (protocol and hyperparameters) on the <tier> datasets.")
+@click.option("--preset", default="lite", show_default=True, help="Tier (baselines/<tier>.toml: protocol and hyperparameters; `mabcq-bench baselines` lists them) or a path to a protocol .toml of your own; it trains on the datasets its datasets = \"<tier>\" key names (default: its own tier's).")
 @click.option("--results", default="runs", show_default=True, help="Results store: one record per (tier, task, algorithm, seed).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter, e.g. --set epsilon=0.4 (part of the run's name).")
