@@ -419,6 +419,24 @@ def test_run_help_says_the_preset_may_be_a_path():
     assert "or a path to a protocol .toml" in text and 'datasets = "<tier>"' in text
 
 
+def test_baselines_lists_the_tiers_and_shows_one(tmp_path, monkeypatch):
+    """Issue 27 (12): ``baselines`` printed every file (1,321 lines) with no way to pick one."""
+    listing = _cli(["baselines"])
+    assert listing.exit_code == 0 and len(listing.output.splitlines()) < 20
+    lines = {line.split()[0]: line for line in listing.output.splitlines() if line.strip()}
+    assert set(protocol.DEFAULT_PROTOCOLS) <= set(lines)
+    assert lines["lite-long"].split()[1] == "lite" and lines["smoke"].rstrip().endswith("CI only (the regression gate).")
+    shown = _cli(["baselines", "--preset", "smoke"])
+    assert shown.output == f"# --- {protocol.BASELINES_DIR / 'smoke.toml'}\n" + (protocol.BASELINES_DIR / "smoke.toml").read_text()
+    copy = tmp_path / "mine.toml"
+    copy.write_text((protocol.BASELINES_DIR / "smoke.toml").read_text().replace('tier = "smoke"', 'tier = "mine"'))
+    assert 'tier = "mine"' in _cli(["baselines", "--preset", str(copy)]).output
+    assert "unknown tier 'nope'" in _cli(["baselines", "--preset", "nope"]).output
+    monkeypatch.setattr(protocol, "BASELINES_DIR", tmp_path / "baselines")
+    written = _cli(["baselines", "--write", "--preset", "smoke"])
+    assert written.exit_code == 0 and [p.name for p in (tmp_path / "baselines").iterdir()] == ["smoke.toml"]
+
+
 def test_a_zero_column_terminal_gets_plain_lines_not_blank_bars():
     """Issue 27 (9): tqdm draws blank bars on a terminal that reports 0 columns."""
     import fcntl
