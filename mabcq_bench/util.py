@@ -9,6 +9,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -169,6 +170,32 @@ def check_device(device: str, here: bool = True) -> None:
         raise UserError(f"--device {device}: no CUDA device is usable here ({build}); use --device cpu")
     if kind.index is not None and kind.index >= torch.cuda.device_count():
         raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
+#: Narrowest terminal that gets progress bars; a narrower one (some IDE consoles and CI
+#: pseudo-terminals report 0 columns, where tqdm draws blank bars) gets plain progress lines.
+MIN_BAR_COLUMNS = 20
+
+
+def bars_fit(progress: bool, stream=None) -> bool:
+    """Whether to draw progress bars: ``progress`` asked for, and ``stream`` (default: stderr,
+    where tqdm draws) a terminal at least :data:`MIN_BAR_COLUMNS` wide. Where this is False a
+    long job prints plain lines instead (a log file, a pipe, a 0-column terminal)."""
+    stream = sys.stderr if stream is None else stream
+    if not progress:
+        return False
+    try:
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns >= MIN_BAR_COLUMNS
+    except (AttributeError, OSError, ValueError):  # no file descriptor (a test's stream), or not a terminal after all
+        return False
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3 h 05 min``: a wall time as a person reads it."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def read_tier_file(preset: str, folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:

@@ -182,3 +182,13 @@ def plain_mlp(net, inputs, head: int = 0):
     for w, b in zip(weights[:-1], biases[:-1]):
         h = torch.relu(h @ w[0] + b[0])
     return h @ weights[-1][0] + biases[-1][0]
+
+
+def scored(record: dict) -> tuple[dict, list[dict]]:
+    """A record's final evaluation and learning curve without their wall times (which differ
+    between two runs of the same computation): what must be equal bit for bit."""
+
+    def timeless(entry: dict) -> dict:
+        return {k: v for k, v in entry.items() if k != "wall_s"}
+
+    return timeless(record["final"]), [timeless(point) for point in record["curve"]]

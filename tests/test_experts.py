@@ -93,11 +93,17 @@ def test_damaged_shipped_expert_is_one_clear_line(copied_experts, damage):
     assert ("is missing" if damage == "missing" else "fails its checksum") in line and "expert.zip" in line
 
 
-def test_sac_trains_from_scratch_keeps_checkpoints_and_is_reused(tiny_recipe_file, monkeypatch):
+def test_sac_trains_from_scratch_keeps_checkpoints_and_is_reused(tiny_recipe_file, monkeypatch, tmp_path):
+    import tempfile
+
     recipe = load_recipe(str(tiny_recipe_file)).for_task("hopper")
     assert find_expert(recipe) is None  # nothing ships for the tiny recipe
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    (tmp_path / "tmp").mkdir()
     first = train_expert(recipe, **QUIET)
     assert first.dir == local_dir(recipe)
+    assert list((tmp_path / "tmp").glob("SB3-*")) == []  # issue 27 (12): SB3's logger left an empty SB3-<time> folder per segment
     info = first.info
     assert sorted(int(s) for s in info["checkpoint_returns"]) == [100, 200, 300, 400, 500, 600]
     assert info["sac_steps_trained"] == 600 and not info["target_met"]  # no target: the best checkpoint

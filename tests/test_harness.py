@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_PROTOCOL
+from conftest import TINY_PROTOCOL, scored
 from mabcq_bench.runs import execute, plan, protocol, sweep
 from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.cli import main
@@ -74,8 +74,7 @@ def test_interrupted_run_resumes_to_the_same_record(store):
     assert run.spec.checkpoint_path(store["results"] / "b").exists()
     assert not run.spec.record_path(store["results"] / "b").exists()  # a crashed run has no record
     resumed = execute.execute(run, store["results"] / "b")
-    for key in ("final", "curve", "config_fingerprint"):
-        assert resumed[key] == straight[key]
+    assert scored(resumed) == scored(straight) and resumed["config_fingerprint"] == straight["config_fingerprint"]
 
 
 def test_rerun_skips_finished_runs(store):
@@ -84,7 +83,7 @@ def test_rerun_skips_finished_runs(store):
     assert first.skipped == 0 and len(first.records) == 2 and not first.failures
     stamps = [r.spec.record_path(store["results"]).stat().st_mtime_ns for r in runs]
     again = sweep.run_sweep(runs, store["results"], workers=1, progress=False, log=lambda _: None)
-    assert again.skipped == 2 and [r["final"] for r in again.records] == [r["final"] for r in first.records]
+    assert again.skipped == 2 and [scored(r) for r in again.records] == [scored(r) for r in first.records]
     assert [r.spec.record_path(store["results"]).stat().st_mtime_ns for r in runs] == stamps
 
 
@@ -284,6 +283,25 @@ def test_a_tier_can_train_on_another_tiers_datasets(store, tmp_path):
     assert result.exit_code == 1 and "datasets = '<tier>'" in result.output
 
 
+def test_a_copied_protocol_with_a_new_tier_is_told_which_key_picks_the_datasets(store, tmp_path):
+    """Issue 27 (7): a copy of a protocol with a new tier and no ``datasets`` key trains on datasets
+    of that tier, which no recipe makes: the message names the key, never ``make-data --preset <new tier>``."""
+    text = (store["base"] / "baselines" / "tiny.toml").read_text().replace('tier = "tiny"', 'tier = "mytier"')
+    path = tmp_path / "mytier.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        plan.prepare([plan.RunSpec("mytier", "hopper", "bcq", 0)], load_protocol(str(path)), "mytier")
+    message = str(err.value)
+    assert "--preset mytier" not in message
+    assert f"protocol {path} trains on the mytier datasets" in message
+    assert 'Add the line datasets = "tiny"' in message and "`mabcq-bench make-data --env hopper --preset tiny`" in message
+    path.write_text(text.replace('tier = "mytier"', 'tier = "mytier"\ndatasets = "tiny"'))  # what the message says to do
+    (run,) = plan.prepare([plan.RunSpec("mytier", "hopper", "bcq", 0)], load_protocol(str(path)), "tiny")
+    assert [i for i, _ in run.datasets] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
+    readme = (Path(__file__).resolve().parents[1] / "baselines" / "README.md").read_text()
+    assert '**`datasets`** names the datasets a protocol trains on' in readme
+
+
 def test_a_run_another_process_is_training_is_refused_not_trained_twice(store):
     from mabcq_bench.util import exclusive_lock
 
@@ -373,6 +391,108 @@ def test_protocol_files_of_another_version_or_without_the_new_keys_are_refused(t
         with pytest.raises(UserError) as err:
             protocol.load_protocol(str(path))
         assert message in str(err.value), name
+
+
+def test_a_sweep_says_its_plan_before_any_run_starts(store, monkeypatch):
+    """Issue 27 (12): a bare ``run`` is 13 algorithms × 5 seeds; it says so before starting."""
+    specs = [plan.RunSpec("tiny", "hopper", a, s) for a in ("bcq", "bc", "mabcq") for s in range(2)]
+    runs = plan.prepare(specs, load_protocol("tiny"), "tiny")
+    assert plan.describe_plan(runs) == "6 runs = 3 algorithms × 1 task × 2 seeds; hopper 6 updates per agent (3 agents)"
+    eps = _runs(seeds=(0,), overrides=[("epsilon", 0.4)]) + _runs(seeds=(0,))
+    assert plan.describe_plan(eps).startswith("2 runs = 2 variants × 1 task × 1 seed;")
+    out = []
+
+    def fake_executor(pending, results, workers, on_progress, address):
+        assert out and out[0] == "plan: 6 runs = 3 algorithms × 1 task × 2 seeds; hopper 6 updates per agent (3 agents)"
+        for run in pending:
+            yield f"hopper/{run.spec.variant}/seed{run.spec.seed}", {"final": {"normalized_score": 1.0}, "wall_s": 1.0}, None
+
+    monkeypatch.setitem(sweep.EXECUTORS, "fake", fake_executor)
+    result = sweep.run_sweep(runs, store["results"], workers=1, progress=False, log=out.append, executor="fake")
+    assert len(result.records) == 6
+
+
+def test_run_help_says_the_preset_may_be_a_path():
+    result = _cli(["run", "--help"])
+    text = " ".join(result.output.split())
+    assert "or a path to a protocol .toml" in text and 'datasets = "<tier>"' in text
+
+
+def test_baselines_lists_the_tiers_and_shows_one(tmp_path, monkeypatch):
+    """Issue 27 (12): ``baselines`` printed every file (1,321 lines) with no way to pick one."""
+    listing = _cli(["baselines"])
+    assert listing.exit_code == 0 and len(listing.output.splitlines()) < 20
+    lines = {line.split()[0]: line for line in listing.output.splitlines() if line.strip()}
+    assert set(protocol.DEFAULT_PROTOCOLS) <= set(lines)
+    assert lines["lite-long"].split()[1] == "lite" and lines["smoke"].rstrip().endswith("CI only (the regression gate).")
+    shown = _cli(["baselines", "--preset", "smoke"])
+    assert shown.output == f"# --- {protocol.BASELINES_DIR / 'smoke.toml'}\n" + (protocol.BASELINES_DIR / "smoke.toml").read_text()
+    copy = tmp_path / "mine.toml"
+    copy.write_text((protocol.BASELINES_DIR / "smoke.toml").read_text().replace('tier = "smoke"', 'tier = "mine"'))
+    assert 'tier = "mine"' in _cli(["baselines", "--preset", str(copy)]).output
+    assert "unknown tier 'nope'" in _cli(["baselines", "--preset", "nope"]).output
+    monkeypatch.setattr(protocol, "BASELINES_DIR", tmp_path / "baselines")
+    written = _cli(["baselines", "--write", "--preset", "smoke"])
+    assert written.exit_code == 0 and [p.name for p in (tmp_path / "baselines").iterdir()] == ["smoke.toml"]
+
+
+def test_a_zero_column_terminal_gets_plain_lines_not_blank_bars():
+    """Issue 27 (9): tqdm draws blank bars on a terminal that reports 0 columns."""
+    import fcntl
+    import struct
+    import termios
+
+    from mabcq_bench.util import bars_fit
+
+    master, slave = os.openpty()
+    try:
+        with open(slave, "w", closefd=False) as terminal:
+            for columns, bars in ((0, False), (80, True)):
+                fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+                assert bars_fit(True, terminal) is bars, columns
+            assert not bars_fit(False, terminal)  # --no-progress
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_progress_lines_come_at_most_once_a_minute_with_updates_and_eta():
+    now, out = [0.0], []
+    ticker = sweep.ProgressLines(runs=2, updates=1000, log=out.append, every=60, clock=lambda: now[0])
+    for t in range(10, 200, 10):  # 25 updates every 10 s
+        now[0] = float(t)
+        ticker.updated(25)
+        if t == 150:
+            ticker.run_done()
+    assert out == [
+        "progress: 0 of 2 runs finished, 150 of 1,000 updates (15.0%), 60 s elapsed, ETA 6 min",
+        "progress: 0 of 2 runs finished, 300 of 1,000 updates (30.0%), 2 min elapsed, ETA 5 min",
+        "progress: 1 of 2 runs finished, 450 of 1,000 updates (45.0%), 3 min elapsed, ETA 4 min",
+    ]
+
+
+def test_a_sweep_without_bars_prints_progress_while_a_run_trains(tmp_path, monkeypatch):
+    """Issue 27 (9): a single long run printed nothing until it ended; now lines come while it
+    trains, with --no-progress too (progress reports of a fake executor, one line per report)."""
+    runs = [
+        plan.PreparedRun(plan.RunSpec("tiny", "hopper", "bc", s), {}, {"updates": 100}, (), 0.0, 1.0, None, "0" * 16)
+        for s in range(2)
+    ]
+
+    def fake_executor(pending, results, workers, on_progress, address):
+        for run in pending:
+            for _ in range(4):
+                on_progress(25)
+            yield f"hopper/bc/seed{run.spec.seed}", {"final": {"normalized_score": 50.0}, "wall_s": 1.0}, None
+
+    monkeypatch.setitem(sweep.EXECUTORS, "fake", fake_executor)
+    for progress in (True, False):  # pytest's stderr is no terminal; --no-progress never draws bars
+        out = []
+        sweep.run_sweep(runs, tmp_path / f"runs-{progress}", workers=1, progress=progress, log=out.append, executor="fake", line_every=0)
+        ticks = [line for line in out if line.startswith("progress: ")]
+        assert len(ticks) == 8 and ticks[3].startswith("progress: 0 of 2 runs finished, 100 of 200 updates (50.0%)")
+        assert ticks[-1].startswith("progress: 1 of 2 runs finished, 200 of 200 updates (100.0%)")
+        assert [line.split()[0] for line in out if line.startswith("[")] == ["[1/2]", "[2/2]"]
 
 
 def test_progress_lines_reach_a_pipe_while_the_sweep_runs(store):

@@ -77,6 +77,28 @@ def test_no_import_cycles_between_modules():
             visit(m, [])
 
 
+def test_importing_the_cli_imports_no_heavy_package():
+    """Issue 27 (12): ``mabcq-bench --help`` took 4 s importing torch; commands import what they
+    need when they run. A fresh interpreter, so nothing a test imported before counts."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "minari", "gymnasium", "mujoco", "stable_baselines3", "matplotlib", "scipy")
+    code = f"import sys, mabcq_bench.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert out.stdout.strip() == "", out.stdout
+
+
+def test_matrix_game_help_lists_the_registry():
+    from click.testing import CliRunner
+
+    from mabcq_bench.algos.matrix_game import ALGOS
+    from mabcq_bench.cli import main
+
+    text = " ".join(CliRunner().invoke(main, ["matrix-game", "--help"]).output.split())
+    assert f"One of: {', '.join(ALGOS)}." in text
+
+
 def test_no_module_over_400_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
     assert not long, long

@@ -13,7 +13,7 @@ import pytest
 from mabcq_bench.errors import UserError
 from mabcq_bench.report.leaderboard import write_leaderboard
 from mabcq_bench.report.records import TASK_ORDER, load_records
-from mabcq_bench.report.tables import build_tables, epsilon_points, format_markdown, format_table
+from mabcq_bench.report.tables import LONG_COLUMNS, build_tables, epsilon_points, format_markdown, format_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -113,10 +113,10 @@ def test_write_leaderboard_files(tmp_path):
     store = write_store(tmp_path / "results", fake_records())
     out = tmp_path / "leaderboard"
     written = write_leaderboard(load_records(store), out, reps=300)
-    names = ["lite.md", "lite.csv", "lite-curves.png", "lite-profiles.png", "lite-coordination.png", "lite-epsilon.png"]
+    names = ["lite.md", "lite.csv", "lite.long.csv", "lite-curves.png", "lite-profiles.png", "lite-coordination.png", "lite-epsilon.png"]
     assert written == [out / n for n in names]
     assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temporary files left
-    for name in names[2:]:
+    for name in names[3:]:
         assert_png(out / name)
 
     md = (out / "lite.md").read_text(encoding="utf-8")
@@ -139,6 +139,44 @@ def test_write_leaderboard_files(tmp_path):
     assert out / "lite-epsilon.png" not in written and not (out / "lite-epsilon.png").exists()
 
 
+def test_long_csv_round_trips_the_table_cells(tmp_path):
+    """Issue 27 (3): ``<board>.long.csv``, a row per variant and task, holds the numbers of the
+    table's cells, the bootstrap interval of each mean and the score-window mean."""
+    records = fake_records()
+    for r in records:  # protocol-2 records carry the score window
+        r["window"] = {"evaluations": 2, "from_update": 50, "normalized_score": 0.8 * r["final"]["normalized_score"]}
+        r["final"]["episodes"] = 1
+    records += [make_record("hopper", "bcq", 0, 25.0, 1.0, tier="lite-long")]
+    write_leaderboard(records, tmp_path, reps=300)
+    board = build_tables(records, "lite", reps=300)
+    try:
+        import pandas as pd
+    except ImportError:
+        pd = None
+    if pd is not None:
+        frame = pd.read_csv(tmp_path / "lite.long.csv")
+        assert list(frame.columns) == list(LONG_COLUMNS)
+        rows = frame.to_dict("records")
+    else:
+        with open(tmp_path / "lite.long.csv", encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            assert tuple(reader.fieldnames) == LONG_COLUMNS
+            rows = [{k: (v if k in ("variant", "task") else float(v)) for k, v in r.items()} for r in reader]
+    cells = [(r.variant, t, c) for r in board.rows for t, c in r.cells.items() if c is not None]
+    assert [(r["variant"], r["task"]) for r in rows] == [(v, t) for v, t, _ in cells]  # table order; no row for an empty cell
+    for r, (_, _, c) in zip(rows, cells):
+        assert r["n"] == c.n and r["mean"] == pytest.approx(c.mean, abs=1e-4) and r["std"] == pytest.approx(c.std, abs=1e-4)
+        assert r["ci_low"] <= r["mean"] <= r["ci_high"]
+        assert r["window_mean"] == pytest.approx(0.8 * c.mean, abs=1e-4)
+    mabcq_walker = next(r for r in rows if (r["variant"], r["task"]) == ("mabcq", "walker"))
+    assert (mabcq_walker["n"], mabcq_walker["mean"], mabcq_walker["std"]) == (3, 80.0, 10.0) and mabcq_walker["ci_low"] >= 70.0
+    behavior = next(r for r in rows if (r["variant"], r["task"]) == ("behavior", "hopper"))
+    assert behavior["ci_low"] == behavior["mean"] == behavior["ci_high"] == 5.0  # one run: no spread to resample
+    # the lite-long tier's own csv keeps its name beside lite's long form
+    with open(tmp_path / "lite-long.csv", encoding="utf-8", newline="") as fh:
+        assert next(csv.reader(fh))[:3] == ["variant", "hopper", "IQM [low, high]"]
+
+
 def test_epsilon_points_take_the_no_vd_ablation_as_epsilon_zero():
     records = fake_records() + [make_record("hopper", "mabcq-no-vd", s, sc, 1.0, eps=0.8) for s, sc in enumerate((10.0, 20.0, 30.0))]
     board = build_tables(records, "lite", reps=100)
@@ -151,7 +189,7 @@ def test_epsilon_points_take_the_no_vd_ablation_as_epsilon_zero():
 def test_coordination_plot_skips_algorithms_without_q(tmp_path):
     records = [make_record("ant", "behavior", s, 10.0 + s, None, tier="smoke") for s in range(2)]
     written = write_leaderboard(records, tmp_path, reps=50)
-    assert [p.name for p in written] == ["smoke.md", "smoke.csv", "smoke-curves.png", "smoke-profiles.png"]
+    assert [p.name for p in written] == ["smoke.md", "smoke.csv", "smoke.long.csv", "smoke-curves.png", "smoke-profiles.png"]
     assert_png(tmp_path / "smoke-curves.png")
     assert_png(tmp_path / "smoke-profiles.png")
 
@@ -163,6 +201,84 @@ def test_profiles_need_a_variant_with_runs_on_every_task(tmp_path):
     records = [make_record("hopper", "mabcq", s, 50.0, 1.0) for s in range(2)] + [make_record("walker", "bcq", s, 40.0, 1.0) for s in range(2)]
     written = write_leaderboard(records, tmp_path, reps=50)
     assert "lite-profiles.png" not in [p.name for p in written] and not (tmp_path / "lite-profiles.png").exists()
+
+
+# --- plots a reader can read (issue 27, 11) ------------------------------------------------------
+
+
+def _many_variants(n: int, seeds=(40.0, 50.0, 60.0)) -> list[dict]:
+    return [make_record("hopper", f"v{k:02d}", s, score + k, 1.0, algo="bc") for k in range(n) for s, score in enumerate(seeds)]
+
+
+def test_sixteen_variants_get_distinct_colours_and_styles():
+    """tab20's light/dark pairs of one hue read as one colour: every variant gets one of tab10's
+    ten hues, and no (colour, line style) is used twice."""
+    from matplotlib import colormaps
+
+    from mabcq_bench.report.plots import _colors, _styles
+
+    variants = [f"v{k}" for k in range(16)]
+    colors, styles = _colors(variants), _styles(variants)
+    assert all(c in colormaps["tab10"].colors or tuple(c[:3]) in colormaps["tab10"].colors for c in colors.values())
+    assert len({(tuple(colors[v]), styles[v]) for v in variants}) == 16
+
+
+def test_bands_are_standard_errors_and_absent_beyond_a_few_variants():
+    from matplotlib.collections import PolyCollection
+
+    from mabcq_bench.report.plots import BAND_MAX_VARIANTS, over_training_figure
+
+    def bands(fig):
+        return [c for ax in fig.axes for c in ax.collections if isinstance(c, PolyCollection)]
+
+    many = build_tables(_many_variants(13), "lite", reps=20)
+    fig = over_training_figure(many, "normalized_score", "score", "curves")
+    assert bands(fig) == [] and "no bands" in fig.get_suptitle()
+    few = build_tables(_many_variants(2), "lite", reps=20)
+    fig = over_training_figure(few, "normalized_score", "score", "curves")
+    assert len(bands(fig)) == 2 <= BAND_MAX_VARIANTS and "±1 s.e." in fig.get_suptitle()
+    # v00 (the second row): seeds 40, 50, 60 times 0.2, 0.6, 1.0: the band spans 10 - 2/√3 .. 50 + 10/√3 (±std: 8 .. 60)
+    ys = bands(fig)[1].get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(10 - 2 / 3**0.5) and ys.max() == pytest.approx(50 + 10 / 3**0.5)
+
+
+def test_the_final_score_is_a_distinct_marker_at_the_end_of_the_curve():
+    from mabcq_bench.report.plots import FINAL_MARKER, over_training_figure
+
+    records = _many_variants(1)
+    for r in records:  # a separate final evaluation that does not equal the curve's last point
+        r["final"]["normalized_score"] += 7.0
+        r["final"]["episodes"] = 50
+    fig = over_training_figure(build_tables(records, "lite", reps=20), "normalized_score", "score", "curves")
+    (ax,) = [a for a in fig.axes if a.get_visible() and a.get_title() == "hopper"]
+    (marker,) = [line for line in ax.lines if line.get_marker() == FINAL_MARKER["marker"]]
+    assert list(marker.get_xdata()) == [100] and list(marker.get_ydata()) == [pytest.approx(57.0)]
+    curve = next(line for line in ax.lines if line.get_label() == "v00")
+    assert curve.get_ydata()[-1] == pytest.approx(50.0)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["v00", "final score (a separate 50-episode evaluation)"]
+
+
+def test_two_epsilons_are_points_not_a_trend():
+    from mabcq_bench.report.plots import epsilon_figure
+
+    two = epsilon_figure(build_tables(fake_records(), "lite", reps=20))  # hopper: ε 0.4 and 0.8
+    assert [line.get_linestyle() for ax in two.axes for line in ax.lines][:1] == ["None"]
+    records = fake_records() + [make_record("hopper", "mabcq-no-vd", s, 30.0, 1.0, eps=0.8) for s in range(2)]
+    three = epsilon_figure(build_tables(records, "lite", reps=20))  # and ε = 0
+    assert [line.get_linestyle() for ax in three.axes for line in ax.lines][:1] == ["-"]
+
+
+def test_one_task_is_named_not_counted(tmp_path):
+    from mabcq_bench.report.plots import profiles_figure
+
+    records = [r for r in fake_records() if r["task"] == "hopper"]
+    board = build_tables(records, "lite", reps=20)
+    title = profiles_figure(board, [("algorithms", [r.variant for r in board.rows])]).get_suptitle()
+    assert "runs on hopper;" in title and "all 1" not in title
+    write_leaderboard(records, tmp_path, reps=20)
+    assert "all 1" not in (tmp_path / "lite.md").read_text(encoding="utf-8")
+    assert "runs on all 2 tasks" not in profiles_figure(build_tables(fake_records(), "lite", reps=20), [("a", ["mabcq"])]).get_suptitle()
 
 
 def test_mixed_fingerprints_in_one_cell_are_refused(tmp_path):

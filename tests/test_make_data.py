@@ -15,15 +15,19 @@ import pytest
 from click.testing import CliRunner
 
 from mabcq_bench.cli import main
+from mabcq_bench.data import manifest
+from mabcq_bench.data.card import LOADING_INSTALL
 from mabcq_bench.data.datasets import dataset_path, make_data
 from mabcq_bench.errors import UserError
 from mabcq_bench.data.experts import find_expert, local_dir, shipped_dir
 from mabcq_bench.data.recipes import load_recipe
 from mabcq_bench.data.tasks import TASKS
+from mabcq_bench.util import versions
 
 from conftest import tiny_recipe_text
 
 QUIET = {"progress": False, "log": lambda _: None}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _use(store: dict, monkeypatch) -> None:
@@ -58,6 +62,20 @@ def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch
         assert md["recipe"]["tier"] == "smoke" and md["seed"] == 0 and "stable-baselines3" in md["versions"]
         assert "paper §4.1" in md["description"] and "never holds another agent's action" in md["description"]
         assert ds.recover_environment(eval_env=True).spec.id == "Hopper-v5"
+        assert LOADING_INSTALL in md["description"]  # the card says what loading it elsewhere needs
+
+
+def test_the_install_line_for_loading_without_the_project_names_pillow():
+    """Issue 27 (13): Minari 0.5.4's HDF5 storage imports pillow without requiring it, and
+    ``recover_environment`` needs MuJoCo: the line a colleague copies (datasets/CARD.md and every
+    dataset's card) installs both, at the versions the data were made with."""
+    words = LOADING_INSTALL.split()
+    assert words[:2] == ["pip", "install"] and "pillow" in words
+    assert '"minari[hdf5]==0.5.4"' in words and any(w.startswith('"gymnasium[mujoco]') for w in words)
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line and not line.startswith("#"))
+    for package in ("minari", "gymnasium", "mujoco"):
+        assert f"{package}=={pins[package]}" in LOADING_INSTALL.replace("[hdf5]", "").replace("[mujoco]", ""), package
+    assert f"```\n{LOADING_INSTALL}\n```" in (ROOT / "datasets" / "CARD.md").read_text()
 
 
 def test_parts_are_where_the_metadata_says(smoke_hopper, monkeypatch):
@@ -99,6 +117,39 @@ def test_early_part_re_enacts_sac_and_is_each_agents_slice_of_the_same_experienc
         np.testing.assert_array_equal(rew, joint[0][1])
 
 
+def test_the_rollout_bar_ends_at_100_percent(smoke_hopper, monkeypatch):
+    """Issue 27 (12): the bar counted only each early policy's share, not the whole episode that
+    overshoots it, and stopped at 99 %."""
+    import tqdm.auto
+
+    import mabcq_bench.data.mixture as mixture
+
+    bars = []
+
+    class Bar:  # what the bar is told, as a terminal would draw it
+        def __init__(self, total, **kwargs):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    _use(smoke_hopper, monkeypatch)
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr(mixture, "bars_fit", lambda progress: progress)  # as on a terminal
+    recipe = smoke_hopper["recipe"]
+    parts = mixture.agent_episodes(TASKS["hopper"], recipe, find_expert(recipe), 0, progress=True)
+    (bar,) = bars
+    assert sum(len(e.rewards) for eps in parts.values() for e in eps) == bar.total == 5000
+    assert bar.n == bar.total
+
+
 def test_rerun_reuses_finished_datasets(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
     files = sorted(Path(smoke_hopper["MINARI_DATASETS_PATH"]).rglob("*.hdf5"))
@@ -113,7 +164,21 @@ def test_cli_make_data_reports_kept_datasets(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
     result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "mabcq/hopper/smoke-agent2-v1\t5000 transitions" in result.output and "kept" in result.output
+    assert "mabcq/hopper/smoke-agent2-v1\t5,000 transitions" in result.output and "kept" in result.output
+
+
+def test_cli_make_data_lists_each_dataset_once(smoke_hopper, monkeypatch):
+    """Issue 27 (12): the datasets were listed twice (status, then the manifest check), as 5000
+    and as 5,000; now one line each, the manifest's verdict in it."""
+    _use(smoke_hopper, monkeypatch)
+    result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    for i, status in enumerate(smoke_hopper["statuses"]):
+        (line,) = [line for line in result.output.splitlines() if f"smoke-agent{i}-v1" in line]
+        assert line.split("\t")[:3] == [status.dataset_id, "5,000 transitions", f"sha256 {status.checksum[:16]}"]
+        assert line.split("\t")[-1] == "kept" and "5000" not in line
+        if manifest.read_manifest(manifest.manifest_path("smoke"))[status.dataset_id]["versions"] == versions():
+            assert line.split("\t")[3] == "matches the manifest"
 
 
 # --- determinism and resume (a recipe smaller than smoke) ----------------------------------

@@ -95,7 +95,9 @@ def test_write_then_check_round_trip_and_what_a_difference_says(tiny, monkeypatc
 
     # make-data reports the comparison once a manifest exists
     result = runner.invoke(main, ["make-data", "--env", "hopper", "--preset", "tiny", "--no-progress"])
-    assert result.exit_code == 0 and "tiny-agent0-v0\tdiffers" in result.output and "tiny-agent2-v0\tmatches the manifest" in result.output
+    lines = {line.split("\t")[0]: line.split("\t") for line in result.output.splitlines() if line.startswith("mabcq/")}
+    assert result.exit_code == 0 and lines["mabcq/hopper/tiny-agent0-v0"][3].startswith("differs from the manifest: checksum")
+    assert lines["mabcq/hopper/tiny-agent2-v0"][3:] == ["matches the manifest", "kept"]
     assert recipe.dataset_id(0) == "mabcq/hopper/tiny-agent0-v0"
 
 

@@ -1,4 +1,8 @@
-"""Commands of the algorithm layer: the paper's matrix game and the update benchmark."""
+"""Commands of the algorithm layer: the paper's matrix game and the update benchmark.
+
+Nothing of ``mabcq_bench.algos`` is imported here at the top: the package imports torch, and
+``mabcq-bench --help`` must not wait for it.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,16 @@ import json
 
 import click
 
-from mabcq_bench.algos import matrix_game as _matrix_game
-from mabcq_bench.algos import matrix_game_io as _matrix_game_io
 from mabcq_bench.cli.app import main
+
+#: The solvers of ``matrix_game.ALGOS``, for the help text (tested to be the registry's names).
+_MATRIX_GAME_ALGOS = ("bcq", "mabcq-no-tn", "mabcq-no-vd", "mabcq")
 
 
 @main.command("matrix-game")
 @click.option("--payoff", required=True, help="Nested JSON list, one dimension per agent, e.g. '[[1,5],[6,1]]' (the paper's Table 1).")
 @click.option("--behavior", "behaviors", multiple=True, help="Behaviour policy of one agent as comma-separated probabilities, e.g. 0.8,0.2; give it once per agent, in axis order.")
-@click.option("--algo", default="mabcq", show_default=True, help=f"One of: {', '.join(_matrix_game.ALGOS)}.")
+@click.option("--algo", default="mabcq", show_default=True, help=f"One of: {', '.join(_MATRIX_GAME_ALGOS)}.")
 @click.option("--epsilon", type=float, default=None, help="Clip lambda_vd to [1-E, 1+E] (the paper's optimism level); unclipped if not given.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def matrix_game(payoff: str, behaviors: tuple[str, ...], algo: str, epsilon: float | None, as_json: bool) -> None:
@@ -31,6 +36,9 @@ def matrix_game(payoff: str, behaviors: tuple[str, ...], algo: str, epsilon: flo
     distribution: no value, never chosen. Each agent picks its highest value, ties to the
     lowest index. Indices are 0-based.
     """
+    from mabcq_bench.algos import matrix_game as _matrix_game
+    from mabcq_bench.algos import matrix_game_io as _matrix_game_io
+
     payoff_array = _matrix_game_io.parse_payoff(payoff)
     behavior = [_matrix_game_io.parse_behavior(text, i) for i, text in enumerate(behaviors)]
     result = _matrix_game.solve(payoff_array, behavior, algo, epsilon)

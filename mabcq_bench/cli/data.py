@@ -42,9 +42,24 @@ def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address:
         statuses = make_data_ray(recipes, address=address, workers=workers, retrain=retrain, log=click.echo)
     else:
         statuses = [status for recipe in recipes for status in make_data(recipe, retrain=retrain, progress=progress, log=click.echo)]
+    verdicts = _manifest_verdicts(recipes)  # one line per dataset: what it is, how it compares, new or kept
     for status in statuses:
-        click.echo(f"{status.dataset_id}\t{status.total_steps} transitions\tsha256 {status.checksum[:16]}\t{'new' if status.created else 'kept'}")
-    _echo_manifest_checks(recipes, only_listed=True)
+        verdict = f"\t{verdicts[status.dataset_id]}" if status.dataset_id in verdicts else ""
+        click.echo(f"{status.dataset_id}\t{status.total_steps:,} transitions\tsha256 {status.checksum[:16]}{verdict}\t{'new' if status.created else 'kept'}")
+
+
+def _manifest_verdicts(recipes) -> dict[str, str]:
+    """Each dataset's comparison with its tier's committed manifest, by id (none for a tier without one)."""
+    from mabcq_bench.data import manifest
+
+    texts = {"identical": "matches the manifest", "unlisted": "not in the manifest", "missing": "missing"}
+    out = {}
+    for tier in sorted({r.tier for r in recipes}):
+        listed = manifest.read_manifest(manifest.manifest_path(tier))
+        if listed:
+            for c in manifest.check([r for r in recipes if r.tier == tier], listed):
+                out[c.dataset_id] = texts.get(c.verdict) or f"{c.verdict} from the manifest: {c.detail}"
+    return out
 
 
 def _echo_manifest_checks(recipes, only_listed: bool) -> bool:

@@ -8,7 +8,7 @@ from mabcq_bench.cli.app import _ENV_HELP, _check_folder, main
 from mabcq_bench.errors import UserError
 
 
-_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (see `mabcq-bench baselines`: mabcq, its ablations mabcq-no-tn, mabcq-no-vd, bcq; the baselines ddpg, td3bc, iql, cql, omar, bc, behavior; the reference rows zero-action, random)."
+_ALGO_HELP = "Algorithm name, a comma-separated list, or 'all' (their hyperparameters: `mabcq-bench baselines --preset lite`: mabcq, its ablations mabcq-no-tn, mabcq-no-vd, bcq; the baselines ddpg, td3bc, iql, cql, omar, bc, behavior; the reference rows zero-action, random)."
 
 
 def _seeds(text: str) -> list[int]:
@@ -62,11 +62,11 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
 @click.option("--algo", default="all", show_default=True, help=_ALGO_HELP)
 @click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
 @click.option("--seeds", default="5", show_default=True, help="Number of seeds (5 = 0,1,2,3,4) or a list (0,4,7).")
-@click.option("--preset", default="lite", show_default=True, help="Tier: baselines/<tier>.toml (protocol and hyperparameters) on the <tier> datasets.")
+@click.option("--preset", default="lite", show_default=True, help="Tier (baselines/<tier>.toml: protocol and hyperparameters; `mabcq-bench baselines` lists them) or a path to a protocol .toml of your own; it trains on the datasets its datasets = \"<tier>\" key names (default: its own tier's).")
 @click.option("--results", default="runs", show_default=True, help="Results store: one record per (tier, task, algorithm, seed).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter, e.g. --set epsilon=0.4 (part of the run's name).")
-@click.option("--progress/--no-progress", default=True, help="Progress bar with ETA (on a terminal).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar with ETA on a terminal; otherwise (a log file, a 0-column terminal, or --no-progress) a line per finished run and one a minute (runs and updates done, ETA).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True, help="local: a process pool here; ray: one Ray task per run.")
 @click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto, or ray://head:10001); default: a local Ray.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device of the learners (cuda asks Ray for one GPU per run).")
@@ -196,18 +196,26 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
 
 
 @main.command("baselines")
-@click.option("--write", is_flag=True, help="Regenerate baselines/<tier>.toml from the algorithm registry's defaults.")
-def baselines_cmd(write: bool) -> None:
-    """Show (or regenerate) the protocol files: run protocol and every algorithm's hyperparameters."""
-    from mabcq_bench.runs.protocol import BASELINES_DIR, DEFAULT_PROTOCOLS, protocol_text
-    from mabcq_bench.util import atomic_path
+@click.option("--preset", default=None, help="Show one protocol file: a tier (see the list) or a path to a .toml.")
+@click.option("--write", is_flag=True, help="Regenerate baselines/<tier>.toml from the algorithm registry's defaults (every shipped tier, or the one --preset names).")
+def baselines_cmd(preset: str | None, write: bool) -> None:
+    """List the protocol files (run protocol and every algorithm's hyperparameters, one per tier),
+    show one with --preset, or regenerate the shipped ones with --write."""
+    from mabcq_bench.runs.protocol import BASELINES_DIR, DEFAULT_PROTOCOLS, protocol_list, protocol_text
+    from mabcq_bench.util import atomic_path, read_tier_file
 
-    for tier, (proto, note, datasets) in DEFAULT_PROTOCOLS.items():
-        text = protocol_text(tier, proto, note, datasets)
-        path = BASELINES_DIR / f"{tier}.toml"
-        if write:
-            with atomic_path(path) as tmp:
-                tmp.write_text(text)
-            click.echo(f"wrote {path}")
-        else:
-            click.echo(f"# --- {path}\n{text}")
+    if write:
+        if preset is not None and preset not in DEFAULT_PROTOCOLS:
+            raise UserError(f"--write regenerates the shipped tiers ({', '.join(DEFAULT_PROTOCOLS)}); {preset!r} is not one")
+        for tier, (proto, note, datasets) in DEFAULT_PROTOCOLS.items():
+            if preset in (None, tier):
+                path = BASELINES_DIR / f"{tier}.toml"
+                with atomic_path(path) as tmp:
+                    tmp.write_text(protocol_text(tier, proto, note, datasets))
+                click.echo(f"wrote {path}")
+    elif preset is not None:
+        path, _ = read_tier_file(preset, BASELINES_DIR, "protocol")
+        click.echo(f"# --- {path}\n{path.read_text()}", nl=False)
+    else:
+        click.echo(protocol_list())
+        click.echo("\nshow one: mabcq-bench baselines --preset <tier>; run one: mabcq-bench run --preset <tier or path to a copy>")

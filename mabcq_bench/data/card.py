@@ -6,6 +6,9 @@ from mabcq_bench.data.experts import REFERENCES, Expert
 from mabcq_bench.data.recipes import PARTS, Recipe
 from mabcq_bench.data.tasks import Task
 
+#: What loading the datasets without mabcq-bench needs (checked in a fresh environment; datasets/CARD.md).
+LOADING_INSTALL = 'pip install "minari[hdf5]==0.5.4" pillow "gymnasium[mujoco]==1.4.0" "mujoco==4.0.0"'
+
 
 def dataset_card(task: Task, recipe: Recipe, expert: Expert, agent: int, sizes: dict[str, int], ranges: dict[str, list[int]]) -> str:
     """The dataset card: Markdown, shown by ``minari show``."""
@@ -56,5 +59,6 @@ The dataset has no environment of its own (`recover_environment()` without `eval
 **Get it.** These datasets are not hosted: `minari download` does not know them. Make them locally, in minutes, from the experts \
 shipped with mabcq-bench: `mabcq-bench make-data --env {task.name} --preset {recipe.tier}` (recipe fingerprint `{recipe.fingerprint}`), \
 then `mabcq-bench manifest --env {task.name} --preset {recipe.tier}` checks that they are the published bits. The package versions \
-they were made with are in the metadata under `versions`. {recipe.description}
+they were made with are in the metadata under `versions`. To load a copy without mabcq-bench: \
+`{LOADING_INSTALL}` (Minari's HDF5 storage needs pillow without requiring it; `recover_environment` needs MuJoCo). {recipe.description}
 """

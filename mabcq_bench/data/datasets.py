@@ -83,7 +83,7 @@ def make_data(recipe: Recipe, retrain: bool = False, progress: bool = True, log:
     ids = [recipe.dataset_id(i) for i in range(task.n_agents)]
     existing = [verify_dataset(dataset_id, recipe) for dataset_id in ids]
     if all(existing):
-        log(f"[{task.name}] {recipe.tier} datasets are up to date: {', '.join(ids)}")
+        log(f"[{task.name}] {recipe.tier} datasets are up to date")
         return [_status(info, False) for info in existing]
     expert = get_expert(recipe, retrain=retrain, progress=progress, log=log)
     return [make_agent_dataset(recipe, agent, expert, progress=progress, log=log) for agent in range(task.n_agents)]
@@ -110,7 +110,7 @@ def make_agent_dataset(
         started = time.perf_counter()
         episodes = agent_episodes(task, recipe, expert, agent, progress=progress)
         info = write_dataset(task, recipe, expert, agent, episodes)
-        log(f"[{task.name}] wrote {dataset_id}: {info['total_steps']:,} transitions in {time.perf_counter() - started:.1f}s")
+        log(f"[{task.name}] agent{agent}: dataset written in {time.perf_counter() - started:.1f}s")
     return _status(info, True)
 
 

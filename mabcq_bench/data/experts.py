@@ -47,7 +47,7 @@ from mabcq_bench.data.exact import Actor
 from mabcq_bench.data.recipes import Recipe
 from mabcq_bench.data.rollout import PolicyFn, evaluate, random_policy, zero_policy
 from mabcq_bench.data.tasks import Task, get_task
-from mabcq_bench.util import atomic_path, derive_seed, exclusive_lock, home, versions, write_json
+from mabcq_bench.util import atomic_path, bars_fit, derive_seed, exclusive_lock, home, versions, write_json
 
 POLICIES = ("intermediate", "expert")
 #: The files of a finished expert; ``expert.json`` lists the others with their SHA-256.
@@ -248,6 +248,7 @@ def _reached(recipe: Recipe, evals: dict[int, dict]) -> int | None:
 def _train_segments(task: Task, recipe: Recipe, training: Path, progress: bool, log) -> None:
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import Logger
     from tqdm.auto import tqdm
 
     e = recipe.expert
@@ -260,8 +261,7 @@ def _train_segments(task: Task, recipe: Recipe, training: Path, progress: bool, 
     torch.set_num_threads(e.torch_threads)
     target = f", until the deterministic policy returns {e.target_return:g}" if e.target_return is not None else ""
     log(f"[{task.name}] {'resuming' if at else 'training'} the SAC joint expert at step {at:,} of at most {e.total_steps:,}{target}")
-    eval_seed = recipe.eval_seed
-    bar = tqdm(total=e.total_steps, initial=at, desc=f"{task.name} SAC", unit="step", disable=None if progress else True, dynamic_ncols=True)
+    bar = tqdm(total=e.total_steps, initial=at, desc=f"{task.name} SAC", unit="step", disable=not bars_fit(progress), dynamic_ncols=True)
 
     class Bar(BaseCallback):
         def _on_step(self) -> bool:
@@ -288,20 +288,20 @@ def _train_segments(task: Task, recipe: Recipe, training: Path, progress: bool, 
                 )
             else:
                 model = _load_state(training, at, task)
-            # Everything random in this segment depends only on (seed, segment start).
-            model.set_random_seed(derive_seed(e.seed, task.name, "sac-segment", at))
+            model.set_random_seed(derive_seed(e.seed, task.name, "sac-segment", at))  # all this segment's randomness: (seed, start)
             model._last_obs = None  # makes learn() reset the env with the seed just set
+            model.set_logger(Logger(folder=None, output_formats=[]))  # SB3's own leaves an empty /tmp/SB3-<time> per learn()
             model.learn(end - at, reset_num_timesteps=False, callback=Bar())
             at = end
             with atomic_path(_checkpoint(training, at), suffix=".zip") as tmp:
                 model.save(tmp)
-            r = evaluate(task, sac_policy(model), recipe.eval_episodes, eval_seed)
+            r = evaluate(task, sac_policy(model), recipe.eval_episodes, recipe.eval_seed)
             evals[at] = {"mean": float(r.mean()), "std": float(r.std())}
             write_json(training / "evals.json", {str(k): v for k, v in sorted(evals.items())})
             state = {"num_timesteps": at, "train_wall_s": state["train_wall_s"] + time.perf_counter() - started}
             _save_state(model, training, state)
             bar.set_postfix_str(f"return {evals[at]['mean']:.0f}")
-            if bar.disable and progress:  # no terminal (a log file): one line per checkpoint
+            if bar.disable and progress:  # no terminal (a log file, a 0-column terminal): one line per checkpoint
                 log(f"[{task.name}] step {at:,}: return {evals[at]['mean']:.1f} ± {evals[at]['std']:.1f}")
             if _reached(recipe, evals) is not None:
                 break

@@ -24,7 +24,7 @@ from mabcq_bench.data.recipes import Recipe
 from mabcq_bench.data.rollout import Episode, PolicyFn, collect, random_policy
 from mabcq_bench.data.tasks import Task
 from mabcq_bench.errors import UserError
-from mabcq_bench.util import derive_seed
+from mabcq_bench.util import bars_fit, derive_seed
 
 
 def mixed_policy(task: Task, agent: int, own: PolicyFn, others: PolicyFn, noise: float, seed: int) -> PolicyFn:
@@ -61,6 +61,13 @@ def early_episodes(task: Task, recipe: Recipe, expert: Expert, n: int, seed: int
     rng = np.random.default_rng(derive_seed(seed, "early-policy"))
     out: list[Episode] = []
     done = 0
+    counted = [0]  # transitions reported to ``progress``; topped up to what is kept, so a bar ends at n
+
+    def count(k: int) -> None:
+        counted[0] += k
+        if progress is not None:
+            progress(k)
+
     for j, (lo, hi) in enumerate(zip(starts, ends)):
         last = j == len(starts) - 1
         want = n - done if last else round(n * hi / e.early_steps) - done
@@ -70,9 +77,11 @@ def early_episodes(task: Task, recipe: Recipe, expert: Expert, n: int, seed: int
             policy = random_policy(task, derive_seed(seed, "early-random"))
         else:
             policy = lambda states, actor=actors[lo]: actor.sample(states, rng)  # noqa: E731
-        episodes = collect(task, policy, want, recipe.num_envs, derive_seed(seed, "early-envs", lo), progress=progress, cut_last=last)
+        episodes = collect(task, policy, want, recipe.num_envs, derive_seed(seed, "early-envs", lo), progress=count, cut_last=last)
         out += episodes
         done += sum(len(ep) for ep in episodes)
+        if min(done, n) > counted[0]:  # the policy's last episode is kept whole, past its share
+            count(min(done, n) - counted[0])
     if done > n:  # an earlier policy's last episode overshot the whole part: cut that one
         out[-1] = out[-1].cut(len(out[-1]) - (done - n))
     return out
@@ -90,7 +99,7 @@ def agent_episodes(task: Task, recipe: Recipe, expert: Expert, agent: int, progr
         "all_expert": ("expert", "expert"),
     }
     parts: dict[str, list[Episode]] = {}
-    with tqdm(total=recipe.transitions_per_agent, desc=f"{task.name} agent{agent} rollouts", unit="tr", disable=None if progress else True, dynamic_ncols=True) as bar:
+    with tqdm(total=recipe.transitions_per_agent, desc=f"{task.name} agent{agent} rollouts", unit="tr", disable=not bars_fit(progress), dynamic_ncols=True) as bar:
         parts["early"] = early_episodes(task, recipe, expert, sizes["early"], derive_seed(recipe.seed, task.name, "early"), progress=bar.update)
         for part, (own, others) in who_acts.items():
             seed = derive_seed(recipe.seed, task.name, part, agent)

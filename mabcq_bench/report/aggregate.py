@@ -140,6 +140,29 @@ def stratified_bootstrap_iqm(
     return point, float(low), float(high)
 
 
+def bootstrap_mean(scores: ArrayLike, reps: int = 2000, ci: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of one task's runs with the bootstrap percentile interval the tables use.
+
+    The same resampling as :func:`stratified_bootstrap_iqm` on a single stratum (the task's runs,
+    drawn with replacement, as many as there are), with the mean as the statistic: the interval
+    of a table cell's mean, where the aggregate column holds the IQM's.
+
+    Args:
+        scores: one score per run (seed), any shape (flattened).
+        reps, ci, seed: as in :func:`stratified_bootstrap_iqm`.
+
+    Returns:
+        ``(mean, low, high)`` in the units of the scores; one run gives ``(x, x, x)``.
+
+    Raises:
+        UserError: no scores, a non-finite score, or bad ``reps``/``ci``.
+    """
+    _check_bootstrap(reps, ci, "bootstrap_mean")
+    runs = _finite_1d(scores, "bootstrap_mean")
+    low, high = _percentiles(_resample(runs, int(reps), np.random.default_rng(seed)).mean(axis=1), ci)
+    return float(runs.mean()), float(low), float(high)
+
+
 def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """P(x > y) over all pairs of the last axis, ties ½: the Mann–Whitney U of x over n_x · n_y.
 

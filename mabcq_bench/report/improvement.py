@@ -95,6 +95,6 @@ def format_markdown(imps: Sequence[Improvement], board: "Leaderboard") -> str:
     ]
     for imp in imps:
         what = "score" if imp.key == SCORE else "coord. gap" if imp.key == GAP else imp.key
-        tasks = f"all {len(imp.tasks)}" if len(imp.tasks) == len(board.tasks) else ", ".join(imp.tasks)
+        tasks = f"all {len(imp.tasks)}" if len(imp.tasks) == len(board.tasks) > 1 else ", ".join(imp.tasks)  # never "all 1"
         lines.append(f"| {imp.a} vs {imp.b} | {what} | {tasks} | {imp.n_a} v {imp.n_b} | {imp.p:.2f} [{imp.low:.2f}, {imp.high:.2f}] |")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,9 @@
 :mod:`~mabcq_bench.report.tables`, the plots of :mod:`~mabcq_bench.report.plots`, the probability
 of improvement of the compared pairs, :mod:`~mabcq_bench.report.improvement`, where the
 algorithms separate over training, :mod:`~mabcq_bench.report.separation`, and where training
-converges, :mod:`~mabcq_bench.report.budget`) and ``<tier>.csv``.
+converges, :mod:`~mabcq_bench.report.budget`), ``<tier>.csv`` (a row per variant) and
+``<tier>.long.csv`` (a row per variant and task; a dot, not a dash, so that it never takes the
+name of another tier's csv: ``lite-long.csv`` is the ``lite-long`` tier's).
 The pairs are :data:`~mabcq_bench.report.separation.PAIRS` and the ε variants against ε = 0.
 """
 
@@ -17,7 +19,7 @@ from mabcq_bench.errors import UserError
 from mabcq_bench.report import budget, improvement, separation
 from mabcq_bench.report.plots import write_plots
 from mabcq_bench.report.records import _file, check_record
-from mabcq_bench.report.tables import EPSILON_ALGO, EPSILON_ZERO, Leaderboard, build_tables, format_csv, format_markdown
+from mabcq_bench.report.tables import EPSILON_ALGO, EPSILON_ZERO, Leaderboard, build_tables, format_csv, format_long_csv, format_markdown
 from mabcq_bench.util import atomic_path, ensure_writable
 
 
@@ -47,7 +49,7 @@ def _write_text(path: Path, text: str) -> Path:
 def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 2000, ci: float = 0.95, seed: int = 0) -> list[Path]:
     """Write the tables and plots of every tier present in ``records`` into ``out_dir``.
 
-    Per tier: ``<tier>.md``, ``<tier>.csv`` and the plots (see the module docstring). Every
+    Per tier: ``<tier>.md``, ``<tier>.csv``, ``<tier>.long.csv`` and the plots (see the module docstring). Every
     file is written atomically (a temporary file in ``out_dir``, then renamed).
 
     Args:
@@ -56,7 +58,7 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
         reps, ci, seed: settings of the aggregate's stratified bootstrap.
 
     Returns:
-        The written paths: per tier the .md, the .csv, then the PNGs.
+        The written paths: per tier the .md, the .csv, the .long.csv, then the PNGs.
 
     Raises:
         UserError: no records, a malformed record, mixed fingerprints in one cell, or an
@@ -85,5 +87,6 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
         text = "\n".join(s for s in sections if s)
         written.append(_write_text(out / f"{tier}.md", text.rstrip("\n") + "\n"))
         written.append(_write_text(out / f"{tier}.csv", format_csv(board)))
+        written.append(_write_text(out / f"{tier}.long.csv", format_long_csv(board)))
         written.extend(plots)
     return written

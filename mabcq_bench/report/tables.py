@@ -4,7 +4,7 @@ Per task "mean ± std (n)" of the final normalized score over seeds, the aggrega
 high]" over all runs of all tasks (stratified bootstrap, see
 :func:`mabcq_bench.report.aggregate.stratified_bootstrap_iqm`) and the coordination diagnostic;
 rows by aggregate IQM, best first. As plain text (a terminal), Markdown and CSV (with numeric
-columns). A table cell only ever pools runs of one configuration: records of the same (tier,
+columns; and in long form, a row per variant and task). A table cell only ever pools runs of one configuration: records of the same (tier,
 task, variant) with different ``config_fingerprint`` are an error, never averaged together.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.report.aggregate import mean_std, stratified_bootstrap_iqm
+from mabcq_bench.report.aggregate import bootstrap_mean, mean_std, stratified_bootstrap_iqm
 from mabcq_bench.report.records import _optional_number, group_runs, ordered_tasks
 
 
@@ -255,6 +255,34 @@ def format_csv(board: Leaderboard) -> str:
             values += ["", "", 0, ""] if c is None else [repr(round(c.mean, 4)), repr(round(c.std, 4)), c.n, window]
         values += [repr(round(x, 4)) for x in (row.iqm, row.low, row.high)] + ["" if row.gap is None else repr(round(row.gap, 4))]
         writer.writerow(texts + values)
+    return buf.getvalue()
+
+
+#: Columns of ``<board>.long.csv``, one row per variant and task with runs.
+LONG_COLUMNS = ("variant", "task", "n", "mean", "std", "ci_low", "ci_high", "window_mean")
+
+
+def format_long_csv(board: Leaderboard) -> str:
+    """``<board>.long.csv``: the table in long form, one row per (variant, task) with runs, rows in
+    table order (best variant first), tasks in column order; for pandas and R.
+
+    Columns (:data:`LONG_COLUMNS`): ``n`` runs; ``mean`` and ``std`` (sample std, 0.0 for one run)
+    of the final normalized score over seeds, as in the table's cells; ``ci_low``/``ci_high`` the
+    bootstrap percentile interval of that mean with the table's settings (``board.ci``,
+    ``board.reps`` resamples of the task's seeds, generator seed ``board.boot_seed``: see
+    :func:`~mabcq_bench.report.aggregate.bootstrap_mean`); ``window_mean`` the mean of the runs'
+    score-window means (protocol 2; empty before). Numbers are rounded to 4 decimals."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(LONG_COLUMNS)
+    for row in board.rows:
+        for task in board.tasks:
+            c = row.cells[task]
+            if c is None:
+                continue
+            _, low, high = bootstrap_mean(c.scores, reps=board.reps, ci=board.ci, seed=board.boot_seed)
+            window = "" if c.windows is None else repr(round(float(c.windows.mean()), 4))
+            writer.writerow([row.variant, task, c.n, *(repr(round(x, 4)) for x in (c.mean, c.std, low, high)), window])
     return buf.getvalue()
 
 

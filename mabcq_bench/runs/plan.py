@@ -100,7 +100,7 @@ def prepare(
     from mabcq_bench.data.tasks import get_task
 
     specs = list(specs)
-    _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier)
+    _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier, protocol)
     # runs on another version of the datasets are filed and tabulated apart (never mixed)
     pv = int(protocol.protocol["version"])
     specs = [dataclasses.replace(s, tier=board_name(s.tier, dataset_version(s.task, dataset_tier), pv)) for s in specs]
@@ -124,6 +124,33 @@ def prepare(
     return out
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def describe_plan(runs: Sequence[PreparedRun]) -> str:
+    """What a sweep is, said before it starts: ``65 runs = 13 algorithms × 1 task × 5 seeds;
+    hopper 40,000 updates per agent (3 agents)``.
+
+    No time estimate: an update's cost varies about 7× over the algorithms and with the machine,
+    and a protocol holds none (``mabcq-bench bench`` measures it here)."""
+    from mabcq_bench.data.tasks import get_task
+
+    tasks = list(dict.fromkeys(r.spec.task for r in runs))
+    variants = list(dict.fromkeys(r.spec.variant for r in runs))
+    seeds = sorted({r.spec.seed for r in runs})
+    kind = "algorithm" if all(r.spec.variant == r.spec.algo for r in runs) else "variant"
+    grid = f"{_count(len(variants), kind)} × {_count(len(tasks), 'task')} × {_count(len(seeds), 'seed')}"
+    shape = f" = {grid}" if len(tasks) * len(variants) * len(seeds) == len(runs) else f" ({grid})"
+    budgets = {}
+    for r in runs:
+        budgets.setdefault(r.spec.task, set()).add(int(r.protocol["updates"]))
+    per_task = "; ".join(
+        f"{task} {' or '.join(f'{u:,}' for u in sorted(budgets[task]))} updates per agent ({get_task(task).n_agents} agents)" for task in tasks
+    )
+    return f"{_count(len(runs), 'run')}{shape}; {per_task}"
+
+
 def _dataset_ids(task, tier: str) -> list[str]:
     from mabcq_bench.data.recipes import dataset_id
 
@@ -131,14 +158,33 @@ def _dataset_ids(task, tier: str) -> list[str]:
     return [dataset_id(task.name, tier, i, version) for i in range(task.n_agents)]
 
 
-def _check_all_present(task_names: Sequence[str], tier: str) -> None:
-    """One line naming every task whose datasets are missing, with the command that makes them."""
+def _check_all_present(task_names: Sequence[str], tier: str, protocol: Protocol | None = None) -> None:
+    """One line naming every task whose datasets are missing, with the command that makes them.
+
+    A protocol whose datasets' tier has no recipe in ``datasets/`` (a copied protocol file with a
+    new ``tier`` and no ``datasets`` key) is told which key picks shipped datasets, never sent to
+    a ``make-data --preset`` that cannot work."""
+    from mabcq_bench.data import recipes
     from mabcq_bench.data.datasets import dataset_path
     from mabcq_bench.data.tasks import get_task
 
     missing = [name for name in task_names if any(not dataset_path(i).exists() for i in _dataset_ids(get_task(name), tier))]
-    if missing:
-        raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {','.join(missing)} --preset {tier}`")
+    if not missing:
+        return
+    envs = ",".join(missing)
+    if (recipes.RECIPES_DIR / f"{tier}.toml").exists():
+        raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {envs} --preset {tier}`")
+    shipped = sorted(p.stem for p in recipes.RECIPES_DIR.glob("*.toml"))
+    default = "lite" if "lite" in shipped else (shipped[0] if shipped else "lite")
+    others = ", ".join(t for t in shipped if t != default)
+    where = f"protocol {protocol.path} trains on" if protocol is not None else "these runs need"
+    raise UserError(
+        f"{where} the {tier} datasets (missing for {', '.join(missing)}), and no recipe in {recipes.RECIPES_DIR} makes a tier {tier!r}: "
+        f'a protocol trains on the datasets its datasets = "<tier>" key names (default: its own tier). Add the line datasets = "{default}" '
+        f"{'below its tier line ' if protocol is not None else ''}to train on the {default} datasets{f' (or {others})' if others else ''} "
+        f"and make them with `mabcq-bench make-data --env {envs} --preset {default}`, or make {tier} datasets from a recipe of your own "
+        f"with `mabcq-bench make-data --env {envs} --preset <recipe.toml>` (tier = \"{tier}\" in it)"
+    )
 
 
 def board_name(tier: str, version: int, protocol_version: int = 1) -> str:

@@ -166,6 +166,30 @@ def load_protocol(preset: str) -> Protocol:
     return Protocol(data["tier"], path, dict(proto), data["algos"], datasets)
 
 
+def protocol_list() -> str:
+    """The protocol files in ``baselines/`` as a table (the shipped tiers first): tier, the datasets
+    it trains on, updates per agent (per-task values in parentheses), the first sentence of its note."""
+    import tomllib
+
+    rows = [("tier", "datasets", "updates", "note")]
+    shipped = list(DEFAULT_PROTOCOLS)
+    for path in sorted(BASELINES_DIR.glob("*.toml"), key=lambda p: (shipped.index(p.stem) if p.stem in shipped else len(shipped), p.stem)):
+        text = path.read_text()
+        try:
+            data = tomllib.loads(text)
+            proto = data["protocol"]
+            tasks = ", ".join(f"{t} {v['updates']:,}" for t, v in proto.get("tasks", {}).items() if "updates" in v)
+            updates = f"{proto['updates']:,}" + (f" ({tasks})" if tasks else "")
+            datasets = str(data.get("datasets", data["tier"]))
+        except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError):
+            updates, datasets = "?", "?"  # `run --preset` says what is wrong with it
+        first = text.splitlines()[0] if text else ""
+        note = first.removeprefix("#").strip().removeprefix(f"{path.stem}:").strip() if first.startswith("#") else ""
+        rows.append((path.stem, datasets, updates, note.split(". ")[0].rstrip(".") + "." if note else ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows).rstrip()
+
+
 def _check_key(path: Path, where: str, key: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "eval_every" else 1):
         raise UserError(f"malformed protocol {path}: {where} {key} must be a positive integer")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,8 +11,11 @@ from typing import Callable, Sequence
 
 from mabcq_bench.errors import UserError
 from mabcq_bench.runs.executors import EXECUTORS
-from mabcq_bench.runs.plan import PreparedRun, existing_record
-from mabcq_bench.util import ensure_writable, lock_holder
+from mabcq_bench.runs.plan import PreparedRun, describe_plan, existing_record
+from mabcq_bench.util import bars_fit, duration, ensure_writable, lock_holder
+
+#: Seconds between two plain progress lines (no terminal, a 0-column one, or --no-progress).
+LINE_EVERY = 60.0
 
 
 @dataclass
@@ -31,23 +35,30 @@ def run_sweep(
     log: Callable[[str], None] = print,
     executor: str = "local",
     address: str | None = None,
+    line_every: float = LINE_EVERY,
 ) -> SweepResult:
     """Run every run without a record; skip the finished ones, and those another live process
     is training (their lock is held: ``busy``, neither run nor failed).
+
+    Progress: a bar with ETA on a terminal (with ``progress``); otherwise (a log file, a pipe, a
+    0-column terminal, or ``progress`` off) plain lines through ``log``: one per finished run,
+    and one at most every ``line_every`` seconds while runs train (runs and updates done, ETA).
 
     Args:
         executor: a name in :data:`EXECUTORS`: ``local`` (a process pool of ``workers`` on this
             machine) or ``ray`` (one Ray task per run, on the cluster at ``address``, or on a local
             Ray instance with ``workers`` CPUs when ``address`` is None).
-
-    Raises:
-        UserError: an unknown executor, or runs to make in a results store that cannot be written.
+    if runs:
+        log(f"plan: {describe_plan(runs)}")
+    done_records, pending, busy = [], [], {}
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
+    if runs:
+        log(f"plan: {describe_plan(runs)}")
     done_records, pending, busy = [], [], {}
     for run in runs:
         record = existing_record(run, results)
@@ -67,10 +78,17 @@ def run_sweep(
 
     ensure_writable(results, "results store")  # one line now, not a failure per run (a read-only store)
     total = sum(r.protocol["updates"] for r in pending)
-    bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=None if progress else True, dynamic_ncols=True)
+    lines = not bars_fit(progress)  # a log, nohup, a cluster job, a 0-column terminal: plain lines
+    bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=lines, dynamic_ncols=True)
+    ticker = ProgressLines(len(pending), total, log, line_every) if lines else None
+
+    def on_progress(n: int) -> None:  # called from the executor's progress thread
+        bar.update(n)
+        if ticker is not None:
+            ticker.updated(n)
+
     new_records = []
-    outcomes = EXECUTORS[executor](pending, results, workers, bar.update, address)
-    lines = progress and bar.disable  # no terminal (a log, nohup, a cluster job): a line per run
+    outcomes = EXECUTORS[executor](pending, results, workers, on_progress, address)
     try:
         for key, record, error in outcomes:
             if error is not None:
@@ -79,7 +97,8 @@ def run_sweep(
             else:
                 new_records.append(record)
                 bar.set_postfix_str(f"{key} {record['final']['normalized_score']:.1f}")
-            if lines:
+            if ticker is not None:
+                ticker.run_done()
                 log(_progress_line(key, record, len(new_records) + len(failures), len(pending), time.perf_counter() - started))
     finally:
         outcomes.close()
@@ -91,11 +110,49 @@ def run_sweep(
     return SweepResult(done_records + new_records, len(done_records), failures, time.perf_counter() - started, busy)
 
 
+class ProgressLines:
+    """Plain progress lines for a sweep without bars, at most one every ``every`` seconds:
+    ``progress: 1 of 13 runs finished, 24,000 of 520,000 updates (4.6%), 9 min elapsed, ETA 3 h 05 min``.
+
+    ``updated`` may be called from another thread (the executor's progress pump) than
+    ``run_done``; ``clock`` is for tests."""
+
+    def __init__(self, runs: int, updates: int, log: Callable[[str], None], every: float = LINE_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        self.runs, self.updates, self.log, self.every, self.clock = runs, updates, log, every, clock
+        self.started = self.last = clock()
+        self.done_updates = self.done_runs = 0
+        self._lock = threading.Lock()
+
+    def updated(self, n: int) -> None:
+        """``n`` more updates were made; prints a line if the last one is ``every`` seconds old."""
+        with self._lock:
+            self.done_updates += n
+            now = self.clock()
+            if now - self.last < self.every:
+                return
+            self.last = now
+            line = self.line(now)
+        self.log(line)
+
+    def run_done(self) -> None:
+        with self._lock:
+            self.done_runs += 1
+
+    def line(self, now: float) -> str:
+        elapsed = now - self.started
+        done, total = min(self.done_updates, self.updates), self.updates
+        eta = f", ETA {duration(elapsed / done * (total - done))}" if 0 < done < total else ""
+        return (
+            f"progress: {self.done_runs} of {self.runs} runs finished, {done:,} of {total:,} updates "
+            f"({100 * done / max(total, 1):.1f}%), {duration(elapsed)} elapsed{eta}"
+        )
+
+
 def _progress_line(key: str, record: dict | None, done: int, total: int, elapsed: float) -> str:
     """``[3/18] hopper/mabcq/seed0  score 59.4  612 s  15 left, ETA 41 min``."""
     what = f"score {record['final']['normalized_score']:.1f}  {record['wall_s']:.0f} s" if record is not None else "FAILED"
     left = total - done
-    eta = f", ETA {elapsed / done * left / 60:.0f} min" if left else ""
+    eta = f", ETA {duration(elapsed / done * left)}" if left else ""
     return f"[{done}/{total}] {key}  {what}  {left} left{eta}"
 
 
