@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 import os
 import shutil
@@ -283,6 +284,44 @@ def test_a_tier_can_train_on_another_tiers_datasets(store, tmp_path):
     assert result.exit_code == 1 and "datasets = '<tier>'" in result.output
 
 
+def test_a_learner_runs_its_own_budget_and_its_record_says_which(store, tmp_path):
+    """Issue 24 (3): ``[protocol.budgets.<algo>]`` sets a learner's updates on every task
+    (``updates``) or on one (the task's name, which wins); the others keep the tier's budget and
+    their fingerprints, and every record says which budget it ran."""
+    text = (store["base"] / "baselines" / "tiny.toml").read_text()
+    own = text.replace(
+        "[algos.mabcq]",
+        "[protocol.tasks.hopper]\nupdates = 4\n[protocol.budgets.bc]\nupdates = 9\n[protocol.budgets.bcq]\nupdates = 7\nhopper = 8\n\n[algos.mabcq]",
+        1,
+    )
+    path = tmp_path / "tiny.toml"
+    path.write_text(own)
+    specs = [plan.RunSpec("tiny", "hopper", a, 0) for a in ("bc", "bcq", "ddpg")]
+    runs = {r.spec.algo: r for r in plan.prepare(specs, load_protocol(str(path)), "tiny")}
+    assert {a: (r.protocol["updates"], r.budget) for a, r in runs.items()} == {
+        "bc": (9, "protocol.budgets.bc.updates"),
+        "bcq": (8, "protocol.budgets.bcq.hopper"),
+        "ddpg": (4, "protocol.tasks.hopper.updates"),
+    }
+    # a learner without a budget of its own keeps the fingerprint it has without any budgets
+    plain = text.replace("[algos.mabcq]", "[protocol.tasks.hopper]\nupdates = 4\n\n[algos.mabcq]", 1)
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "tiny.toml").write_text(plain)
+    (before,) = plan.prepare(specs[2:], load_protocol(str(tmp_path / "plain" / "tiny.toml")), "tiny")
+    assert before.fingerprint == runs["ddpg"].fingerprint and runs["ddpg"].protocol == before.protocol
+    record = execute.execute(runs["bc"], store["results"])
+    assert record["updates"] == 9 and record["protocol"]["updates"] == 9 and [p["updates"] for p in record["curve"]] == [3, 6, 9]
+    assert record["budget"] == {"updates": 9, "from": "protocol.budgets.bc.updates"}
+    for bad, message in [
+        ("[protocol.budgets.sarsa]\nupdates = 9", "[protocol.budgets.sarsa] is not an algorithm"),
+        ("[protocol.budgets.bc]\ncartpole = 9", "[protocol.budgets.bc] may set only updates (every task) and task names"),
+        ("[protocol.budgets.bc]\nhopper = 0", "[protocol.budgets.bc] hopper must be a positive integer"),
+    ]:
+        path.write_text(text.replace("[algos.mabcq]", f"{bad}\n\n[algos.mabcq]", 1))
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_protocol(str(path))
+
+
 def test_a_copied_protocol_with_a_new_tier_is_told_which_key_picks_the_datasets(store, tmp_path):
     """Issue 27 (7): a copy of a protocol with a new tier and no ``datasets`` key trains on datasets
     of that tier, which no recipe makes: the message names the key, never ``make-data --preset <new tier>``."""
@@ -317,9 +356,9 @@ def test_a_run_another_process_is_training_is_refused_not_trained_twice(store):
 
 def test_shipped_protocol_files_are_what_the_registry_generates():
     """baselines/<tier>.toml lists every hyperparameter: regenerate it when a default changes."""
-    for tier, (proto, note, datasets) in protocol.DEFAULT_PROTOCOLS.items():
+    for tier, (proto, note, datasets, budget_notes) in protocol.DEFAULT_PROTOCOLS.items():
         path = protocol.BASELINES_DIR / f"{tier}.toml"
-        assert path.read_text() == protocol.protocol_text(tier, proto, note, datasets), f"run `mabcq-bench baselines --write` ({path})"
+        assert path.read_text() == protocol.protocol_text(tier, proto, note, datasets, budget_notes), f"run `mabcq-bench baselines --write` ({path})"
     long, lite = load_protocol("lite-long"), load_protocol("lite")
     studies = [load_protocol("plateau60"), load_protocol("plateau120")]
     assert long.datasets == studies[0].datasets == studies[1].datasets == "lite"

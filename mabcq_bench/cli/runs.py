@@ -207,11 +207,11 @@ def baselines_cmd(preset: str | None, write: bool) -> None:
     if write:
         if preset is not None and preset not in DEFAULT_PROTOCOLS:
             raise UserError(f"--write regenerates the shipped tiers ({', '.join(DEFAULT_PROTOCOLS)}); {preset!r} is not one")
-        for tier, (proto, note, datasets) in DEFAULT_PROTOCOLS.items():
+        for tier, (proto, note, datasets, budget_notes) in DEFAULT_PROTOCOLS.items():
             if preset in (None, tier):
                 path = BASELINES_DIR / f"{tier}.toml"
                 with atomic_path(path) as tmp:
-                    tmp.write_text(protocol_text(tier, proto, note, datasets))
+                    tmp.write_text(protocol_text(tier, proto, note, datasets, budget_notes))
                 click.echo(f"wrote {path}")
     elif preset is not None:
         path, _ = read_tier_file(preset, BASELINES_DIR, "protocol")

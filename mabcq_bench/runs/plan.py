@@ -87,6 +87,7 @@ class PreparedRun:
     device: str = "cpu"  # torch device of the learners (cuda runs ask Ray for a GPU)
     stack_agents: bool | None = None  # one batched update of all agents where the algorithm stacks; None: on a GPU only
     cuda_graph: bool | None = None  # replay updates from CUDA graphs where the algorithm captures; None: on a GPU
+    budget: str = "protocol.updates"  # where protocol["updates"] comes from (Protocol.for_run), e.g. protocol.budgets.td3bc.hopper
 
 
 def prepare(
@@ -115,12 +116,12 @@ def prepare(
         cfg = dataclasses.asdict(algo.config(task, **values))
         cfg = json.loads(json.dumps(cfg))  # tuples as lists: what a record holds
         ids, ref_min, ref_max = datasets_of[spec.task]
-        proto = protocol.for_task(spec.task)
+        proto, budget = protocol.for_run(spec.task, spec.algo)
         identity = {"task": spec.task, "algo": spec.algo, "config": cfg, "protocol": proto, "datasets": ids}
         if device != "cpu":  # other devices give other numbers: never mixed with CPU runs
             identity["device"] = device
         fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device, stack_agents, cuda_graph))
+        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device, stack_agents, cuda_graph, budget))
     return out
 
 

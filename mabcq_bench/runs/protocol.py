@@ -1,7 +1,8 @@
 """Protocol files: one run protocol and every algorithm's hyperparameters per tier, as data.
 
 ``baselines/<tier>.toml`` holds the ``[protocol]`` (updates, evaluation schedule, checkpoints,
-threads) and an ``[algos.<name>]`` table per registered algorithm. A tier may train on another
+threads; per task under ``[protocol.tasks.<task>]``; a learner's own budget under
+``[protocol.budgets.<algo>]``) and an ``[algos.<name>]`` table per registered algorithm. A tier may train on another
 tier's datasets (``datasets = "lite"``: lite-long). ``mabcq-bench baselines --write`` regenerates
 the shipped files from :data:`DEFAULT_PROTOCOLS` and the algorithm registry.
 """
@@ -41,6 +42,10 @@ PROTOCOL_VERSION = 2
 #: Keys a ``[protocol.tasks.<task>]`` table may set for one task.
 PER_TASK_KEYS = ("updates", "eval_every", "checkpoint_every")
 
+#: In a ``[protocol.budgets.<algo>]`` table, the key that sets the learner's updates on every
+#: task; a task's name sets them on that task (it wins over ``updates``).
+ALL_TASKS = "updates"
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -58,9 +63,26 @@ class Protocol:
 
     def for_task(self, task: str) -> dict[str, int]:
         """The protocol of ``task``'s runs: ``[protocol]`` with its ``[protocol.tasks.<task>]`` values."""
-        values = {k: v for k, v in self.protocol.items() if k != "tasks"}
+        values = {k: v for k, v in self.protocol.items() if k not in ("tasks", "budgets")}
         values.update(self.protocol.get("tasks", {}).get(task, {}))
         return values
+
+    def for_run(self, task: str, algo: str) -> tuple[dict[str, int], str]:
+        """The protocol of ``algo``'s runs on ``task`` and where its ``updates`` come from.
+
+        The learner's own budget (``[protocol.budgets.<algo>]``: the task's key, else
+        ``updates``) replaces the task's; without one the runs have :meth:`for_task`'s values.
+
+        Returns:
+            The protocol values, and the budget's source, e.g. ``protocol.budgets.td3bc.hopper``.
+        """
+        values = self.for_task(task)
+        own = self.protocol.get("budgets", {}).get(algo, {})
+        for key in (task, ALL_TASKS):
+            if key in own:
+                values["updates"] = own[key]
+                return values, f"protocol.budgets.{algo}.{key}"
+        return values, f"protocol.tasks.{task}.updates" if "updates" in self.protocol.get("tasks", {}).get(task, {}) else "protocol.updates"
 
     def config(self, algo: str, task: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Hyperparameters of ``algo`` on ``task``: the file's values, its per-task table, then ``overrides``."""
@@ -74,12 +96,16 @@ class Protocol:
 
 
 class TierProtocol(NamedTuple):
-    protocol: dict[str, Any]  # [protocol] values, and per-task ones under "tasks"
+    protocol: dict[str, Any]  # [protocol] values, per-task ones under "tasks", learners' budgets under "budgets"
     note: str  # the file's first line
     datasets: str | None = None  # the datasets' tier, when not the tier itself
+    budget_notes: dict[str, str] | None = None  # algo -> where its budget comes from (a comment in the file)
 
 
-def _protocol(updates: int, eval_every: int, eval_episodes: int, final_eval_episodes: int, score_window: int, checkpoint_every: int, diag_states: int = 1000, **tasks: dict[str, int]) -> dict[str, Any]:
+def _protocol(
+    updates: int, eval_every: int, eval_episodes: int, final_eval_episodes: int, score_window: int, checkpoint_every: int, diag_states: int = 1000,
+    budgets: dict[str, dict[str, int]] | None = None, **tasks: dict[str, int],
+) -> dict[str, Any]:
     values: dict[str, Any] = {
         "version": PROTOCOL_VERSION, "updates": updates, "eval_every": eval_every, "eval_episodes": eval_episodes,
         "final_eval_episodes": final_eval_episodes, "score_window": score_window, "diag_states": diag_states,
@@ -87,6 +113,8 @@ def _protocol(updates: int, eval_every: int, eval_episodes: int, final_eval_epis
     }  # fmt: skip
     if tasks:
         values["tasks"] = tasks
+    if budgets:
+        values["budgets"] = budgets
     return values
 
 
@@ -139,7 +167,7 @@ def load_protocol(preset: str) -> Protocol:
         _check_key(path, "[protocol]", key, proto[key])
     if proto["version"] != PROTOCOL_VERSION:
         raise UserError(f"{path} is protocol version {proto['version']}; this mabcq-bench runs version {PROTOCOL_VERSION}")
-    unknown = set(proto) - set(PROTOCOL_KEYS) - {"tasks"}
+    unknown = set(proto) - set(PROTOCOL_KEYS) - {"tasks", "budgets"}
     if unknown:
         raise UserError(f"malformed protocol {path}: unknown [protocol] key(s) {', '.join(sorted(unknown))}")
     from mabcq_bench.data.tasks import TASKS
@@ -157,6 +185,17 @@ def load_protocol(preset: str) -> Protocol:
             _check_key(path, where, key, value)
     from mabcq_bench.algos import ALGOS
 
+    budgets = proto.get("budgets", {})
+    if not isinstance(budgets, dict):
+        raise UserError(f"malformed protocol {path}: [protocol.budgets.<algo>] tables set a learner's updates")
+    for name, own in budgets.items():
+        where = f"[protocol.budgets.{name}]"
+        if name not in ALGOS:
+            raise UserError(f"malformed protocol {path}: {where} is not an algorithm; valid algorithms: {', '.join(ALGOS)}")
+        if not isinstance(own, dict) or set(own) - set(TASKS) - {ALL_TASKS}:
+            raise UserError(f"malformed protocol {path}: {where} may set only {ALL_TASKS} (every task) and task names ({', '.join(TASKS)})")
+        for key, value in own.items():
+            _check_key(path, where, key, value)
     for name in data["algos"]:
         if name not in ALGOS:
             raise UserError(f"malformed protocol {path}: [algos.{name}] is not an algorithm; valid algorithms: {', '.join(ALGOS)}")
@@ -195,10 +234,11 @@ def _check_key(path: Path, where: str, key: str, value: Any) -> None:
         raise UserError(f"malformed protocol {path}: {where} {key} must be a positive integer")
 
 
-def protocol_text(tier: str, protocol: dict[str, Any], note: str, datasets: str | None = None) -> str:
+def protocol_text(tier: str, protocol: dict[str, Any], note: str, datasets: str | None = None, budget_notes: dict[str, str] | None = None) -> str:
     """A complete protocol file: the protocol plus every registered algorithm's resolved config
     and its per-task values (ε), so a user sees every hyperparameter without reading code.
-    ``datasets`` names the datasets' tier when it is not ``tier`` itself."""
+    ``datasets`` names the datasets' tier when it is not ``tier`` itself; ``budget_notes`` say
+    where each learner's own budget comes from."""
     from mabcq_bench.algos import ALGOS
     from mabcq_bench.data.tasks import TASKS
 
@@ -209,6 +249,9 @@ def protocol_text(tier: str, protocol: dict[str, Any], note: str, datasets: str 
     lines += [f"{k} = {protocol[k]}" for k in PROTOCOL_KEYS]
     for task, values in protocol.get("tasks", {}).items():
         lines += [f"[protocol.tasks.{task}]"] + [f"{k} = {v}" for k, v in values.items()]
+    for algo, values in protocol.get("budgets", {}).items():
+        note = (budget_notes or {}).get(algo)
+        lines += [f"[protocol.budgets.{algo}]" + (f"  # {note}" if note else "")] + [f"{k} = {v}" for k, v in values.items()]
     for name, spec in ALGOS.items():
         base = dataclasses.asdict(spec.config())
         lines += ["", f"[algos.{name}]  # {spec.summary}"]
