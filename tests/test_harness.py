@@ -322,6 +322,17 @@ def test_a_learner_runs_its_own_budget_and_its_record_says_which(store, tmp_path
             load_protocol(str(path))
 
 
+def test_a_protocol_3_run_is_scored_over_its_last_checkpoints_and_filed_apart(store, tmp_path):
+    text = (store["base"] / "baselines" / "tiny.toml").read_text()
+    path = tmp_path / "tiny.toml"
+    path.write_text(text.replace("version = 2", "version = 3\nfinal_checkpoints = 2"))
+    (run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "bc", 0)], load_protocol(str(path)), "tiny")
+    record = execute.execute(run, store["results"])
+    assert record["tier"] == "tiny-p3" and record["protocol"]["final_checkpoints"] == 2
+    assert record["final"]["checkpoints"] == [6, 3] and record["final"]["episodes"] == 2
+    assert (store["results"] / "tiny-p3" / "hopper" / "bc" / "seed0.json").exists()
+
+
 def test_a_copied_protocol_with_a_new_tier_is_told_which_key_picks_the_datasets(store, tmp_path):
     """Issue 27 (7): a copy of a protocol with a new tier and no ``datasets`` key trains on datasets
     of that tier, which no recipe makes: the message names the key, never ``make-data --preset <new tier>``."""
@@ -413,7 +424,10 @@ def test_protocol_files_of_another_version_or_without_the_new_keys_are_refused(t
     text = protocol.protocol_text("t", dict(TINY_PROTOCOL), "test")
     cases = {
         "old": (text.replace("final_eval_episodes = 2\n", ""), "[protocol] has no final_eval_episodes (regenerate the file with `mabcq-bench baselines --write`, or add it)"),
-        "v1": (text.replace("version = 2", "version = 1"), "is protocol version 1; this mabcq-bench runs version 2"),
+        "v1": (text.replace("version = 2", "version = 1"), "is protocol version 1; this mabcq-bench runs versions 2, 3"),
+        "v3 without its key": (text.replace("version = 2", "version = 3"), "version 3 needs [protocol] final_checkpoints"),
+        "v3 uneven": (text.replace("version = 2", "version = 3\nfinal_checkpoints = 3"), "final_eval_episodes must be a multiple of final_checkpoints"),
+        "v2 with a v3 key": (text.replace("version = 2", "version = 2\nfinal_checkpoints = 2"), "unknown [protocol] key(s) final_checkpoints"),
         "zero": (text.replace("score_window = 2", "score_window = 0"), "[protocol] score_window must be a positive integer"),
         "task": (text.replace("[algos.mabcq]", "[protocol.tasks.hopper]\nupdates = 9\n\n[algos.mabcq]", 1), None),
         "badtask": (text.replace("[algos.mabcq]", "[protocol.tasks.cartpole]\nupdates = 9\n\n[algos.mabcq]", 1), "[protocol.tasks.cartpole] is not a task"),

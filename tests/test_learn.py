@@ -132,6 +132,34 @@ def test_final_evaluation_has_its_own_episodes_and_seeds():
     assert result.final.returns[:2] != result.evaluations[-1].returns
 
 
+def test_protocol_3_spreads_the_final_episodes_over_the_last_checkpoints(tmp_path):
+    """Issue 24 (4): 4 final episodes over the last 2 evaluation points (20 and 10), 2 each, on
+    the blocks of the final seeds; protocol 2's final evaluation (all 4 at 20) plays the same
+    seeds with the last policy; a resumed run keeps the share it made before the interruption."""
+    spread = run(updates=20, eval_every=10, final_eval_episodes=4, final_checkpoints=2)
+    once = run(updates=20, eval_every=10, final_eval_episodes=4)
+    assert spread.final is not None and once.final is not None
+    assert spread.final.checkpoints == [20, 10] and once.final.checkpoints is None
+    assert len(spread.final.returns) == 4 and spread.final_return == pytest.approx(np.mean(spread.final.returns))
+    # the share at 20 plays seeds 0-1 of the final block with the last policy, as protocol 2 does
+    # (the acting noise differs by share; mabcq's greedy action over sampled candidates uses it)
+    assert spread.final.returns[2:] != once.final.returns[2:]  # the share at 10: an earlier policy
+    checkpoint = tmp_path / "run.pt"
+
+    def stop_at_15(update: int, metrics: list[dict[str, float]]) -> None:
+        if update == 15:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(updates=20, eval_every=10, final_eval_episodes=4, final_checkpoints=2, checkpoint=checkpoint, checkpoint_every=10, on_update=stop_at_15)
+    resumed = run(updates=20, eval_every=10, final_eval_episodes=4, final_checkpoints=2, checkpoint=checkpoint, checkpoint_every=10)
+    assert resumed.final is not None and resumed.final.returns == spread.final.returns and resumed.final.checkpoints == [20, 10]
+    with pytest.raises(UserError, match="divide evenly"):
+        run(updates=20, eval_every=10, final_eval_episodes=5, final_checkpoints=2)
+    with pytest.raises(UserError, match="lie within the run"):
+        run(updates=20, eval_every=10, final_eval_episodes=4, final_checkpoints=3)
+
+
 def test_what_is_evaluated_depends_neither_on_the_schedule_nor_on_the_diagnostic():
     """Acting noise restarts per evaluation: the final evaluation is the same whether the run
     was evaluated along the way or not, and whatever the diagnostic consumed."""

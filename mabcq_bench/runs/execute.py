@@ -2,9 +2,10 @@
 
 For each (task, algorithm, seed) a run loads every agent's Minari dataset, trains each agent on
 its own (:func:`mabcq_bench.runs.learn.train_agents`), evaluates the joint decentralized policy
-every ``eval_every`` updates on fixed evaluation seeds (the learning curve), evaluates it once
-more after the last update on ``final_eval_episodes`` episodes (the run's score), and writes one
-record. Beside the score the record holds ``window``: the mean of the last ``score_window``
+every ``eval_every`` updates on fixed evaluation seeds (the learning curve), evaluates it on
+``final_eval_episodes`` episodes of their own seeds (the run's score: after the last update in
+protocol 2, in equal shares at the last ``final_checkpoints`` evaluation points in protocol 3),
+and writes one record. Beside the score the record holds ``window``: the mean of the last ``score_window``
 learning-curve evaluations, which says whether the score is a lucky last point.
 
 A record is written atomically once the run has finished, so a crashed run never leaves one that
@@ -121,6 +122,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         eval_every=proto["eval_every"],
         eval_episodes=proto["eval_episodes"],
         final_eval_episodes=proto["final_eval_episodes"],
+        final_checkpoints=proto.get("final_checkpoints", 1),
         diag_states=proto["diag_states"],
         checkpoint=ckpt,
         checkpoint_every=proto["checkpoint_every"],
@@ -174,6 +176,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
             "normalized_score": score(final.returns),
             "coordination_gap": final.coordination_gap,
             "wall_s": round(final.wall_s, 2),
+            **({"checkpoints": final.checkpoints} if final.checkpoints else {}),  # protocol 3: the update of each share of the returns
         },
         "window": {
             "evaluations": len(last),

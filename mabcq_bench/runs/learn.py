@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -36,76 +35,12 @@ from mabcq_bench.algos.base import config_dict, plain, torch_threads, tune_mallo
 from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.errors import UserError
 from mabcq_bench.data.tasks import Task
+from mabcq_bench.runs.evaluation import Evaluation, TrainResult
 from mabcq_bench.util import atomic_path, derive_seed
 
+__all__ = ["Evaluation", "TrainResult", "coordination_gap", "train_agents", "will_stack"]
+
 CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class Evaluation:
-    """One joint evaluation during training.
-
-    Attributes:
-        update: updates done (per agent) when it ran.
-        returns: undiscounted return of each evaluation episode.
-        coordination_gap: the paper's Figure 3 diagnostic, mean over a fixed set of states of
-            max_i V_i(s) − min_i V_i(s); ``None`` when an algorithm has no value function.
-        wall_s: seconds the evaluation took (episodes and diagnostic); 0 in checkpoints written
-            before it was measured.
-    """
-
-    update: int
-    returns: list[float]
-    coordination_gap: float | None
-    wall_s: float = 0.0
-
-    @property
-    def mean_return(self) -> float:
-        return float(np.mean(self.returns))
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train_agents` returns.
-
-    Attributes:
-        task, algo, seed: what was run.
-        updates: updates done per agent.
-        config: the algorithm's resolved config (same for all agents).
-        evaluations: the joint learning-curve evaluations, in order.
-        final: the final evaluation (``final_eval_episodes`` episodes after the last update, on
-            their own evaluation seeds), or ``None`` when none was asked for.
-        metrics: per evaluation interval, the learners' training metrics averaged over the
-            interval's updates and over agents (keys as the learners return them, plus ``update``).
-        learners: the trained learners, agent order.
-        threads: torch CPU threads used (results are bitwise reproducible for a given count).
-        stacked: whether the agents' updates were stacked into one batched update.
-        cuda_graph: whether the updates were replayed from CUDA graphs.
-        wall_s: seconds spent in this call (not in earlier, interrupted ones).
-        total_wall_s: seconds spent training this run, summed over this call and the interrupted
-            ones it resumed (up to their last checkpoint; checkpoints from before this field
-            count as 0).
-    """
-
-    task: str
-    algo: str
-    seed: int
-    updates: int
-    config: dict[str, Any]
-    evaluations: list[Evaluation]
-    metrics: list[dict[str, float]]
-    learners: list[Learner] = field(repr=False)
-    threads: int = 1
-    stacked: bool = False
-    cuda_graph: bool = False
-    wall_s: float = 0.0
-    total_wall_s: float = 0.0
-    final: Evaluation | None = None
-
-    @property
-    def final_return(self) -> float:
-        """The final evaluation's mean return (the last curve evaluation's without one)."""
-        return (self.final or self.evaluations[-1]).mean_return
 
 
 def train_agents(
@@ -118,6 +53,7 @@ def train_agents(
     eval_every: int = 0,
     eval_episodes: int = 10,
     final_eval_episodes: int = 0,
+    final_checkpoints: int = 1,
     diag_states: int = 1000,
     checkpoint: Path | str | None = None,
     checkpoint_every: int = 0,
@@ -140,6 +76,10 @@ def train_agents(
         eval_episodes: episodes per learning-curve evaluation, run as one batch of environments.
         final_eval_episodes: episodes of a final evaluation after the last update (0: none), on
             evaluation seeds of its own, run as one batch of environments.
+        final_checkpoints: spread the final evaluation's episodes evenly over this many last
+            evaluation points (``updates``, ``updates − eval_every``, ...; protocol 3: 5), each
+            share on its own of the final seeds, so one lucky or unlucky checkpoint cannot make
+            the score; 1: all after the last update (protocol 2).
         diag_states: how many states of agent 0's dataset make the fixed set of the
             coordination diagnostic.
         checkpoint: file of the resumable training state; resumed from when it exists.
@@ -166,10 +106,15 @@ def train_agents(
     _check_datasets(task, datasets)
     if updates < 1:
         raise UserError(f"updates must be at least 1, got {updates}")
+    if final_checkpoints > 1 and (final_eval_episodes % final_checkpoints or updates <= (final_checkpoints - 1) * eval_every or not eval_every):
+        raise UserError(
+            f"{final_eval_episodes} final episodes over {final_checkpoints} checkpoints every {eval_every} updates of {updates}: "
+            "the episodes must divide evenly and the checkpoints lie within the run"
+        )
     tune_malloc()
     with torch_threads(threads):
         return _train(
-            task, datasets, algo, updates, seed, eval_every, eval_episodes, final_eval_episodes, diag_states,
+            task, datasets, algo, updates, seed, eval_every, eval_episodes, (final_eval_episodes, final_checkpoints), diag_states,
             checkpoint, checkpoint_every, device, overrides, on_update, stack_agents, cuda_graph,
         )  # fmt: skip
 
@@ -188,7 +133,7 @@ def _train(
     seed: int,
     eval_every: int,
     eval_episodes: int,
-    final_eval_episodes: int,
+    final_eval: tuple[int, int],
     diag_states: int,
     checkpoint: Path | str | None,
     checkpoint_every: int,
@@ -226,6 +171,13 @@ def _train(
     identity = {"task": task.name, "algo": algo, "seed": seed, "config": config_dict(config)}
     done = 0
     evaluations: list[Evaluation] = []
+    final_eval_episodes, final_checkpoints = final_eval
+    final_seed = derive_seed(seed, "final evaluation")
+    # protocol 3: the final episodes in equal shares at the last evaluation points, share k on
+    # the final seeds' k-th block (the same 50 seeds as protocol 2's, in other hands)
+    share = final_eval_episodes // final_checkpoints
+    final_at = [updates - k * eval_every for k in range(final_checkpoints)] if final_checkpoints > 1 else []
+    finals: list[Evaluation] = []
     metrics_log: list[dict[str, float]] = []
     pending: dict[str, float] = {}
     pending_count = 0
@@ -256,6 +208,7 @@ def _train(
         for sampler, saved in zip(samplers, state["samplers"]):
             sampler.bit_generator.state = saved
         evaluations = [Evaluation(**e) for e in state["evaluations"]]
+        finals = [Evaluation(**e) for e in state.get("finals", [])]
         metrics_log = list(state["metrics"])
         pending, pending_count = dict(state["pending"]), int(state["pending_count"])
         earlier_s = float(state.get("elapsed_s", 0.0))
@@ -275,6 +228,7 @@ def _train(
             "learners": [learner.state_dict() for learner in learners],
             "samplers": [sampler.bit_generator.state for sampler in samplers],
             "evaluations": [vars(e) for e in evaluations],
+            "finals": [vars(e) for e in finals],
             "metrics": metrics_log,
             "pending": pending,
             "pending_count": pending_count,
@@ -301,8 +255,12 @@ def _train(
             on_update(done, step_metrics)
         evaluate_now = done == updates or (eval_every and done % eval_every == 0)
         save_now = done == updates or (checkpoint_every and done % checkpoint_every == 0)
-        if stack is not None and (evaluate_now or save_now):
+        final_now = done in final_at
+        if stack is not None and (evaluate_now or save_now or final_now):
             stack.unstack()
+        if final_now:
+            k = final_at.index(done)
+            finals.append(_evaluate(task, learners, share, final_seed + k * share, diag, done, derive_seed(seed, "final acting", k)))
         if evaluate_now:
             evaluations.append(_evaluate(task, learners, eval_episodes, eval_seed, diag, done, derive_seed(seed, "acting", done)))
             metrics_log.append({"update": float(done), **{k: v / pending_count for k, v in pending.items()}})
@@ -311,8 +269,11 @@ def _train(
             save()
 
     final = None
-    if final_eval_episodes:  # after the last checkpoint: a resumed run redoes only this
-        final_seed = derive_seed(seed, "final evaluation")
+    if final_at:  # one evaluation of the shares, last checkpoint's first (seed blocks 0, 1, ...)
+        finals.sort(key=lambda e: -e.update)
+        gaps = [e.coordination_gap for e in finals if e.coordination_gap is not None]
+        final = Evaluation(done, [r for e in finals for r in e.returns], float(np.mean(gaps)) if gaps else None, sum(e.wall_s for e in finals), [e.update for e in finals])
+    elif final_eval_episodes:  # after the last checkpoint: a resumed run redoes only this
         final = _evaluate(task, learners, final_eval_episodes, final_seed, diag, done, derive_seed(seed, "final acting"))
     elapsed = time.perf_counter() - started
     return TrainResult(

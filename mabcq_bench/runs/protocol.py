@@ -33,11 +33,22 @@ PROTOCOL_KEYS = {
     "threads": int,  # torch threads per run
 }
 
-#: The protocol version the code implements. Version 1 (records without ``version``): the score
-#: was the last learning-curve evaluation (5 episodes at lite), and evaluations shared the acting
-#: noise with the coordination diagnostic. Version 2: a separate final evaluation of
-#: ``final_eval_episodes`` episodes, the ``score_window`` mean, and per-evaluation random streams.
-PROTOCOL_VERSION = 2
+#: The newest protocol version the code implements. Version 1 (records without ``version``): the
+#: score was the last learning-curve evaluation (5 episodes at lite), and evaluations shared the
+#: acting noise with the coordination diagnostic. Version 2: a separate final evaluation of
+#: ``final_eval_episodes`` episodes after the last update, the ``score_window`` mean, and
+#: per-evaluation random streams. Version 3: the final evaluation's episodes in equal shares at
+#: the last ``final_checkpoints`` evaluation points, so that a lucky checkpoint cannot make a
+#: score (a learner whose policy swings between checkpoints more than between episodes).
+PROTOCOL_VERSION = 3
+
+#: The versions a protocol file may have (records of different versions are never tabulated together).
+PROTOCOL_VERSIONS = (2, 3)
+
+#: Keys only a version-3 file has (and must have).
+V3_KEYS = {
+    "final_checkpoints": int,  # the final episodes are spread over this many last evaluation points (each takes an equal share)
+}
 
 #: Keys a ``[protocol.tasks.<task>]`` table may set for one task.
 PER_TASK_KEYS = ("updates", "eval_every", "checkpoint_every")
@@ -104,13 +115,16 @@ class TierProtocol(NamedTuple):
 
 def _protocol(
     updates: int, eval_every: int, eval_episodes: int, final_eval_episodes: int, score_window: int, checkpoint_every: int, diag_states: int = 1000,
-    budgets: dict[str, dict[str, int]] | None = None, **tasks: dict[str, int],
+    budgets: dict[str, dict[str, int]] | None = None, final_checkpoints: int | None = None, **tasks: dict[str, int],
 ) -> dict[str, Any]:
+    """A tier's [protocol]: version 3 with ``final_checkpoints``, else version 2."""
     values: dict[str, Any] = {
-        "version": PROTOCOL_VERSION, "updates": updates, "eval_every": eval_every, "eval_episodes": eval_episodes,
+        "version": 3 if final_checkpoints else 2, "updates": updates, "eval_every": eval_every, "eval_episodes": eval_episodes,
         "final_eval_episodes": final_eval_episodes, "score_window": score_window, "diag_states": diag_states,
         "checkpoint_every": checkpoint_every, "threads": 1,
     }  # fmt: skip
+    if final_checkpoints:
+        values["final_checkpoints"] = final_checkpoints
     if tasks:
         values["tasks"] = tasks
     if budgets:
@@ -125,7 +139,7 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
         "smoke: CI only (the regression gate). A few hundred updates on the smoke datasets; the scores test the pipeline, not the algorithms.",
     ),
     "lite": TierProtocol(
-        _protocol(60000, 2000, 10, 50, 5, 2000, hopper={"updates": 40000}, halfcheetah={"updates": 120000}),
+        _protocol(60000, 2000, 10, 50, 5, 2000, final_checkpoints=5, hopper={"updates": 40000}, halfcheetah={"updates": 120000}),
         "lite: a 2-core laptop. Table 6 hyperparameters; the budget study's updates (plateau60, plateau120): hopper 40k, where BCQ's and MABCQ's score and Q̂ plateau on its v1 datasets; halfcheetah 120k, where both plateau (score from 98k and 118k, Q̂ from 56k and 58k); walker and ant 60k, where Q̂ has plateaued (46k to 48k) but the score does not by the criterion (walker not within 120k either, ant not with 2 seeds); the score is a 50-episode final evaluation.",
     ),
     "lite-long": TierProtocol(
@@ -149,7 +163,7 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
         "lite",
     ),
     "paper": TierProtocol(
-        _protocol(300000, 10000, 10, 50, 5, 5000),
+        _protocol(300000, 10000, 10, 50, 5, 5000, final_checkpoints=5),
         "paper: Table 6 hyperparameters on the 1M-transition datasets. The paper does not state its number of updates; 300k is ours.",
     ),
 }
@@ -165,9 +179,15 @@ def load_protocol(preset: str) -> Protocol:
         if key not in proto:
             raise UserError(f"malformed protocol {path}: [protocol] has no {key} (regenerate the file with `mabcq-bench baselines --write`, or add it)")
         _check_key(path, "[protocol]", key, proto[key])
-    if proto["version"] != PROTOCOL_VERSION:
-        raise UserError(f"{path} is protocol version {proto['version']}; this mabcq-bench runs version {PROTOCOL_VERSION}")
-    unknown = set(proto) - set(PROTOCOL_KEYS) - {"tasks", "budgets"}
+    if proto["version"] not in PROTOCOL_VERSIONS:
+        raise UserError(f"{path} is protocol version {proto['version']}; this mabcq-bench runs versions {', '.join(map(str, PROTOCOL_VERSIONS))}")
+    for key in V3_KEYS if proto["version"] >= 3 else ():
+        if key not in proto:
+            raise UserError(f"malformed protocol {path}: version 3 needs [protocol] {key}")
+        _check_key(path, "[protocol]", key, proto[key])
+    if proto["version"] >= 3 and proto["final_eval_episodes"] % proto["final_checkpoints"]:
+        raise UserError(f"malformed protocol {path}: final_eval_episodes must be a multiple of final_checkpoints (equal shares)")
+    unknown = set(proto) - set(PROTOCOL_KEYS) - (set(V3_KEYS) if proto["version"] >= 3 else set()) - {"tasks", "budgets"}
     if unknown:
         raise UserError(f"malformed protocol {path}: unknown [protocol] key(s) {', '.join(sorted(unknown))}")
     from mabcq_bench.data.tasks import TASKS
@@ -246,7 +266,7 @@ def protocol_text(tier: str, protocol: dict[str, Any], note: str, datasets: str 
     if datasets and datasets != tier:
         lines.append(f'datasets = "{datasets}"  # trains on the {datasets} datasets')
     lines += ["", "[protocol]"]
-    lines += [f"{k} = {protocol[k]}" for k in PROTOCOL_KEYS]
+    lines += [f"{k} = {protocol[k]}" for k in [*PROTOCOL_KEYS, *V3_KEYS] if k in protocol]
     for task, values in protocol.get("tasks", {}).items():
         lines += [f"[protocol.tasks.{task}]"] + [f"{k} = {v}" for k, v in values.items()]
     for algo, values in protocol.get("budgets", {}).items():

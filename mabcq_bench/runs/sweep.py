@@ -48,17 +48,16 @@ def run_sweep(
         executor: a name in :data:`EXECUTORS`: ``local`` (a process pool of ``workers`` on this
             machine) or ``ray`` (one Ray task per run, on the cluster at ``address``, or on a local
             Ray instance with ``workers`` CPUs when ``address`` is None).
-    if runs:
-        log(f"plan: {describe_plan(runs)}")
-    done_records, pending, busy = [], [], {}
+        line_every: seconds between two progress lines (0: one per progress report).
+
+    Raises:
+        UserError: an unknown executor, or runs to make in a results store that cannot be written.
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}")
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    if runs:
-        log(f"plan: {describe_plan(runs)}")
     done_records, pending, busy = [], [], {}
     for run in runs:
         record = existing_record(run, results)
@@ -77,6 +76,7 @@ def run_sweep(
         return SweepResult(done_records, len(done_records), failures, time.perf_counter() - started, busy)
 
     ensure_writable(results, "results store")  # one line now, not a failure per run (a read-only store)
+    log(f"plan: {describe_plan(runs)}")  # the whole sweep, said before any run starts
     total = sum(r.protocol["updates"] for r in pending)
     lines = not bars_fit(progress)  # a log, nohup, a cluster job, a 0-column terminal: plain lines
     bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=lines, dynamic_ncols=True)
