@@ -70,3 +70,29 @@ def test_the_leaderboard_has_the_section(tmp_path):
     assert "## Where training converges" in md
     assert "| hopper | mabcq | 2 | 2,000 | not within 60,000 | not within 60,000 | 0.0 | 20.0% |" in md
     assert np.isfinite(budget.SCORE_POINTS)
+
+
+def test_checkpoint_spread_is_split_from_the_episodes_spread():
+    """Issue 24 (4): a curve whose checkpoints alternate ±a around a level while every episode
+    of a checkpoint scores ±e around the checkpoint's mean: the checkpoint sd, the episode sd and
+    the checkpoints' own share come out in closed form, and spreading 50 episodes over 5
+    checkpoints divides the checkpoints' share of the score's variance by 5."""
+    a, e, n = 6.0, 4.0, 10
+    rec = _record(0, lambda u: 50.0, None)
+    rec["ref_min_score"], rec["ref_max_score"] = 0.0, 100.0  # returns are normalized scores
+    rec["protocol"] = {"eval_episodes": n}
+    for k, point in enumerate(rec["curve"]):
+        level = 50.0 + (a if k % 2 else -a)
+        point["normalized_score"] = level
+        point["returns"] = [level + (e if j % 2 else -e) for j in range(n)]
+    s = budget.spread([rec], "hopper", "bcq")
+    tail = [p["normalized_score"] for p in rec["curve"] if p["updates"] >= 0.8 * GRID[-1]]
+    assert s.checkpoint_sd == pytest.approx(np.std(tail, ddof=1))
+    assert s.episode_sd == pytest.approx(np.std([-e, e] * (n // 2), ddof=1))
+    assert s.policy_sd == pytest.approx(math.sqrt(s.checkpoint_sd**2 - s.episode_sd**2 / n))
+    assert s.error_sd(50, 5) ** 2 == pytest.approx(s.policy_sd**2 / 5 + s.episode_sd**2 / 50)
+    assert s.error_sd(50, 5) < s.error_sd(50, 1)
+    assert "| hopper | bcq | 1 |" in budget.format_spreads([s])
+    short = _record(0, lambda u: 50.0, None)
+    short["curve"] = short["curve"][-3:]
+    assert budget.spread([short], "hopper", "bcq") is None  # fewer than 5 points in the last fifth

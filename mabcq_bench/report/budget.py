@@ -150,3 +150,87 @@ def format_markdown(plats: Sequence[Plateau]) -> str:
             f"| {p.task} | {p.variant} | {p.runs} | {at(p.score_from, p.last)} | {q_from} | {at(p.budget, p.last)} | {p.score_move:.1f} | {q_move} |"
         )
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How much a cell's score moves from checkpoint to checkpoint against from episode to
+    episode, over the last fifth of its runs' curves (normalized points, means over runs)."""
+
+    task: str
+    variant: str
+    runs: int
+    checkpoint_sd: float  # sd of the curve's scores (each the mean of ``episodes`` episodes)
+    episode_sd: float  # sd of one episode's score at one checkpoint
+    episodes: int  # episodes per curve evaluation
+
+    @property
+    def policy_sd(self) -> float:
+        """The checkpoints' own spread: what is left of ``checkpoint_sd`` once the episodes'
+        share (``episode_sd² / episodes``) is taken out. The curve plays the same seeds at every
+        checkpoint, so the episodes' share is smaller than that and this a lower bound."""
+        return float(np.sqrt(max(0.0, self.checkpoint_sd**2 - self.episode_sd**2 / self.episodes)))
+
+    def error_sd(self, episodes: int, checkpoints: int) -> float:
+        """The sd of a score from ``episodes`` episodes in equal shares at ``checkpoints``
+        checkpoints (protocol 2: 50 at 1; protocol 3: 50 at 5)."""
+        return float(np.sqrt(self.policy_sd**2 / checkpoints + self.episode_sd**2 / episodes))
+
+
+def _normalized(returns: Sequence[float], rec: dict) -> np.ndarray:
+    lo, hi = rec["ref_min_score"], rec["ref_max_score"]
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
+
+
+def spread(recs: Sequence[dict], task: str, variant: str) -> Spread | None:
+    """The :class:`Spread` of one cell; None without 5 curve points in its last fifth. The
+    episodes' sd comes from the curve's own episodes where records keep them, else from the
+    final evaluation's."""
+    ckpt, eps, n = [], [], []
+    for rec in recs:
+        curve = rec.get("curve", [])
+        tail = [p for p in curve if p["updates"] >= 0.8 * curve[-1]["updates"]] if curve else []
+        if len(tail) < 5:
+            return None
+        ckpt.append(np.std([p["normalized_score"] for p in tail], ddof=1))
+        per_point = [np.std(_normalized(p["returns"], rec), ddof=1) for p in tail if len(p.get("returns", [])) > 1]
+        final = rec.get("final", {}).get("returns", [])
+        episodes = rec.get("protocol", {}).get("eval_episodes")
+        if not episodes or not (per_point or len(final) > 1):  # records of protocol 1 keep neither
+            return None
+        eps.append(np.mean(per_point) if per_point else np.std(_normalized(final, rec), ddof=1))
+        n.append(int(episodes))
+    return Spread(task, variant, len(recs), float(np.mean(ckpt)), float(np.mean(eps)), min(n))
+
+
+def spreads(board: "Leaderboard") -> list[Spread]:
+    """Every cell's :class:`Spread`, tasks in column order, variants in row order."""
+    return [
+        s
+        for task in board.tasks
+        for row in board.rows
+        if (recs := board.runs.get((task, row.variant))) and (s := spread(recs, task, row.variant)) is not None
+    ]
+
+
+def format_spreads(items: Sequence[Spread], episodes: int = 50, checkpoints: int = 5) -> str:
+    """The "checkpoints against episodes" section of a study's page."""
+    if not items:
+        return ""
+    lines = [
+        "## Checkpoints against episodes",
+        "",
+        "Over the last fifth of each curve: the sd of the evaluations' scores from one checkpoint to the next, the sd of one "
+        "episode's score, and what the checkpoints add of their own (a lower bound: the curve plays the same seeds at every "
+        f"checkpoint). The last two columns are the sd of a score of {episodes} episodes at the last checkpoint (protocol 2) "
+        f"and in equal shares at the last {checkpoints} (protocol 3), from these spreads.",
+        "",
+        "| task | variant | runs | checkpoint sd | episode sd | checkpoints' own sd | score sd, 1 checkpoint | score sd, 5 checkpoints |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in items:
+        lines.append(
+            f"| {s.task} | {s.variant} | {s.runs} | {s.checkpoint_sd:.1f} | {s.episode_sd:.1f} | {s.policy_sd:.1f} | "
+            f"{s.error_sd(episodes, 1):.1f} | {s.error_sd(episodes, checkpoints):.1f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -83,6 +83,7 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
             improvement.format_markdown(improvement.improvements(board, pairs), board),
             separation.format_markdown(separation.separations(board, pairs)),
             budget.format_markdown(budget.plateaus(board)),
+            budget.format_spreads(budget.spreads(board)),
         ]
         text = "\n".join(s for s in sections if s)
         written.append(_write_text(out / f"{tier}.md", text.rstrip("\n") + "\n"))
