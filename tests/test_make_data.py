@@ -50,13 +50,13 @@ def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch
         assert ds.total_steps == 5000
         assert ds.action_space.shape == (1,)  # its own action only
         assert ds.observation_space.shape == (11,)  # the full state
-        assert md["ref_min_score"] == pytest.approx(expert.returns["random"]["mean"])
-        assert md["ref_max_score"] == pytest.approx(expert.returns["expert"]["mean"])
+        assert md["ref_min_score"] == pytest.approx(expert.selection_returns["random"]["mean"])
+        assert md["ref_max_score"] == pytest.approx(expert.selection_returns["expert"]["mean"])
         scores = minari.get_normalized_score(ds, np.array([md["ref_min_score"], md["ref_max_score"]]))
         np.testing.assert_allclose(scores, [0.0, 1.0])
         assert md["mixture"] == {"early": 1000, "self_intermediate": 1750, "self_expert": 1750, "all_expert": 500}
-        assert md["intermediate_return"]["mean"] == pytest.approx(expert.returns["intermediate"]["mean"])
-        assert md["zero_action_return"]["mean"] == pytest.approx(expert.returns["zero_action"]["mean"])
+        assert md["intermediate_return"]["mean"] == pytest.approx(expert.selection_returns["intermediate"]["mean"])
+        assert md["zero_action_return"]["mean"] == pytest.approx(expert.selection_returns["zero_action"]["mean"])
         assert set(md["normalized_references"]) == {"random", "zero_action", "intermediate", "expert"}
         assert "zero actions (doing nothing)" in md["description"] and "minari download" in md["description"]
         assert md["recipe"]["tier"] == "smoke" and md["seed"] == 0 and "stable-baselines3" in md["versions"]

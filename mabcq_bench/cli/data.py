@@ -119,14 +119,43 @@ def train_expert_cmd(env: str, preset: str, progress: bool, ship: bool) -> None:
 
     Checkpoints are evaluated as they are saved; training stops at the recipe's target return.
     """
-    from mabcq_bench.data.experts import REFERENCES, ship_expert, train_expert
+    from mabcq_bench.data.experts import REFERENCES, add_references, ship_expert, train_expert
 
     for recipe in _plan(env, preset):
-        expert = train_expert(recipe, progress=progress, log=click.echo)
-        r = expert.returns
+        expert = add_references(recipe, train_expert(recipe, progress=progress, log=click.echo), log=click.echo)
+        r = expert.references
         click.echo(f"{recipe.task}\t{expert.dir}\t" + "\t".join(f"{p} {r[p]['mean']:.1f}" for p in REFERENCES))
         if ship:
             ship_expert(recipe, log=click.echo)
+
+
+@main.command("references")
+@click.option("--env", "env", default="all", show_default=True, help=_ENV_HELP)
+@click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
+def references_cmd(env: str, preset: str) -> None:
+    """Measure the experts' reference returns on fresh seeds and write them into their expert.json.
+
+    The random, zero-action, intermediate and expert policies each play the recipe's
+    reference_episodes episodes, one per seed from reference_seed: seeds disjoint from those that
+    chose the checkpoints (checked). These are the returns every dataset's metadata and card give.
+    Experts that have them already are kept; an interrupted measurement resumes. A shipped expert's
+    expert.json (datasets/experts/) is rewritten in place, its checkpoints untouched (for maintainers).
+    """
+    import time
+
+    from mabcq_bench.data.experts import REFERENCES, add_references, find_expert
+
+    for recipe in _plan(env, preset):
+        expert = find_expert(recipe)
+        if expert is None:
+            raise UserError(f"no expert of {recipe.task} for recipe {recipe.tier} (expert {recipe.expert.name}); train it with `mabcq-bench train-expert --env {recipe.task} --preset {preset}`")
+        kept = expert.has_references(recipe)
+        started = time.perf_counter()
+        expert = add_references(recipe, expert, log=click.echo)
+        r = expert.references
+        cells = "\t".join(f"{p} {r[p]['mean']:.1f} ± {r[p]['std']:.1f}" for p in REFERENCES)
+        when = "kept" if kept else f"measured in {time.perf_counter() - started:.0f}s"
+        click.echo(f"{recipe.task}\t{r['expert']['n']} episodes, seeds {r['expert']['seeds']['first']}–{r['expert']['seeds']['last']}\t{cells}\t{when}")
 
 
 @main.command("bench-data")

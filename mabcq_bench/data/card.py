@@ -14,7 +14,7 @@ def dataset_card(task: Task, recipe: Recipe, expert: Expert, agent: int, sizes: 
     """The dataset card: Markdown, shown by ``minari show``."""
     e = recipe.expert
     info = expert.info
-    r, norm = expert.returns, info["normalized"]
+    r, norm = expert.selection_returns, info["normalized"]
     own = ", ".join(str(i) for i in task.partition[agent])
     rows = {
         "early": f"SAC's first {e.early_steps:,} training steps, re-enacted from its saved actors",
