@@ -27,12 +27,13 @@ def test_committed_smoke_manifest_matches_regenerated_data(smoke_hopper, monkeyp
     _use(smoke_hopper, monkeypatch)
     doc = json.loads(manifest.manifest_path("smoke").read_text())
     listed = {e["dataset_id"]: e for e in doc["datasets"]}
-    assert {f"mabcq/{t}/smoke-agent{i}-v1" for t, n in [("halfcheetah", 2), ("walker", 2), ("hopper", 3), ("ant", 4)] for i in range(n)} == set(listed)
-    if platform.machine() != "x86_64" or listed["mabcq/hopper/smoke-agent0-v1"]["versions"] != versions():
+    agents = [("halfcheetah", 2), ("walker", 2), ("hopper", 3), ("ant", 4)]
+    assert {f"mabcq/{t}/smoke-agent{i}-v{v}" for t, n in agents for i in range(n) for v in (1, 2)} == set(listed)
+    if platform.machine() != "x86_64" or listed["mabcq/hopper/smoke-agent0-v2"]["versions"] != versions():
         pytest.skip("identical bits are promised on x86-64 with the pinned package versions (constraints.txt)")
     checks = manifest.check([smoke_hopper["recipe"]], listed)
     assert [c.verdict for c in checks] == ["identical"] * 3, [c.detail for c in checks]
-    assert [c.dataset_id.split("/")[-1] for c in checks] == [f"smoke-agent{i}-v1" for i in range(3)]
+    assert [c.dataset_id.split("/")[-1] for c in checks] == [f"smoke-agent{i}-v2" for i in range(3)]
     result = CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "smoke"])
     assert result.exit_code == 0, result.output
     assert result.output.count("matches the manifest") == 3
@@ -121,7 +122,7 @@ def test_malformed_manifest_is_one_line(tiny):
 
 
 @pytest.mark.slow
-def test_lite_v1_datasets_of_every_shipped_expert_are_the_manifests(tmp_path, monkeypatch):
+def test_lite_datasets_of_every_shipped_expert_are_the_manifests(tmp_path, monkeypatch):
     """make-data of the lite tier, from each shipped sac-v1 expert, gives the published bits
     (about 2 minutes per task on 2 cores)."""
     from mabcq_bench.data.datasets import make_data

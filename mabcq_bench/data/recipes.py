@@ -87,8 +87,7 @@ class Recipe:
     def fingerprint(self) -> str:
         """Hash of everything that changes the datasets (not the description)."""
         d = self.as_dict()
-        for key in ("description", "reference_episodes", "reference_seed"):  # the datasets do not use the references yet
-            d.pop(key)
+        d.pop("description")
         return _digest({"data_format": DATA_FORMAT_VERSION, **d})
 
     def expert_dict(self) -> dict[str, Any]:
