@@ -39,6 +39,52 @@ def test_committed_smoke_manifest_matches_regenerated_data(smoke_hopper, monkeyp
     assert result.output.count("matches the manifest") == 3
 
 
+def test_v2_datasets_hold_the_v1_transitions(smoke_hopper, monkeypatch):
+    """v2 changes the reference returns only: the smoke v2 datasets made by today's code have the
+    checksums (of the data alone) of the published v1 datasets, and every tier's v2 entries
+    have their v1 entries' checksums, sizes and per-part returns, with the new references."""
+    from mabcq_bench.data.experts import REFERENCES, find_expert
+
+    _use(smoke_hopper, monkeypatch)
+    smoke = manifest.read_manifest(manifest.manifest_path("smoke"))
+    if platform.machine() != "x86_64" or smoke["mabcq/hopper/smoke-agent0-v1"]["versions"] != versions():
+        pytest.skip("identical bits are promised on x86-64 with the pinned package versions (constraints.txt)")
+    for status in smoke_hopper["statuses"]:
+        assert status.dataset_id.endswith("-v2") and status.checksum == smoke[status.dataset_id[:-1] + "1"]["checksum"]
+    for tier in ("smoke", "lite", "paper"):
+        listed = manifest.read_manifest(manifest.manifest_path(tier))
+        recipe_file = load_recipe(tier)
+        v2 = [e for e in listed.values() if e["dataset_id"].endswith("-v2")]
+        assert len(v2) == 11, tier
+        for e in v2:
+            v1 = listed[e["dataset_id"][:-1] + "1"]
+            same = ("checksum", "transitions", "episodes", "incomplete_episodes", "transitions_in_complete_episodes", "parts")
+            assert {k: e[k] for k in same} == {k: v1[k] for k in same}
+            recipe = recipe_file.for_task(e["task"])
+            assert e["recipe_fingerprint"] == recipe.fingerprint and v1["recipe_fingerprint"] == recipe.fingerprint_at(1)
+            refs = find_expert(recipe).references
+            assert {p: e[f"{p}_return"] for p in REFERENCES} == {p: round(refs[p]["mean"], 3) for p in REFERENCES}
+
+
+def test_derived_entries_need_a_recipe_making_the_same_transitions(tmp_path):
+    import dataclasses
+
+    from mabcq_bench.errors import UserError
+
+    recipe = load_recipe("smoke").for_task("walker")
+    listed = manifest.read_manifest(manifest.manifest_path("smoke"))
+    refs = {p: {"mean": float(i)} for i, p in enumerate(("random", "zero_action", "intermediate", "expert"))}
+    entries = manifest.derive_entries(recipe, 1, listed, refs)
+    assert [e["derived_from"] for e in entries] == ["mabcq/walker/smoke-agent0-v1", "mabcq/walker/smoke-agent1-v1"]
+    assert [e["dataset_id"] for e in entries] == ["mabcq/walker/smoke-agent0-v2", "mabcq/walker/smoke-agent1-v2"]
+    assert entries[1]["checksum"] == listed["mabcq/walker/smoke-agent1-v1"]["checksum"] and entries[1]["expert_return"] == 3.0
+    other = dataclasses.replace(recipe, policy_noise=0.2)  # other transitions: nothing is derived
+    with pytest.raises(UserError, match="whose transitions are not this recipe's"):
+        manifest.derive_entries(other, 1, listed, refs)
+    with pytest.raises(UserError, match="the manifest has no entry mabcq/walker/smoke-agent0-v7"):
+        manifest.derive_entries(recipe, 7, listed, refs)
+
+
 @pytest.fixture
 def tiny(store, tmp_path, monkeypatch):
     """The tiny store, with its recipe folder copied per test (manifests are written beside it)."""

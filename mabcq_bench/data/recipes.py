@@ -90,6 +90,18 @@ class Recipe:
         d.pop("description")
         return _digest({"data_format": DATA_FORMAT_VERSION, **d})
 
+    def fingerprint_at(self, version: int) -> str:
+        """The fingerprint this recipe's datasets of ``version`` would have without the reference
+        fields (``reference_episodes``, ``reference_seed``): what datasets made before those
+        fields existed (v1) recorded. A recorded fingerprint equal to ``fingerprint_at(v)`` means
+        those datasets were made by every field that makes transitions here, so they hold the
+        transitions this recipe makes (the version and references change the metadata only)."""
+        d = self.as_dict()
+        for key in ("description", "reference_episodes", "reference_seed"):
+            d.pop(key)
+        d["dataset_version"] = version
+        return _digest({"data_format": DATA_FORMAT_VERSION, **d})
+
     def expert_dict(self) -> dict[str, Any]:
         """The expert's recipe: its own fields and the evaluation seeds it is measured on."""
         return {**dataclasses.asdict(self.expert), "task": self.task, "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed}
