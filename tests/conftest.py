@@ -30,6 +30,7 @@ def tiny_recipe_text(**overrides) -> str:
         "num_envs": 4,
         "eval_episodes": 2,
         "eval_seed": 100,
+        "reference_episodes": 5,
         "total_steps": 600,
         "early_steps": 300,
         "early_snapshot_every": 100,
@@ -45,6 +46,7 @@ policy_noise = {values['policy_noise']}
 num_envs = {values['num_envs']}
 eval_episodes = {values['eval_episodes']}
 eval_seed = {values['eval_seed']}
+reference_episodes = {values['reference_episodes']}
 [mixture]
 early = 0.2
 self_intermediate = 0.35

@@ -63,7 +63,7 @@ def test_shipped_smoke_experts_pass_their_checksums_and_open_with_sac_load(task)
         assert action.shape == (TASKS[task].joint_action_dim,)
     info = expert.info
     assert set(info["files"]) == set(FILES)
-    assert {"random", "zero_action", "intermediate", "expert"} <= set(info["returns"])
+    assert {"random", "zero_action", "intermediate", "expert"} <= set(info["returns"]) == set(info["references"]["returns"])
     assert info["intermediate_step"] < info["expert_step"] or info["intermediate_step"] == info["expert_step"]
     total = sum(v["bytes"] for v in info["files"].values())
     assert total < 1_000_000  # smoke experts are small
@@ -113,10 +113,12 @@ def test_sac_trains_from_scratch_keeps_checkpoints_and_is_reused(tiny_recipe_fil
     for name in ("expert", "intermediate"):
         SAC.load(first.path(name), device="cpu")  # ordinary SB3 checkpoints
     for key in ("random", "zero_action", "intermediate", "expert"):
-        assert len(first.returns[key]["returns"]) == recipe.eval_episodes
+        assert len(first.selection_returns[key]["returns"]) == recipe.eval_episodes  # the seeds that chose the checkpoints
+        assert first.references[key]["n"] == len(first.references[key]["returns"]) == recipe.reference_episodes  # fresh seeds
+    assert first.has_references(recipe) and info["references"]["seeds"] == {"first": 1_000_000, "last": 1_000_004}
     import mabcq_bench.data.experts as experts
 
-    monkeypatch.setattr(experts, "_train_segments", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    monkeypatch.setattr(experts, "train_segments", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     again = train_expert(recipe, **QUIET)
     assert again.info == first.info
 
@@ -140,14 +142,18 @@ def _shipped_v1() -> list[str]:
 
 @pytest.mark.parametrize("task", _shipped_v1() or [pytest.param("none", marks=pytest.mark.skip(reason="no sac-v1 expert shipped yet"))])
 def test_every_shipped_lite_expert_reaches_its_target_with_a_medium_intermediate(task):
-    """The issue's bar for a real expert: its target return over >= 20 episodes, far above doing
-    nothing, and an intermediate between 25 % and 45 % of it on the normalized scale."""
+    """The issue's bar for a real expert: its target return over >= 20 episodes on the seeds that
+    chose it, far above doing nothing, and an intermediate between 25 % and 45 % of it on the
+    normalized scale. On fresh seeds (the references) ant's expert falls below its target
+    (datasets/CARD.md), which is why the references, not the selection returns, set the scale."""
     recipe = load_recipe("lite").for_task(task)
     expert = find_expert(recipe)
     assert expert is not None and expert.dir == shipped_dir(recipe)
     info = expert.info
     assert info["target_met"] and len(info["returns"]["expert"]["returns"]) >= 20
     assert info["returns"]["expert"]["mean"] >= recipe.expert.target_return
-    assert 25.0 <= info["normalized"]["intermediate"] <= 45.0
-    assert info["normalized"]["zero_action"] < 50.0 and info["normalized"]["random"] == 0.0
+    norm = info["references"]["normalized"]
+    assert 25.0 <= norm["intermediate"] <= 45.0
+    assert norm["zero_action"] < 50.0 and norm["random"] == 0.0
+    assert expert.mean_return("expert") >= 0.8 * recipe.expert.target_return
     assert sum(f["bytes"] for f in info["files"].values()) < 12_000_000

@@ -32,7 +32,7 @@ def _listed() -> dict:
 
 def listed_versions_match() -> bool:
     """The manifest's bits are promised with the pinned package versions only."""
-    return _listed()["mabcq/hopper/smoke-agent0-v1"]["versions"] == versions()
+    return _listed()["mabcq/hopper/smoke-agent0-v2"]["versions"] == versions()
 
 
 def _supported(setting: dict) -> bool:
@@ -66,4 +66,4 @@ def test_datasets_are_identical_under_every_cpu_dispatch_setting(tmp_path):
     assert all(c == first for c in checksums.values()), checksums
     if listed_versions_match():
         listed = _listed()
-        assert first == [f"sha256 {listed[f'mabcq/hopper/smoke-agent{i}-v1']['checksum'][:16]}" for i in range(3)]
+        assert first == [f"sha256 {listed[f'mabcq/hopper/smoke-agent{i}-v2']['checksum'][:16]}" for i in range(3)]

@@ -45,20 +45,29 @@ def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch
     assert expert.dir == shipped_dir(recipe)  # made from the shipped expert, no SAC trained
     assert not Path(smoke_hopper["MABCQ_BENCH_HOME"], "experts").exists()
     for agent in range(3):
-        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v1")
+        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v2")
         md = ds.storage.metadata
         assert ds.total_steps == 5000
         assert ds.action_space.shape == (1,)  # its own action only
         assert ds.observation_space.shape == (11,)  # the full state
-        assert md["ref_min_score"] == pytest.approx(expert.returns["random"]["mean"])
-        assert md["ref_max_score"] == pytest.approx(expert.returns["expert"]["mean"])
+        # the references of expert.json, on 100 fresh seeds: never the returns that chose the checkpoint
+        refs = expert.info["references"]
+        assert md["ref_min_score"] == refs["returns"]["random"]["mean"]
+        assert md["ref_max_score"] == refs["returns"]["expert"]["mean"]
         scores = minari.get_normalized_score(ds, np.array([md["ref_min_score"], md["ref_max_score"]]))
         np.testing.assert_allclose(scores, [0.0, 1.0])
         assert md["mixture"] == {"early": 1000, "self_intermediate": 1750, "self_expert": 1750, "all_expert": 500}
-        assert md["intermediate_return"]["mean"] == pytest.approx(expert.returns["intermediate"]["mean"])
-        assert md["zero_action_return"]["mean"] == pytest.approx(expert.returns["zero_action"]["mean"])
-        assert set(md["normalized_references"]) == {"random", "zero_action", "intermediate", "expert"}
+        for p in ("random", "zero_action", "intermediate", "expert"):
+            assert md[f"{p}_return"] == refs["returns"][p]
+            assert md[f"{p}_return"]["n"] == len(md[f"{p}_return"]["returns"]) == 100
+        assert md["normalized_references"] == refs["normalized"]
+        assert md["reference_seeds"] == {"first": 1_000_000, "last": 1_000_099}
+        assert md["checkpoint_selection"]["seeds"] == {"first": 10_000, "last": 10_002}
+        assert md["checkpoint_selection"]["returns"]["expert"] == pytest.approx(expert.selection_returns["expert"]["mean"], abs=1e-3)
+        assert md["num_episodes_average_score"] == 100
         assert "zero actions (doing nothing)" in md["description"] and "minari download" in md["description"]
+        assert f"| {refs['returns']['expert']['mean']:.1f} ± {refs['returns']['expert']['std']:.1f} | 100 |" in md["description"]
+        assert "seeds 1,000,000–1,000,099" in md["description"] and "chosen on seeds 10,000–10,002" in md["description"]
         assert md["recipe"]["tier"] == "smoke" and md["seed"] == 0 and "stable-baselines3" in md["versions"]
         assert "paper §4.1" in md["description"] and "never holds another agent's action" in md["description"]
         assert ds.recover_environment(eval_env=True).spec.id == "Hopper-v5"
@@ -80,7 +89,7 @@ def test_the_install_line_for_loading_without_the_project_names_pillow():
 
 def test_parts_are_where_the_metadata_says(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
-    ds = minari.load_dataset("mabcq/hopper/smoke-agent1-v1")
+    ds = minari.load_dataset("mabcq/hopper/smoke-agent1-v2")
     md = ds.storage.metadata
     ranges, sizes, cut = md["mixture_episodes"], md["mixture"], set(md["incomplete_episodes"])
     episodes = list(ds.iterate_episodes())
@@ -107,7 +116,7 @@ def test_early_part_re_enacts_sac_and_is_each_agents_slice_of_the_same_experienc
     assert [s for s, _ in expert.early_actors()] == [250, 500, 750]
     joint = []
     for agent, part in enumerate(TASKS["hopper"].partition):
-        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v1")
+        ds = minari.load_dataset(f"mabcq/hopper/smoke-agent{agent}-v2")
         start, stop = ds.storage.metadata["mixture_episodes"]["early"]
         eps = list(ds.iterate_episodes(range(start, stop)))
         joint.append((np.concatenate([e.observations for e in eps]), np.concatenate([e.rewards for e in eps])))
@@ -164,7 +173,7 @@ def test_cli_make_data_reports_kept_datasets(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
     result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "mabcq/hopper/smoke-agent2-v1\t5,000 transitions" in result.output and "kept" in result.output
+    assert "mabcq/hopper/smoke-agent2-v2\t5,000 transitions" in result.output and "kept" in result.output
 
 
 def test_cli_make_data_lists_each_dataset_once(smoke_hopper, monkeypatch):
@@ -174,7 +183,7 @@ def test_cli_make_data_lists_each_dataset_once(smoke_hopper, monkeypatch):
     result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
     assert result.exit_code == 0, result.output
     for i, status in enumerate(smoke_hopper["statuses"]):
-        (line,) = [line for line in result.output.splitlines() if f"smoke-agent{i}-v1" in line]
+        (line,) = [line for line in result.output.splitlines() if f"smoke-agent{i}-v2" in line]
         assert line.split("\t")[:3] == [status.dataset_id, "5,000 transitions", f"sha256 {status.checksum[:16]}"]
         assert line.split("\t")[-1] == "kept" and "5000" not in line
         if manifest.read_manifest(manifest.manifest_path("smoke"))[status.dataset_id]["versions"] == versions():

@@ -27,15 +27,62 @@ def test_committed_smoke_manifest_matches_regenerated_data(smoke_hopper, monkeyp
     _use(smoke_hopper, monkeypatch)
     doc = json.loads(manifest.manifest_path("smoke").read_text())
     listed = {e["dataset_id"]: e for e in doc["datasets"]}
-    assert {f"mabcq/{t}/smoke-agent{i}-v1" for t, n in [("halfcheetah", 2), ("walker", 2), ("hopper", 3), ("ant", 4)] for i in range(n)} == set(listed)
-    if platform.machine() != "x86_64" or listed["mabcq/hopper/smoke-agent0-v1"]["versions"] != versions():
+    agents = [("halfcheetah", 2), ("walker", 2), ("hopper", 3), ("ant", 4)]
+    assert {f"mabcq/{t}/smoke-agent{i}-v{v}" for t, n in agents for i in range(n) for v in (1, 2)} == set(listed)
+    if platform.machine() != "x86_64" or listed["mabcq/hopper/smoke-agent0-v2"]["versions"] != versions():
         pytest.skip("identical bits are promised on x86-64 with the pinned package versions (constraints.txt)")
     checks = manifest.check([smoke_hopper["recipe"]], listed)
     assert [c.verdict for c in checks] == ["identical"] * 3, [c.detail for c in checks]
-    assert [c.dataset_id.split("/")[-1] for c in checks] == [f"smoke-agent{i}-v1" for i in range(3)]
+    assert [c.dataset_id.split("/")[-1] for c in checks] == [f"smoke-agent{i}-v2" for i in range(3)]
     result = CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "smoke"])
     assert result.exit_code == 0, result.output
     assert result.output.count("matches the manifest") == 3
+
+
+def test_v2_datasets_hold_the_v1_transitions(smoke_hopper, monkeypatch):
+    """v2 changes the reference returns only: the smoke v2 datasets made by today's code have the
+    checksums (of the data alone) of the published v1 datasets, and every tier's v2 entries
+    have their v1 entries' checksums, sizes and per-part returns, with the new references."""
+    from mabcq_bench.data.experts import REFERENCES, find_expert
+
+    _use(smoke_hopper, monkeypatch)
+    smoke = manifest.read_manifest(manifest.manifest_path("smoke"))
+    if platform.machine() != "x86_64" or smoke["mabcq/hopper/smoke-agent0-v1"]["versions"] != versions():
+        pytest.skip("identical bits are promised on x86-64 with the pinned package versions (constraints.txt)")
+    for status in smoke_hopper["statuses"]:
+        assert status.dataset_id.endswith("-v2") and status.checksum == smoke[status.dataset_id[:-1] + "1"]["checksum"]
+    for tier in ("smoke", "lite", "paper"):
+        listed = manifest.read_manifest(manifest.manifest_path(tier))
+        recipe_file = load_recipe(tier)
+        v2 = [e for e in listed.values() if e["dataset_id"].endswith("-v2")]
+        assert len(v2) == 11, tier
+        for e in v2:
+            v1 = listed[e["dataset_id"][:-1] + "1"]
+            same = ("checksum", "transitions", "episodes", "incomplete_episodes", "transitions_in_complete_episodes", "parts")
+            assert {k: e[k] for k in same} == {k: v1[k] for k in same}
+            recipe = recipe_file.for_task(e["task"])
+            assert e["recipe_fingerprint"] == recipe.fingerprint and v1["recipe_fingerprint"] == recipe.fingerprint_at(1)
+            refs = find_expert(recipe).references
+            assert {p: e[f"{p}_return"] for p in REFERENCES} == {p: round(refs[p]["mean"], 3) for p in REFERENCES}
+
+
+def test_derived_entries_need_a_recipe_making_the_same_transitions(tmp_path):
+    import dataclasses
+
+    from mabcq_bench.errors import UserError
+
+    recipe = load_recipe("smoke").for_task("walker")
+    listed = manifest.read_manifest(manifest.manifest_path("smoke"))
+    refs = {p: {"mean": float(i)} for i, p in enumerate(("random", "zero_action", "intermediate", "expert"))}
+    entries = manifest.derive_entries(recipe, 1, listed, refs)
+    assert [e["derived_from"] for e in entries] == ["mabcq/walker/smoke-agent0-v1", "mabcq/walker/smoke-agent1-v1"]
+    assert [e["dataset_id"] for e in entries] == ["mabcq/walker/smoke-agent0-v2", "mabcq/walker/smoke-agent1-v2"]
+    assert entries[1]["checksum"] == listed["mabcq/walker/smoke-agent1-v1"]["checksum"] and entries[1]["expert_return"] == 3.0
+    other = dataclasses.replace(recipe, policy_noise=0.2)  # other transitions: nothing is derived
+    with pytest.raises(UserError, match="whose transitions are not this recipe's"):
+        manifest.derive_entries(other, 1, listed, refs)
+    with pytest.raises(UserError, match="the manifest has no entry mabcq/walker/smoke-agent0-v7"):
+        manifest.derive_entries(recipe, 7, listed, refs)
 
 
 @pytest.fixture
@@ -121,7 +168,7 @@ def test_malformed_manifest_is_one_line(tiny):
 
 
 @pytest.mark.slow
-def test_lite_v1_datasets_of_every_shipped_expert_are_the_manifests(tmp_path, monkeypatch):
+def test_lite_datasets_of_every_shipped_expert_are_the_manifests(tmp_path, monkeypatch):
     """make-data of the lite tier, from each shipped sac-v1 expert, gives the published bits
     (about 2 minutes per task on 2 cores)."""
     from mabcq_bench.data.datasets import make_data

@@ -18,7 +18,7 @@ def test_shipped_tiers_load_and_mix_20_35_35_10(tier):
         sizes = r.part_sizes()
         assert sum(sizes.values()) == r.transitions_per_agent
         assert [sizes[p] / r.transitions_per_agent for p in PARTS] == pytest.approx([0.20, 0.35, 0.35, 0.10], abs=1e-3)
-        assert r.dataset_id(1) == f"mabcq/{task}/{tier}-agent1-v1"
+        assert r.dataset_id(1) == f"mabcq/{task}/{tier}-agent1-v2"
 
 
 def test_paper_tier_has_table6_size():

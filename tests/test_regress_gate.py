@@ -39,8 +39,8 @@ def test_a_real_bug_fails_the_gate(bug, monkeypatch, tmp_path):
     specs = [plan.RunSpec(protocol.tier, "hopper", "mabcq", seed, ()) for seed in ref["seeds"]]
     records = [execute.execute(run, tmp_path) for run in plan.prepare(specs, protocol, protocol.datasets)]
     only = {**ref, "scores": {"hopper/mabcq": ref["scores"]["hopper/mabcq"]}}
-    assert {r["tier"] for r in records} == {"smoke-v1-p2"}  # v1 smoke datasets, protocol 2: filed apart
-    table, ok = regress.compare(only, records, {}, board="smoke-v1-p2")
+    assert {r["tier"] for r in records} == {"smoke-v2-p2"}  # v2 smoke datasets, protocol 2: filed apart
+    table, ok = regress.compare(only, records, {}, board="smoke-v2-p2")
     assert not ok, table
     row = next(line for line in table.splitlines() if line.startswith("hopper/mabcq "))
     assert row.split()[-1] in ("METRIC", "DRIFT"), table

@@ -86,7 +86,12 @@ def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
 @click.option("--env", "env", default="all", show_default=True, help=_ENV_HELP)
 @click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
 @click.option("--write", is_flag=True, help="Add the local datasets to datasets/<tier>.manifest.json instead of checking them.")
-def manifest_cmd(env: str, preset: str, write: bool) -> None:
+@click.option(
+    "--derive-from", type=click.IntRange(min=0), default=None, metavar="VERSION",
+    help="Add entries for the recipe's datasets derived from the manifest's entries of VERSION, without making them: "
+    "only where that version's recipe makes the same transitions (the references and the version differ).",
+)  # fmt: skip
+def manifest_cmd(env: str, preset: str, write: bool, derive_from: int | None) -> None:
     """Check the local datasets against the tier's committed manifest (id, size, checksum, returns).
 
     Each dataset is identical (the published bits), equivalent (other bits, per-part returns
@@ -95,6 +100,26 @@ def manifest_cmd(env: str, preset: str, write: bool) -> None:
     from mabcq_bench.data import manifest
 
     recipes = _plan(env, preset)
+    if derive_from is not None:
+        from mabcq_bench.data.experts import find_expert
+
+        path = manifest.manifest_path(recipes[0].tier)
+        listed = manifest.read_manifest(path)
+        entries = []
+        for r in recipes:
+            expert = find_expert(r)
+            if expert is None or not expert.has_references(r):
+                raise UserError(f"the {r.task} expert of recipe {r.tier} or its reference returns are missing; see `mabcq-bench references --env {r.task} --preset {r.tier}`")
+            entries += manifest.derive_entries(r, derive_from, listed, expert.references)
+        version = recipes[0].dataset_version
+        note = (
+            f"The v{version} entries marked derived_from were not made: they were derived from the v{derive_from} entries, whose recipe makes "
+            f"the same transitions (checksums, sizes and per-part returns are the v{derive_from} datasets'), with the v{version} recipe's "
+            "fingerprint and reference returns. Making the datasets and `mabcq-bench manifest --write` replaces them with made entries."
+        )
+        manifest.write_manifest(path, recipes[0].tier, entries, note=note)
+        click.echo(f"derived {len(entries)} entries from version {derive_from} into {path}")
+        return
     if not write:
         if not _echo_manifest_checks(recipes, only_listed=False):
             raise UserError("the local datasets differ from the manifest (see above)")
@@ -119,14 +144,43 @@ def train_expert_cmd(env: str, preset: str, progress: bool, ship: bool) -> None:
 
     Checkpoints are evaluated as they are saved; training stops at the recipe's target return.
     """
-    from mabcq_bench.data.experts import REFERENCES, ship_expert, train_expert
+    from mabcq_bench.data.experts import REFERENCES, add_references, ship_expert, train_expert
 
     for recipe in _plan(env, preset):
-        expert = train_expert(recipe, progress=progress, log=click.echo)
-        r = expert.returns
+        expert = add_references(recipe, train_expert(recipe, progress=progress, log=click.echo), log=click.echo)
+        r = expert.references
         click.echo(f"{recipe.task}\t{expert.dir}\t" + "\t".join(f"{p} {r[p]['mean']:.1f}" for p in REFERENCES))
         if ship:
             ship_expert(recipe, log=click.echo)
+
+
+@main.command("references")
+@click.option("--env", "env", default="all", show_default=True, help=_ENV_HELP)
+@click.option("--preset", default="lite", show_default=True, help=_PRESET_HELP)
+def references_cmd(env: str, preset: str) -> None:
+    """Measure the experts' reference returns on fresh seeds and write them into their expert.json.
+
+    The random, zero-action, intermediate and expert policies each play the recipe's
+    reference_episodes episodes, one per seed from reference_seed: seeds disjoint from those that
+    chose the checkpoints (checked). These are the returns every dataset's metadata and card give.
+    Experts that have them already are kept; an interrupted measurement resumes. A shipped expert's
+    expert.json (datasets/experts/) is rewritten in place, its checkpoints untouched (for maintainers).
+    """
+    import time
+
+    from mabcq_bench.data.experts import REFERENCES, add_references, find_expert
+
+    for recipe in _plan(env, preset):
+        expert = find_expert(recipe)
+        if expert is None:
+            raise UserError(f"no expert of {recipe.task} for recipe {recipe.tier} (expert {recipe.expert.name}); train it with `mabcq-bench train-expert --env {recipe.task} --preset {preset}`")
+        kept = expert.has_references(recipe)
+        started = time.perf_counter()
+        expert = add_references(recipe, expert, log=click.echo)
+        r = expert.references
+        cells = "\t".join(f"{p} {r[p]['mean']:.1f} ± {r[p]['std']:.1f}" for p in REFERENCES)
+        when = "kept" if kept else f"measured in {time.perf_counter() - started:.0f}s"
+        click.echo(f"{recipe.task}\t{r['expert']['n']} episodes, seeds {r['expert']['seeds']['first']}–{r['expert']['seeds']['last']}\t{cells}\t{when}")
 
 
 @main.command("bench-data")

@@ -14,7 +14,9 @@ def dataset_card(task: Task, recipe: Recipe, expert: Expert, agent: int, sizes: 
     """The dataset card: Markdown, shown by ``minari show``."""
     e = recipe.expert
     info = expert.info
-    r, norm = expert.returns, info["normalized"]
+    r, norm = expert.references, info["references"]["normalized"]
+    seeds, chosen = info["references"]["seeds"], info["references"]["selection_seeds"]
+    picked = expert.selection_returns["expert"]["mean"]
     own = ", ".join(str(i) for i in task.partition[agent])
     rows = {
         "early": f"SAC's first {e.early_steps:,} training steps, re-enacted from its saved actors",
@@ -26,8 +28,8 @@ def dataset_card(task: Task, recipe: Recipe, expert: Expert, agent: int, sizes: 
         f"| {p} | {sizes[p]:,} | {ranges[p][0]}–{ranges[p][1] - 1 if ranges[p][1] > ranges[p][0] else '–'} | {rows[p]} |" for p in PARTS
     )
     names = {"random": "uniform random actions", "zero_action": "zero actions (doing nothing)", "intermediate": f"intermediate (SAC step {info['intermediate_step']:,})", "expert": f"expert (SAC step {info['expert_step']:,})"}
-    refs = "\n".join(f"| {names[p]} | {r[p]['mean']:.1f} ± {r[p]['std']:.1f} | {norm[p]:.1f} |" for p in REFERENCES)
-    target = f"until its deterministic policy returned {e.target_return:g}" if e.target_return is not None else f"for {e.total_steps:,} steps"
+    refs = "\n".join(f"| {names[p]} | {r[p]['mean']:.1f} ± {r[p]['std']:.1f} | {r[p]['n']} | {norm[p]:.1f} |" for p in REFERENCES)
+    target = f"until its deterministic policy returned {e.target_return:g} on the checkpoint-selection seeds" if e.target_return is not None else f"for {e.total_steps:,} steps"
     return f"""Agent {agent} of {task.n_agents} in {task.scenario} {task.agent_conf} (MaMuJoCo partition of {task.env_id}), tier `{recipe.tier}`: \
 {recipe.transitions_per_agent:,} transitions for offline, fully decentralized multi-agent RL (the MABCQ benchmark).
 
@@ -44,10 +46,13 @@ nearest {e.intermediate_fraction:.2f} of the expert's. The dataset mixes four pa
 |---|---|---|---|
 {table}
 
-**Reference returns** (undiscounted, one episode on each of {recipe.eval_episodes} evaluation seeds from {recipe.eval_seed}; normalized: 0 = random, 100 = expert):
+**Reference returns** (undiscounted, mean ± std over one episode on each of the seeds {seeds['first']:,}–{seeds['last']:,}; \
+normalized: 0 = random, 100 = expert). These seeds never chose a checkpoint: the checkpoints were chosen on seeds \
+{chosen['first']:,}–{chosen['last']:,}, where the expert returned {picked:.1f} (`checkpoint_selection` in the metadata), a figure \
+biased by the choice and not a reference.
 
-| policy | return | normalized |
-|---|---|---|
+| policy | return | episodes | normalized |
+|---|---|---|---|
 {refs}
 
 `ref_min_score` is the random policy's return and `ref_max_score` the expert's, so `minari.get_normalized_score(dataset, returns)` \

@@ -3,9 +3,11 @@
 Agent ``i``'s dataset ``mabcq/<task>/<tier>-agent<i>-v<N>`` holds the episodes of the four parts
 of :mod:`mabcq_bench.data.mixture` with only agent i's slice of the joint action: the full state,
 agent i's own action, the shared reward, the next state and the termination/truncation flags,
-never another agent's action. Its metadata holds the reference returns, the recipe and its
-fingerprint, the package versions, ``incomplete_episodes`` (the piece cut at each part's end)
-and a checksum of the data; its description is the dataset card (:mod:`mabcq_bench.data.card`).
+never another agent's action. Its metadata holds the expert's reference returns (measured on
+seeds that did not choose its checkpoints: :func:`mabcq_bench.data.references.measure_references`),
+the recipe and its fingerprint, the package versions, ``incomplete_episodes`` (the piece cut at
+each part's end) and a checksum of the data alone; its description is the dataset card
+(:mod:`mabcq_bench.data.card`).
 
 Writes are atomic: a dataset is built in a hidden staging folder inside the Minari root (Minari
 skips hidden folders) and renamed into place once complete and verified, so no half-written
@@ -231,7 +233,7 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
                 action_space=act_space,
                 ref_min_score=expert.mean_return("random"),
                 ref_max_score=expert.mean_return("expert"),
-                num_episodes_average_score=recipe.eval_episodes,
+                num_episodes_average_score=recipe.reference_episodes,
                 description=dataset_card(task, recipe, expert, agent, sizes, ranges),
                 requirements=[f"{k}=={v}" for k, v in versions().items() if k != "mabcq-bench"],
             )
@@ -251,11 +253,15 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
                 "mixture": sizes,
                 "mixture_episodes": ranges,
                 "incomplete_episodes": incomplete,
-                **{f"{p}_return": expert.returns[p] for p in REFERENCES},
-                "normalized_references": expert.info["normalized"],
+                **{f"{p}_return": expert.references[p] for p in REFERENCES},
+                "normalized_references": expert.info["references"]["normalized"],
+                "reference_seeds": expert.info["references"]["seeds"],
+                "checkpoint_selection": {
+                    "seeds": expert.info["references"]["selection_seeds"],
+                    "returns": {p: round(expert.selection_returns[p]["mean"], 3) for p in REFERENCES},
+                },
                 "expert_steps": {"expert": expert.info["expert_step"], "intermediate": expert.info["intermediate_step"], "trained": expert.info["sac_steps_trained"]},
                 "expert_name": recipe.expert.name,
-                "eval_seeds": expert.info["eval_seeds"],
                 "versions": versions(),
                 "checksum": checksum,
             }
@@ -277,8 +283,10 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
 def dataset_checksum(ds) -> str:
     """SHA-256 over every episode's observations, actions, rewards and flags, in order.
 
-    Identical for identical data whatever the file layout; the manifest under ``datasets/``
-    records it so a user who regenerates a dataset can check they got the same data.
+    Identical for identical data whatever the file layout, and blind to the metadata (reference
+    returns, card, recipe): two versions of a dataset that differ only there have one checksum.
+    The manifest under ``datasets/`` records it so a user who regenerates a dataset can check
+    they got the same data.
     """
     h = hashlib.sha256()
     for ep in ds.iterate_episodes():

@@ -6,6 +6,12 @@ who regenerates the datasets with ``make-data`` checks them against it with
 ``mabcq-bench manifest --preset <tier>``: the checksum covers every array of every episode, so an
 equal checksum means the same data, transition for transition.
 
+An entry may be *derived* (``derived_from``) rather than made: a version whose datasets hold the
+same transitions as an earlier one's, with other metadata (the reference returns), gets the
+earlier entries' checksums, sizes and per-part returns, and its own id, recipe fingerprint and
+references (:func:`derive_entries`; the manifest's ``notes`` say which). Making the datasets and
+writing the manifest again replaces a derived entry by a made one.
+
 Verdicts: ``identical`` (equal checksums: what every x86-64 CPU gives from the shipped experts with
 the pinned versions), ``equivalent`` (other bits, but every part's mean return within
 :data:`EQUIVALENT_TOLERANCE` of the expert-random span of the manifest's: e.g. other package
@@ -97,19 +103,63 @@ def read_manifest(path: Path) -> dict[str, dict]:
         raise UserError(f"manifest {path} is unreadable or malformed ({type(exc).__name__}: {exc})") from None
 
 
-def write_manifest(path: Path, tier: str, entries: list[dict]) -> dict[str, dict]:
-    """Add or replace ``entries`` in the manifest at ``path`` (others are kept); atomic."""
+def write_manifest(path: Path, tier: str, entries: list[dict], note: str | None = None) -> dict[str, dict]:
+    """Add or replace ``entries`` in the manifest at ``path`` (others are kept); atomic.
+
+    ``note`` is added to the manifest's ``notes`` (kept across writes, each once)."""
     merged = read_manifest(path)
     merged.update({e["dataset_id"]: e for e in entries})
+    notes = _read_notes(path) + ([note] if note else [])
     doc = {
         "manifest_version": MANIFEST_VERSION,
         "tier": tier,
         "machine": platform.machine(),
         "how_to_check": f"mabcq-bench make-data --env all --preset {tier} && mabcq-bench manifest --env all --preset {tier}",
+        **({"notes": list(dict.fromkeys(notes))} if notes else {}),
         "datasets": [merged[k] for k in sorted(merged)],
     }
     write_json(path, doc)
     return merged
+
+
+def _read_notes(path: Path) -> list[str]:
+    try:
+        return list(json.loads(path.read_text()).get("notes", []))
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def derive_entries(recipe: Recipe, version: int, listed: dict[str, dict], references: dict) -> list[dict]:
+    """Entries of ``recipe``'s datasets derived from the manifest's entries of ``version``,
+    without making them: same transitions (checksums, sizes, parts, package versions), the
+    recipe's own id and fingerprint, and the reference returns ``references`` (by policy).
+
+    Raises:
+        UserError: an entry of ``version`` is missing, or was made by a recipe whose transitions
+            differ from ``recipe``'s (see :meth:`Recipe.fingerprint_at`).
+    """
+    import dataclasses
+
+    out = []
+    old = dataclasses.replace(recipe, dataset_version=version)
+    for agent in range(get_task(recipe.task).n_agents):
+        source = listed.get(old.dataset_id(agent))
+        if source is None:
+            raise UserError(f"cannot derive {recipe.dataset_id(agent)}: the manifest has no entry {old.dataset_id(agent)}")
+        if source["recipe_fingerprint"] != recipe.fingerprint_at(version):
+            raise UserError(
+                f"cannot derive {recipe.dataset_id(agent)} from {source['dataset_id']}: that was made by recipe {source['recipe_fingerprint']}, "
+                f"whose transitions are not this recipe's ({recipe.fingerprint_at(version)}); make the datasets instead"
+            )
+        entry = {
+            **source,
+            "dataset_id": recipe.dataset_id(agent),
+            "recipe_fingerprint": recipe.fingerprint,
+            **{f"{p}_return": round(float(references[p]["mean"]), 3) for p in REFERENCES},
+            "derived_from": source["dataset_id"],
+        }
+        out.append(entry)
+    return out
 
 
 @dataclass(frozen=True)

@@ -72,11 +72,13 @@ class Recipe:
     mixture: dict[str, float]  # fraction of each part (PARTS), summing to 1
     policy_noise: float  # std of the Gaussian noise added to the policies of the last three parts
     num_envs: int  # environments stepped as one batch during collection
-    eval_episodes: int  # episodes (one per evaluation seed) for the reference returns
-    eval_seed: int  # first evaluation seed
+    eval_episodes: int  # episodes (one per seed) each checkpoint is evaluated on to choose the expert
+    eval_seed: int  # first checkpoint-selection seed: eval_seed, ..., eval_seed + eval_episodes - 1
     expert: ExpertRecipe
     description: str = ""  # one paragraph about the tier, copied into the dataset card
     dataset_version: int = 0  # the -v<N> of the dataset ids; bumped whenever the data change
+    reference_episodes: int = 100  # episodes (one per seed) of the reference returns (datasets' metadata and card)
+    reference_seed: int = 1_000_000  # first reference seed; never one that chose a checkpoint (checked)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,6 +90,18 @@ class Recipe:
         d.pop("description")
         return _digest({"data_format": DATA_FORMAT_VERSION, **d})
 
+    def fingerprint_at(self, version: int) -> str:
+        """The fingerprint this recipe's datasets of ``version`` would have without the reference
+        fields (``reference_episodes``, ``reference_seed``): what datasets made before those
+        fields existed (v1) recorded. A recorded fingerprint equal to ``fingerprint_at(v)`` means
+        those datasets were made by every field that makes transitions here, so they hold the
+        transitions this recipe makes (the version and references change the metadata only)."""
+        d = self.as_dict()
+        for key in ("description", "reference_episodes", "reference_seed"):
+            d.pop(key)
+        d["dataset_version"] = version
+        return _digest({"data_format": DATA_FORMAT_VERSION, **d})
+
     def expert_dict(self) -> dict[str, Any]:
         """The expert's recipe: its own fields and the evaluation seeds it is measured on."""
         return {**dataclasses.asdict(self.expert), "task": self.task, "eval_episodes": self.eval_episodes, "eval_seed": self.eval_seed}
@@ -96,6 +110,23 @@ class Recipe:
     def expert_fingerprint(self) -> str:
         """Hash of everything that changes the expert: shared by tiers of any dataset size."""
         return _digest({"expert_format": EXPERT_FORMAT_VERSION, **self.expert_dict()})
+
+    @property
+    def selection_seeds(self) -> range:
+        """The seeds every checkpoint is evaluated on, to choose the expert and the intermediate."""
+        return range(self.eval_seed, self.eval_seed + self.eval_episodes)
+
+    @property
+    def reference_seeds(self) -> range:
+        """The seeds of the reference returns: fresh ones, so that 100 means what the expert does
+        and not how well it did on the episodes that chose it.
+
+        Raises:
+            UserError: they overlap the checkpoint-selection seeds.
+        """
+        fresh = range(self.reference_seed, self.reference_seed + self.reference_episodes)
+        check_disjoint(fresh, self.selection_seeds, f"recipe {self.tier} (task {self.task})")
+        return fresh
 
     def part_sizes(self) -> dict[str, int]:
         """Transitions of each part; rounding by largest remainder so they sum exactly."""
@@ -113,6 +144,32 @@ class Recipe:
 def dataset_id(task: str, tier: str, agent: int, version: int) -> str:
     """The Minari id of agent ``agent``'s dataset of ``task`` at ``tier``, version ``version``."""
     return f"mabcq/{task}/{tier}-agent{agent}-v{version}"
+
+
+def check_disjoint(reference: range, selection: range, where: str) -> None:
+    """Raise if a reference seed is one that chose a checkpoint (both are ``range``s of seeds).
+
+    Raises:
+        UserError: they overlap.
+    """
+    problem = seed_overlap(reference, selection)
+    if problem:
+        raise UserError(f"{where}: {problem}")
+
+
+def seed_overlap(reference: range, selection: range) -> str | None:
+    """What is wrong when the reference seeds overlap the checkpoint-selection seeds, else ``None``."""
+    common = range(max(reference.start, selection.start), min(reference.stop, selection.stop))
+    if not len(common):
+        return None
+    return (
+        f"the reference seeds {_span(reference)} overlap the checkpoint-selection seeds {_span(selection)} "
+        f"(e.g. {common.start}); give reference_seed a value past {selection.stop - 1}"
+    )
+
+
+def _span(seeds: range) -> str:
+    return f"{seeds.start}–{seeds.stop - 1}" if len(seeds) else "(none)"
 
 
 def _digest(obj: Any) -> str:
@@ -230,6 +287,7 @@ def _validate(r: Recipe, bad) -> None:
         "transitions_per_agent": r.transitions_per_agent,
         "num_envs": r.num_envs,
         "eval_episodes": r.eval_episodes,
+        "reference_episodes": r.reference_episodes,
         "expert.total_steps": e.total_steps,
         "expert.checkpoint_every": e.checkpoint_every,
         "expert.early_snapshot_every": e.early_snapshot_every,
@@ -247,6 +305,11 @@ def _validate(r: Recipe, bad) -> None:
         raise bad(f"mixture fractions must sum to 1, got {sum(r.mixture.values()):g}")
     if r.policy_noise < 0:
         raise bad(f"policy_noise must be >= 0, got {r.policy_noise}")
+    if r.reference_seed < 0:
+        raise bad(f"reference_seed must be >= 0, got {r.reference_seed}")
+    overlap = seed_overlap(range(r.reference_seed, r.reference_seed + r.reference_episodes), r.selection_seeds)
+    if overlap:
+        raise bad(overlap)
     if r.dataset_version < 0:
         raise bad(f"dataset_version must be >= 0, got {r.dataset_version}")
     if not e.name.replace("_", "").replace("-", "").isalnum():

@@ -209,7 +209,7 @@ def compare(reference: Mapping[str, Any], records: Iterable[dict], failures: Map
         reference: a reference (see :func:`load_reference`).
         records: today's run records; only the reference's tier and seeds are used.
         failures: "task/algo" -> one-line reason, for runs of today's sweep that failed.
-        board: the records' tier name when it is not the reference's tier (``smoke-v1-p2``).
+        board: the records' tier name when it is not the reference's tier (``smoke-v2-p2``).
 
     Returns:
         ``(table, ok)``: the plain-text table (columns task/algo, reference, now, delta, status;
