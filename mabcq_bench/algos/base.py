@@ -157,7 +157,7 @@ def target_copy(module: nn.Module) -> nn.Module:
 def rebind(module: nn.Module) -> None:
     """Re-create the flat parameter storage of every ``nets.MLP`` in ``module`` (after a copy or
     a move, which give each parameter its own storage)."""
-    from mabcq_bench.algos.nets import MLP
+    from mabcq_bench.algos.common.nets import MLP
 
     for m in module.modules():
         if isinstance(m, MLP):
@@ -166,7 +166,7 @@ def rebind(module: nn.Module) -> None:
 
 def flat_params(modules: list[nn.Module]) -> list[tuple[Tensor, Tensor]]:
     """``(flat, flat_grad)`` of every ``nets.MLP`` in ``modules``: what the optimizer steps."""
-    from mabcq_bench.algos.nets import MLP
+    from mabcq_bench.algos.common.nets import MLP
 
     return [(m.flat, m.flat_grad) for module in modules for m in module.modules() if isinstance(m, MLP)]
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mabcq_bench.algos.base import Batch, TorchLearner, adam, to_floats
-from mabcq_bench.algos.nets import VAE
+from mabcq_bench.algos.common.nets import VAE
 
 
 @dataclass

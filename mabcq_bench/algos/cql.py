@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.common.nets import MLP
 
 #: Clamp of the actor's log σ: the CQL code's TanhGaussianPolicy (``rlkit/torch/sac/policies.py``
 #: of the CQL repository, LOG_SIG_MIN = -5, LOG_SIG_MAX = 2; upstream rlkit and CORL clamp at -20).

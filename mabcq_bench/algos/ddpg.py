@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from mabcq_bench.algos.base import Batch, TorchLearner, adam, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.common.nets import MLP
 
 
 @dataclass

@@ -51,8 +51,8 @@ import torch
 from torch import Tensor, nn
 
 from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, flat_params, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP
-from mabcq_bench.algos.normalize import RewardScale, StateNorm
+from mabcq_bench.algos.common.nets import MLP
+from mabcq_bench.algos.common.normalize import RewardScale, StateNorm
 
 
 @dataclass

@@ -57,7 +57,7 @@ from torch import Tensor
 from mabcq_bench.algos import graphs
 from mabcq_bench.algos import weights as W
 from mabcq_bench.algos.base import Batch, TorchLearner, adam, group_floats, soft_update, target_copy
-from mabcq_bench.algos.nets import MLP, VAE, Perturbation
+from mabcq_bench.algos.common.nets import MLP, VAE, Perturbation
 
 
 @dataclass

@@ -76,9 +76,9 @@ import torch
 from torch import Tensor
 
 from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, soft_update, target_copy, to_floats
+from mabcq_bench.algos.common.nets import MLP
+from mabcq_bench.algos.common.normalize import StateNorm
 from mabcq_bench.algos.cql import conservative_gap, init_output
-from mabcq_bench.algos.nets import MLP
-from mabcq_bench.algos.normalize import StateNorm
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A run's agents have independent learners of one algorithm and one config (their seeds differ).
 On a GPU each agent's small update is bound by kernel launches; stacked, every layer of every
-network is one call for all the agents (:mod:`mabcq_bench.algos.nets`: weights
+network is one call for all the agents (:mod:`mabcq_bench.algos.common.nets`: weights
 ``(G·heads, in, out)``, inputs with a leading group dim). A learner class stacks when its update
 is written for that group dim (``TorchLearner.stacks``; ``mabcq.MABCQ``), a lone learner being
 the case G = 1.
@@ -29,7 +29,7 @@ from typing import Sequence, TypeVar
 
 import torch
 
-from mabcq_bench.algos import nets
+from mabcq_bench.algos.common import nets
 from mabcq_bench.algos.base import Adam, TorchLearner, config_dict
 
 L = TypeVar("L", bound=TorchLearner)
