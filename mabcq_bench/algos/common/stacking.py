@@ -25,14 +25,18 @@ checkpoint), so checkpoints keep the per-agent format.
 from __future__ import annotations
 
 import copy
-from typing import Sequence, TypeVar
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import torch
 
 from mabcq_bench.algos.common import nets
-from mabcq_bench.algos.base import Adam, TorchLearner, config_dict
+from mabcq_bench.algos.common.configs import config_dict
+from mabcq_bench.algos.common.optim import Adam
 
-L = TypeVar("L", bound=TorchLearner)
+if TYPE_CHECKING:  # the learner module imports this one
+    from mabcq_bench.algos.common.learner import TorchLearner
+
+L = TypeVar("L", bound="TorchLearner")
 
 
 def stack(cls: type[L], learners: Sequence[L]) -> L:
