@@ -17,8 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import plain_mlp, random_batch
 from mabcq_bench.algos import ALGOS, Batch, Learner, get_algo, make_learner, resolve_algos
-from mabcq_bench.algos.base import torch_threads
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.common.nets import MLP
+from mabcq_bench.algos.common.process import torch_threads
 from mabcq_bench.algos.reference import ZeroAction
 from mabcq_bench.algos.bench import update_flops
 from mabcq_bench.cli import main

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from conftest import random_batch, synthetic_agent_data
 from mabcq_bench.algos import ALGOS, make_learner
-from mabcq_bench.algos.base import torch_threads
+from mabcq_bench.algos.common.process import torch_threads
 from mabcq_bench.algos.cql import tanh_gaussian_log_prob
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.common.nets import MLP
 from mabcq_bench.algos.omar import rectify
 from mabcq_bench.cli import main
 from mabcq_bench.data.tasks import get_task

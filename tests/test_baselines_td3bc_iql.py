@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 from conftest import plain_mlp, random_batch
 from mabcq_bench.algos import ALGOS, Batch, make_learner
-from mabcq_bench.algos.base import torch_threads
+from mabcq_bench.algos.common.process import torch_threads
 from mabcq_bench.algos.iql import IQL, expectile_loss, split_returns
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.common.nets import MLP
 from mabcq_bench.algos.td3bc import TD3BC
 from mabcq_bench.cli import main
 from mabcq_bench.data.buffer import AgentData

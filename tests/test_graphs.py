@@ -12,7 +12,7 @@ import torch
 
 from conftest import random_batch
 from mabcq_bench.algos import ALGOS, MABCQ, make_learner
-from mabcq_bench.algos.base import torch_threads
+from mabcq_bench.algos.common.process import torch_threads
 from test_stack import SMALL, STATE, Interrupt, moments, on, params, run, same_run, stop_at_5
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

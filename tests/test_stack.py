@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from conftest import TINY_PROTOCOL, random_batch, synthetic_agent_data
 from mabcq_bench.algos import ALGOS, Batch, MABCQ, make_learner
-from mabcq_bench.algos.base import torch_threads
-from mabcq_bench.algos.nets import MLP, VAE, normal, stack, unstack
+from mabcq_bench.algos.common.nets import MLP, VAE, normal, stack, unstack
+from mabcq_bench.algos.common.process import torch_threads
 from mabcq_bench.cli import main
 from mabcq_bench.data.tasks import get_task
 from mabcq_bench.runs import execute, plan

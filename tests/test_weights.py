@@ -11,7 +11,7 @@ import torch
 
 from conftest import random_batch
 from mabcq_bench.algos import ALGOS, Batch, make_learner
-from mabcq_bench.algos.base import torch_threads
+from mabcq_bench.algos.common.process import torch_threads
 from mabcq_bench.algos.weights import combine, transition_normalization, value_deviation
 from mabcq_bench.data.tasks import TASKS
 

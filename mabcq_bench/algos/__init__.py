@@ -1,16 +1,17 @@
 """The algorithm layer and its registry: every learner the benchmark runs, by name.
 
-``base`` (the learner interface, minibatches, target updates) and ``nets`` (the shared network
-and optimizer code, where speed machinery lives; ``stacking`` makes G agents' learners one
-batched learner) → ``weights`` (λ_vd, λ_tn) → one file per
+``common`` (what the learners share, a layer below them that imports none of them: the batch
+type and the learner interface, the networks, Adam, the ``TorchLearner`` base with seeding and
+checkpoints, ``stacking``, which makes G agents' learners one batched learner, CUDA graphs and
+normalization) → ``weights`` (λ_vd, λ_tn) → one file per
 learner (``mabcq``, with its ablations as config flags; ``ddpg``; ``td3bc``; ``iql``; ``cql``;
 ``omar``, which reuses cql's conservative gap and td3bc's state normalization; ``behavior``,
 whose two entries are ``bc`` and ``behavior``; ``reference``); ``matrix_game``
 (the paper's tabular game, with ``matrix_game_io`` for the CLI) and ``bench`` (update timings).
 
 Adding an algorithm is one entry in :data:`ALGOS`: a learner class implementing
-:class:`~mabcq_bench.algos.base.Learner`, its config dataclass, and the config values that make
-this entry what it is (the ablations are MABCQ with a weight switched off, not copies).
+:class:`~mabcq_bench.algos.common.batch.Learner`, its config dataclass, and the config values
+that make this entry what it is (the ablations are MABCQ with a weight switched off, not copies).
 
 May import: ``mabcq_bench.data`` (the task registry, agent data), ``mabcq_bench.errors``,
 ``mabcq_bench.util`` and modules of this package. Never the runs, reports or the CLI.
@@ -24,7 +25,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from mabcq_bench.algos.base import Batch, Learner, TorchLearner
+from mabcq_bench.algos.common.batch import Batch, Learner
+from mabcq_bench.algos.common.learner import TorchLearner
 from mabcq_bench.algos.behavior import Behavior, BehaviorConfig
 from mabcq_bench.algos.cql import CQL, CQLConfig
 from mabcq_bench.algos.ddpg import DDPG, DDPGConfig

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mabcq_bench.algos.base import Batch, TorchLearner, adam, to_floats
-from mabcq_bench.algos.nets import VAE
+from mabcq_bench.algos.common.batch import Batch
+from mabcq_bench.algos.common.learner import TorchLearner, to_floats
+from mabcq_bench.algos.common.nets import VAE
+from mabcq_bench.algos.common.optim import adam
 
 
 @dataclass

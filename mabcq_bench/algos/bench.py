@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import torch
 
 from mabcq_bench.algos import ALGOS, Batch, MABCQConfig
-from mabcq_bench.algos.base import torch_threads, tune_malloc
+from mabcq_bench.algos.common.process import torch_threads, tune_malloc
 from mabcq_bench.data.tasks import TASKS, Task
 from mabcq_bench.errors import UserError
 
@@ -132,7 +132,7 @@ def bench_update(
 ) -> dict[str, Any]:
     """Time one update of ``bcq`` and ``mabcq`` at Table 6's sizes.
 
-    Calls :func:`~mabcq_bench.algos.base.tune_malloc` first, as the trainer does.
+    Calls :func:`~mabcq_bench.algos.common.process.tune_malloc` first, as the trainer does.
 
     The two learners alternate, ``repeats`` blocks of ``updates`` updates each, on a fixed random
     batch; each figure is the median over blocks (robust to other work on the machine).
@@ -259,7 +259,7 @@ def bench_joint(
 
 def bench_adam(dev: torch.device, repeats: int, steps: int = 50) -> dict[str, float]:
     """µs of one optimizer step on MABCQ's critic at Table 6's sizes (one flat tensor of
-    parameters): this project's :class:`~mabcq_bench.algos.optim.Adam` and
+    parameters): this project's :class:`~mabcq_bench.algos.common.optim.Adam` and
     ``torch.optim.Adam(fused=True)``, which compute the same update."""
     learner = ALGOS["mabcq"].learner(STATE_DIM, ACTION_DIM, ALGOS["mabcq"].config(), seed=0, device=dev)
     ours = learner.optimizers["critic"]

@@ -56,8 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.common.batch import Batch
+from mabcq_bench.algos.common.learner import TorchLearner, to_floats
+from mabcq_bench.algos.common.nets import MLP
+from mabcq_bench.algos.common.optim import Adam, adam
+from mabcq_bench.algos.common.params import soft_update, target_copy
 
 #: Clamp of the actor's log σ: the CQL code's TanhGaussianPolicy (``rlkit/torch/sac/policies.py``
 #: of the CQL repository, LOG_SIG_MIN = -5, LOG_SIG_MAX = 2; upstream rlkit and CORL clamp at -20).
@@ -99,7 +102,7 @@ class CQLConfig:
 
 class LogScalar(nn.Module):
     """One learnable scalar kept as its logarithm (SAC's log α, CQL's log α'), with a gradient
-    buffer that the project's :class:`~mabcq_bench.algos.optim.Adam` steps in place."""
+    buffer that the project's :class:`~mabcq_bench.algos.common.optim.Adam` steps in place."""
 
     def __init__(self, log_value: float = 0.0) -> None:
         super().__init__()

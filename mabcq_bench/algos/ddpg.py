@@ -33,8 +33,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mabcq_bench.algos.base import Batch, TorchLearner, adam, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP
+from mabcq_bench.algos.common.batch import Batch
+from mabcq_bench.algos.common.learner import TorchLearner, to_floats
+from mabcq_bench.algos.common.nets import MLP
+from mabcq_bench.algos.common.optim import adam
+from mabcq_bench.algos.common.params import soft_update, target_copy
 
 
 @dataclass

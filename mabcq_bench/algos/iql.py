@@ -50,9 +50,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mabcq_bench.algos.base import Adam, Batch, TorchLearner, adam, flat_params, soft_update, target_copy, to_floats
-from mabcq_bench.algos.nets import MLP
-from mabcq_bench.algos.normalize import RewardScale, StateNorm
+from mabcq_bench.algos.common.batch import Batch
+from mabcq_bench.algos.common.learner import TorchLearner, to_floats
+from mabcq_bench.algos.common.nets import MLP
+from mabcq_bench.algos.common.normalize import RewardScale, StateNorm
+from mabcq_bench.algos.common.optim import Adam, adam
+from mabcq_bench.algos.common.params import flat_params, soft_update, target_copy
 
 
 @dataclass

@@ -54,10 +54,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mabcq_bench.algos import graphs
 from mabcq_bench.algos import weights as W
-from mabcq_bench.algos.base import Batch, TorchLearner, adam, group_floats, soft_update, target_copy
-from mabcq_bench.algos.nets import MLP, VAE, Perturbation
+from mabcq_bench.algos.common import graphs
+from mabcq_bench.algos.common.batch import Batch
+from mabcq_bench.algos.common.learner import TorchLearner, group_floats
+from mabcq_bench.algos.common.nets import MLP, VAE, Perturbation
+from mabcq_bench.algos.common.optim import adam
+from mabcq_bench.algos.common.params import soft_update, target_copy
 
 
 @dataclass

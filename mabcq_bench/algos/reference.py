@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mabcq_bench.algos.base import Batch, TorchLearner
+from mabcq_bench.algos.common.batch import Batch
+from mabcq_bench.algos.common.learner import TorchLearner
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from mabcq_bench.algos.base import Learner
+from mabcq_bench.algos.common.batch import Learner
 
 
 @dataclass

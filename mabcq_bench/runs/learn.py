@@ -7,7 +7,7 @@ shared: the agents meet only at evaluation, where their policies act together in
 
 With ``stack_agents`` (the default on a GPU), algorithms that support it (``AlgoSpec.stacks``:
 the mabcq family) update all agents as one batched computation
-(:meth:`~mabcq_bench.algos.base.TorchLearner.stack`): the same per-agent maths, data, optimizer
+(:meth:`~mabcq_bench.algos.common.learner.TorchLearner.stack`): the same per-agent maths, data, optimizer
 states and random streams, each step one call for all the agents. The agents' learners stay
 what is evaluated and checkpointed (the stack writes its values back into them first), so a
 checkpoint does not say how it was trained and resumes either way.
@@ -31,7 +31,8 @@ import torch
 
 from mabcq_bench.data import rollout
 from mabcq_bench.algos import Batch, Learner, get_algo
-from mabcq_bench.algos.base import config_dict, plain, torch_threads, tune_malloc
+from mabcq_bench.algos.common.configs import config_dict, plain
+from mabcq_bench.algos.common.process import torch_threads, tune_malloc
 from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.errors import UserError
 from mabcq_bench.data.tasks import Task

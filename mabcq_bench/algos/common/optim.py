@@ -1,5 +1,5 @@
 """The optimizer of every learner: Adam over the flat parameter tensors of ``nets.MLP``, with a
-device-side step count for CUDA-graph capture (:mod:`mabcq_bench.algos.graphs`)."""
+device-side step count for CUDA-graph capture (:mod:`mabcq_bench.algos.common.graphs`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from mabcq_bench.algos.common.params import flat_params
 
 
 class Adam:
@@ -87,6 +89,4 @@ def adam(module: nn.Module | list[nn.Module], lr: float) -> Adam:
     One optimizer over several modules is the same as one per module: Adam's state is per
     parameter, and the step count is the same for all.
     """
-    from mabcq_bench.algos.base import flat_params
-
     return Adam(flat_params(module if isinstance(module, list) else [module]), lr)

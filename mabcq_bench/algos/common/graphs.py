@@ -11,7 +11,7 @@ What a replay must reproduce, and how:
 * its random numbers: each group's ``train`` generator is registered with the graph, so a replay
   draws from where the generator stands and advances it as the eager update would;
 * Adam's step count: the optimizers step with the count and its bias corrections on the device
-  (:meth:`~mabcq_bench.algos.optim.Adam.capturable`), the Python counts advancing beside it;
+  (:meth:`~mabcq_bench.algos.common.optim.Adam.capturable`), the Python counts advancing beside it;
 * the update count: the learner's ``updates`` is advanced as the eager update advances it.
 
 A graph is captured once the update has the form it keeps (after the learner's pretraining,
@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
+from mabcq_bench.algos.common.batch import Batch
+
 if TYPE_CHECKING:
-    from mabcq_bench.algos.base import Batch, TorchLearner
+    from mabcq_bench.algos.common.learner import TorchLearner
 
 #: Eager updates on a side stream before capture.
 WARMUP = 3
@@ -39,8 +41,6 @@ class CapturedUpdate:
     """``learner._update`` for minibatches shaped like ``example``, as a CUDA graph."""
 
     def __init__(self, learner: "TorchLearner", update: Callable[["Batch"], dict[str, Tensor]], example: "Batch") -> None:
-        from mabcq_bench.algos.base import Batch
-
         self.learner = learner
         self.inputs = Batch(*(t.clone() for t in example))
         for opt in learner.optimizers.values():

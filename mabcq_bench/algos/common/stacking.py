@@ -2,7 +2,7 @@
 
 A run's agents have independent learners of one algorithm and one config (their seeds differ).
 On a GPU each agent's small update is bound by kernel launches; stacked, every layer of every
-network is one call for all the agents (:mod:`mabcq_bench.algos.nets`: weights
+network is one call for all the agents (:mod:`mabcq_bench.algos.common.nets`: weights
 ``(G·heads, in, out)``, inputs with a leading group dim). A learner class stacks when its update
 is written for that group dim (``TorchLearner.stacks``; ``mabcq.MABCQ``), a lone learner being
 the case G = 1.
@@ -25,14 +25,18 @@ checkpoint), so checkpoints keep the per-agent format.
 from __future__ import annotations
 
 import copy
-from typing import Sequence, TypeVar
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import torch
 
-from mabcq_bench.algos import nets
-from mabcq_bench.algos.base import Adam, TorchLearner, config_dict
+from mabcq_bench.algos.common import nets
+from mabcq_bench.algos.common.configs import config_dict
+from mabcq_bench.algos.common.optim import Adam
 
-L = TypeVar("L", bound=TorchLearner)
+if TYPE_CHECKING:  # the learner module imports this one
+    from mabcq_bench.algos.common.learner import TorchLearner
+
+L = TypeVar("L", bound="TorchLearner")
 
 
 def stack(cls: type[L], learners: Sequence[L]) -> L:
