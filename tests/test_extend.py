@@ -1,4 +1,4 @@
-"""Adding an algorithm is one registry entry plus one file: the README's example, run for real."""
+"""Adding an algorithm is one registry entry plus one file: docs/adding-an-algorithm.md's example, run for real."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mabcq_bench.runs.protocol import load_protocol
 from mabcq_bench.algos import ALGOS, AlgoSpec
 
 
-# --- the README's example: deterministic behaviour cloning ---------------------------------
+# --- docs/adding-an-algorithm.md's example: deterministic behaviour cloning ----------------
 @dataclass
 class BCConfig:
     hidden: int = 64  # units of the two hidden layers

@@ -343,10 +343,10 @@ def _first_results_table(text: str) -> list[str]:
 
 
 def test_published_lite_table_is_the_one_its_records_give():
-    # What users cite is leaderboard/lite.md and the README's copy of its table: both must be what
-    # `mabcq-bench leaderboard` makes from the committed records, not an edited or stale copy.
+    # What users cite is leaderboard/lite.md: it must be what `mabcq-bench leaderboard` makes from
+    # the committed records, not an edited or stale copy (the README links it, copies no table).
     board = build_tables(load_records(REPO / "leaderboard" / "records"), "lite")
     rebuilt = _first_results_table(format_markdown(board))
     assert len(rebuilt) >= 3
     assert _first_results_table((REPO / "leaderboard" / "lite.md").read_text(encoding="utf-8")) == rebuilt
-    assert _first_results_table((REPO / "README.md").read_text(encoding="utf-8")) == rebuilt
+    assert not any(line.startswith("| variant") for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines())
