@@ -63,6 +63,17 @@ def polyak(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None
             pt.mul_(1 - tau).add_(tau * p)
 
 
+def reloaded(learner, name: str):
+    """A new ``name`` learner of another seed, never prepared, loaded from ``learner``'s
+    checkpoint written to bytes and read back."""
+    buffer = io.BytesIO()
+    torch.save(learner.state_dict(), buffer)
+    buffer.seek(0)
+    other = make_learner(name, STATE, ACTION, seed=99, **SMALL)
+    other.load_state_dict(torch.load(buffer, weights_only=True))
+    return other
+
+
 # --- TD3+BC -------------------------------------------------------------------------------------
 
 
@@ -200,11 +211,7 @@ def test_td3bc_checkpoint_restores_normalization_and_training():
     a.prepare(data)
     for i in range(3):
         a.train(shifted_batch(seed=i))
-    buffer = io.BytesIO()
-    torch.save(a.state_dict(), buffer)
-    buffer.seek(0)
-    b = make_learner("td3bc", STATE, ACTION, seed=99, **SMALL)  # another seed, never prepared
-    b.load_state_dict(torch.load(buffer, weights_only=True))
+    b = reloaded(a, "td3bc")
     assert torch.equal(a.state_norm.mean, b.state_norm.mean) and torch.equal(a.state_norm.std, b.state_norm.std)
     states = data.states[:9].numpy()
     np.testing.assert_array_equal(a.act(states), b.act(states))
@@ -312,11 +319,7 @@ def test_iql_checkpoint_keeps_the_reward_scale_and_state_statistics():
     a.prepare(data, np.array([0.0, 400.0]))
     for i in range(3):
         a.train(shifted_batch(seed=i))
-    buffer = io.BytesIO()
-    torch.save(a.state_dict(), buffer)
-    buffer.seek(0)
-    b = make_learner("iql", STATE, ACTION, seed=99, **SMALL)  # another seed, never prepared
-    b.load_state_dict(torch.load(buffer, weights_only=True))
+    b = reloaded(a, "iql")
     assert b.reward_scale.scale.item() == 2.5
     assert torch.equal(a.state_norm.mean, b.state_norm.mean) and torch.equal(a.state_norm.std, b.state_norm.std)
     states = data.states[:9].numpy()

@@ -190,32 +190,12 @@ def load_protocol(preset: str) -> Protocol:
     unknown = set(proto) - set(PROTOCOL_KEYS) - (set(V3_KEYS) if proto["version"] >= 3 else set()) - {"tasks", "budgets"}
     if unknown:
         raise UserError(f"malformed protocol {path}: unknown [protocol] key(s) {', '.join(sorted(unknown))}")
+    from mabcq_bench.algos import ALGOS
     from mabcq_bench.data.tasks import TASKS
 
-    tasks = proto.get("tasks", {})
-    if not isinstance(tasks, dict):
-        raise UserError(f"malformed protocol {path}: [protocol.tasks.<task>] tables set per-task values")
-    for task, values in tasks.items():
-        where = f"[protocol.tasks.{task}]"
-        if task not in TASKS:
-            raise UserError(f"malformed protocol {path}: {where} is not a task; valid tasks: {', '.join(TASKS)}")
-        if not isinstance(values, dict) or set(values) - set(PER_TASK_KEYS):
-            raise UserError(f"malformed protocol {path}: {where} may set only {', '.join(PER_TASK_KEYS)}")
-        for key, value in values.items():
-            _check_key(path, where, key, value)
-    from mabcq_bench.algos import ALGOS
-
-    budgets = proto.get("budgets", {})
-    if not isinstance(budgets, dict):
-        raise UserError(f"malformed protocol {path}: [protocol.budgets.<algo>] tables set a learner's updates")
-    for name, own in budgets.items():
-        where = f"[protocol.budgets.{name}]"
-        if name not in ALGOS:
-            raise UserError(f"malformed protocol {path}: {where} is not an algorithm; valid algorithms: {', '.join(ALGOS)}")
-        if not isinstance(own, dict) or set(own) - set(TASKS) - {ALL_TASKS}:
-            raise UserError(f"malformed protocol {path}: {where} may set only {ALL_TASKS} (every task) and task names ({', '.join(TASKS)})")
-        for key, value in own.items():
-            _check_key(path, where, key, value)
+    _check_tables(path, proto, "tasks", ("a task", "tasks", list(TASKS)), set(PER_TASK_KEYS), ", ".join(PER_TASK_KEYS))
+    may_set = f"{ALL_TASKS} (every task) and task names ({', '.join(TASKS)})"
+    _check_tables(path, proto, "budgets", ("an algorithm", "algorithms", list(ALGOS)), {ALL_TASKS, *TASKS}, may_set)
     for name in data["algos"]:
         if name not in ALGOS:
             raise UserError(f"malformed protocol {path}: [algos.{name}] is not an algorithm; valid algorithms: {', '.join(ALGOS)}")
@@ -247,6 +227,23 @@ def protocol_list() -> str:
         rows.append((path.stem, datasets, updates, note.split(". ")[0].rstrip(".") + "." if note else ""))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3] for r in rows).rstrip()
+
+
+def _check_tables(path: Path, proto: dict[str, Any], section: str, names: tuple[str, str, list[str]], allowed: set[str], may_set: str) -> None:
+    """Check the ``[protocol.<section>.<name>]`` tables: each ``name`` one of ``names`` (what it
+    must be, the plural, the valid ones), setting only ``allowed`` keys, each to a positive integer."""
+    what, plural, valid = names
+    tables = proto.get(section, {})
+    if not isinstance(tables, dict):
+        raise UserError(f"malformed protocol {path}: [protocol.{section}] holds one table per name ([protocol.{section}.<name>])")
+    for name, values in tables.items():
+        where = f"[protocol.{section}.{name}]"
+        if name not in valid:
+            raise UserError(f"malformed protocol {path}: {where} is not {what}; valid {plural}: {', '.join(valid)}")
+        if not isinstance(values, dict) or set(values) - allowed:
+            raise UserError(f"malformed protocol {path}: {where} may set only {may_set}")
+        for key, value in values.items():
+            _check_key(path, where, key, value)
 
 
 def _check_key(path: Path, where: str, key: str, value: Any) -> None:
