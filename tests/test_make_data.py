@@ -164,7 +164,7 @@ def test_rerun_reuses_finished_datasets(smoke_hopper, monkeypatch):
     files = sorted(Path(smoke_hopper["MINARI_DATASETS_PATH"]).rglob("*.hdf5"))
     before = [(f, f.stat().st_mtime_ns) for f in files]
     statuses = make_data(smoke_hopper["recipe"], **QUIET)
-    assert [s.created for s in statuses] == [False, False, False]
+    assert [s.created for s in statuses] == [False, False, False, False]  # three agents' and the joint dataset
     assert [s.checksum for s in statuses] == [s.checksum for s in smoke_hopper["statuses"]]
     assert [(f, f.stat().st_mtime_ns) for f in files] == before
 
@@ -182,9 +182,9 @@ def test_cli_make_data_lists_each_dataset_once(smoke_hopper, monkeypatch):
     _use(smoke_hopper, monkeypatch)
     result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
     assert result.exit_code == 0, result.output
-    for i, status in enumerate(smoke_hopper["statuses"]):
-        (line,) = [line for line in result.output.splitlines() if f"smoke-agent{i}-v2" in line]
-        assert line.split("\t")[:3] == [status.dataset_id, "5,000 transitions", f"sha256 {status.checksum[:16]}"]
+    for status in smoke_hopper["statuses"]:  # the agents', then the joint dataset
+        (line,) = [line for line in result.output.splitlines() if line.startswith(status.dataset_id + "\t")]
+        assert line.split("\t")[:3] == [status.dataset_id, f"{status.total_steps:,} transitions", f"sha256 {status.checksum[:16]}"]
         assert line.split("\t")[-1] == "kept" and "5000" not in line
         if manifest.read_manifest(manifest.manifest_path("smoke"))[status.dataset_id]["versions"] == versions():
             assert line.split("\t")[3] == "matches the manifest"
@@ -212,7 +212,7 @@ def test_same_recipe_and_seed_give_identical_datasets(tmp_path, monkeypatch):
     _, recipe = _tiny(tmp_path)
     a = _make_in(_stores(tmp_path, "a"), recipe, monkeypatch)
     b = _make_in(_stores(tmp_path, "b"), recipe, monkeypatch)
-    assert a == b and len(set(a)) == 3  # identical runs; different agents' data differ
+    assert a == b and len(set(a)) == 4  # identical runs; different agents' data (and the joint dataset) differ
     _, other_seed = _tiny(tmp_path, seed=1)
     assert _make_in(_stores(tmp_path, "c"), other_seed, monkeypatch) != a
 
@@ -322,7 +322,7 @@ def test_run_and_make_data_say_the_same_about_a_corrupt_dataset_and_it_works(tmp
     assert (rm, flag, Path(target)) == ("rm", "-r", victim)
     shutil.rmtree(target)
     statuses = make_data(recipe, **QUIET)
-    assert [s.created for s in statuses] == [False, True, False] and [s.checksum for s in statuses] == checksums
+    assert [s.created for s in statuses] == [False, True, False, False] and [s.checksum for s in statuses] == checksums
 
 
 def test_dataset_from_another_recipe_is_not_overwritten(tmp_path, monkeypatch):
@@ -352,7 +352,7 @@ def test_missing_dataset_is_remade_without_retraining_the_expert(tmp_path, monke
     stamp = returns.stat().st_mtime_ns
     shutil.rmtree(dataset_path(recipe.dataset_id(2)))
     statuses = make_data(recipe, **QUIET)
-    assert [s.created for s in statuses] == [False, False, True]
+    assert [s.created for s in statuses] == [False, False, True, False]
     assert [s.checksum for s in statuses] == checksums
     assert returns.stat().st_mtime_ns == stamp
 

@@ -28,15 +28,16 @@ def test_committed_smoke_manifest_matches_regenerated_data(smoke_hopper, monkeyp
     doc = json.loads(manifest.manifest_path("smoke").read_text())
     listed = {e["dataset_id"]: e for e in doc["datasets"]}
     agents = [("halfcheetah", 2), ("walker", 2), ("hopper", 3), ("ant", 4)]
-    assert {f"mabcq/{t}/smoke-agent{i}-v{v}" for t, n in agents for i in range(n) for v in (1, 2)} == set(listed)
+    joint = {f"mabcq/{t}/smoke-joint-v2" for t, _ in agents}  # the joint-action datasets (issue 25): v2 only
+    assert {f"mabcq/{t}/smoke-agent{i}-v{v}" for t, n in agents for i in range(n) for v in (1, 2)} | joint == set(listed)
     if platform.machine() != "x86_64" or listed["mabcq/hopper/smoke-agent0-v2"]["versions"] != versions():
         pytest.skip("identical bits are promised on x86-64 with the pinned package versions (constraints.txt)")
     checks = manifest.check([smoke_hopper["recipe"]], listed)
-    assert [c.verdict for c in checks] == ["identical"] * 3, [c.detail for c in checks]
-    assert [c.dataset_id.split("/")[-1] for c in checks] == [f"smoke-agent{i}-v2" for i in range(3)]
+    assert [c.verdict for c in checks] == ["identical"] * 4, [c.detail for c in checks]
+    assert [c.dataset_id.split("/")[-1] for c in checks] == [f"smoke-agent{i}-v2" for i in range(3)] + ["smoke-joint-v2"]
     result = CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "smoke"])
     assert result.exit_code == 0, result.output
-    assert result.output.count("matches the manifest") == 3
+    assert result.output.count("matches the manifest") == 4
 
 
 def test_v2_datasets_hold_the_v1_transitions(smoke_hopper, monkeypatch):
@@ -49,12 +50,12 @@ def test_v2_datasets_hold_the_v1_transitions(smoke_hopper, monkeypatch):
     smoke = manifest.read_manifest(manifest.manifest_path("smoke"))
     if platform.machine() != "x86_64" or smoke["mabcq/hopper/smoke-agent0-v1"]["versions"] != versions():
         pytest.skip("identical bits are promised on x86-64 with the pinned package versions (constraints.txt)")
-    for status in smoke_hopper["statuses"]:
+    for status in smoke_hopper["statuses"][:3]:  # the agents' (the joint dataset is new in v2)
         assert status.dataset_id.endswith("-v2") and status.checksum == smoke[status.dataset_id[:-1] + "1"]["checksum"]
     for tier in ("smoke", "lite", "paper"):
         listed = manifest.read_manifest(manifest.manifest_path(tier))
         recipe_file = load_recipe(tier)
-        v2 = [e for e in listed.values() if e["dataset_id"].endswith("-v2")]
+        v2 = [e for e in listed.values() if e["dataset_id"].endswith("-v2") and "-agent" in e["dataset_id"]]
         assert len(v2) == 11, tier
         for e in v2:
             v1 = listed[e["dataset_id"][:-1] + "1"]
@@ -109,7 +110,7 @@ def test_write_then_check_round_trip_and_what_a_difference_says(tiny, monkeypatc
     assert result.exit_code == 0, result.output
     path = manifest.manifest_path("tiny")
     doc = json.loads(path.read_text())
-    assert [e["dataset_id"] for e in doc["datasets"]] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
+    assert [e["dataset_id"] for e in doc["datasets"]] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)] + ["mabcq/hopper/tiny-joint-v0"]
     e0 = doc["datasets"][0]
     assert e0["transitions"] == 1500 and len(e0["checksum"]) == 64 and e0["episodes"] > 0
     md = minari.load_dataset("mabcq/hopper/tiny-agent0-v0").storage.metadata
@@ -154,10 +155,10 @@ def test_write_keeps_other_tasks_entries_and_a_missing_dataset_is_reported(tiny,
     path.write_text(json.dumps({"manifest_version": 1, "tier": "tiny", "machine": platform.machine(), "datasets": [other]}))
     assert CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny", "--write"]).exit_code == 0
     ids = [e["dataset_id"] for e in json.loads(path.read_text())["datasets"]]
-    assert ids == ["mabcq/hopper/tiny-agent0-v0", "mabcq/hopper/tiny-agent1-v0", "mabcq/hopper/tiny-agent2-v0", "mabcq/walker/tiny-agent0-v0"]
+    assert ids == ["mabcq/hopper/tiny-agent0-v0", "mabcq/hopper/tiny-agent1-v0", "mabcq/hopper/tiny-agent2-v0", "mabcq/hopper/tiny-joint-v0", "mabcq/walker/tiny-agent0-v0"]
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
     result = CliRunner().invoke(main, ["manifest", "--env", "hopper", "--preset", "tiny"])
-    assert result.exit_code == 1 and result.output.count("\tmissing\t") == 3 and "make it with make-data" in result.output
+    assert result.exit_code == 1 and result.output.count("\tmissing\t") == 4 and "make it with make-data" in result.output
 
 
 def test_malformed_manifest_is_one_line(tiny):

@@ -18,15 +18,21 @@ from mabcq_bench.errors import UserError
 @click.option("--address", default=None, help="With --executor ray: the cluster (e.g. auto); default: a local Ray.")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="With --executor ray and no --address: CPUs of the local Ray (default: all).")
 @click.option("--retrain", is_flag=True, help="Train the SAC experts here instead of using the ones shipped in datasets/experts (hours per task for lite/paper).")
-def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address: str | None, workers: int | None, retrain: bool) -> None:
+@click.option(
+    "--joint/--no-joint", default=True, show_default=True,
+    help="Also write each task's joint-action dataset mabcq/<task>/<tier>-joint-v<N> (every agent's transitions with the joint action: "
+    "the data of `run --setting centralized`); --no-joint skips it (paper: 3.4M transitions for ant).",
+)  # fmt: skip
+def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address: str | None, workers: int | None, retrain: bool, joint: bool) -> None:
     """Write every agent's Minari dataset from the task's SAC joint expert.
 
     The experts ship with the repository (datasets/experts/<name>/<task>/, checksummed), so by
     default no SAC is trained and the datasets are the published bits on any x86-64 CPU. SAC is
     trained only with --retrain or for a recipe no shipped expert was made by; trained experts
     are cached in MABCQ_BENCH_HOME (default ~/.mabcq-bench). Datasets go to Minari's store
-    (MINARI_DATASETS_PATH, default ~/.minari/datasets) as mabcq/<task>/<tier>-agent<i>-v<N>.
-    Rerunning resumes an interrupted job and skips what is finished.
+    (MINARI_DATASETS_PATH, default ~/.minari/datasets) as mabcq/<task>/<tier>-agent<i>-v<N>, and
+    the joint-action dataset (the same transitions with the joint action, for the centralized
+    reference) as mabcq/<task>/<tier>-joint-v<N>. Rerunning resumes an interrupted job and skips what is finished.
     """
     from mabcq_bench.data.datasets import make_data
 
@@ -39,16 +45,16 @@ def make_data_cmd(env: str, preset: str, progress: bool, executor: str, address:
     if executor == "ray":
         from mabcq_bench.runs.ray import make_data_ray
 
-        statuses = make_data_ray(recipes, address=address, workers=workers, retrain=retrain, log=click.echo)
+        statuses = make_data_ray(recipes, address=address, workers=workers, retrain=retrain, log=click.echo, joint=joint)
     else:
-        statuses = [status for recipe in recipes for status in make_data(recipe, retrain=retrain, progress=progress, log=click.echo)]
-    verdicts = _manifest_verdicts(recipes)  # one line per dataset: what it is, how it compares, new or kept
+        statuses = [status for recipe in recipes for status in make_data(recipe, retrain=retrain, progress=progress, log=click.echo, joint=joint)]
+    verdicts = _manifest_verdicts(recipes, joint)  # one line per dataset: what it is, how it compares, new or kept
     for status in statuses:
         verdict = f"\t{verdicts[status.dataset_id]}" if status.dataset_id in verdicts else ""
         click.echo(f"{status.dataset_id}\t{status.total_steps:,} transitions\tsha256 {status.checksum[:16]}{verdict}\t{'new' if status.created else 'kept'}")
 
 
-def _manifest_verdicts(recipes) -> dict[str, str]:
+def _manifest_verdicts(recipes, joint: bool = True) -> dict[str, str]:
     """Each dataset's comparison with its tier's committed manifest, by id (none for a tier without one)."""
     from mabcq_bench.data import manifest
 
@@ -57,12 +63,12 @@ def _manifest_verdicts(recipes) -> dict[str, str]:
     for tier in sorted({r.tier for r in recipes}):
         listed = manifest.read_manifest(manifest.manifest_path(tier))
         if listed:
-            for c in manifest.check([r for r in recipes if r.tier == tier], listed):
+            for c in manifest.check([r for r in recipes if r.tier == tier], listed, joint):
                 out[c.dataset_id] = texts.get(c.verdict) or f"{c.verdict} from the manifest: {c.detail}"
     return out
 
 
-def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
+def _echo_manifest_checks(recipes, only_listed: bool, joint: bool = True) -> bool:
     """Print each dataset's comparison with its tier's committed manifest; True if all are the same."""
     from mabcq_bench.data import manifest
 
@@ -74,7 +80,7 @@ def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
             if only_listed:
                 continue
             raise UserError(f"tier {tier!r} has no published manifest ({path} does not exist); write one with --write")
-        for c in manifest.check([r for r in recipes if r.tier == tier], listed):
+        for c in manifest.check([r for r in recipes if r.tier == tier], listed, joint):
             if only_listed and c.verdict == "unlisted":
                 continue
             ok &= c.ok
@@ -91,7 +97,8 @@ def _echo_manifest_checks(recipes, only_listed: bool) -> bool:
     help="Add entries for the recipe's datasets derived from the manifest's entries of VERSION, without making them: "
     "only where that version's recipe makes the same transitions (the references and the version differ).",
 )  # fmt: skip
-def manifest_cmd(env: str, preset: str, write: bool, derive_from: int | None) -> None:
+@click.option("--joint/--no-joint", default=True, show_default=True, help="Include the joint-action datasets (mabcq/<task>/<tier>-joint-v<N>).")
+def manifest_cmd(env: str, preset: str, write: bool, derive_from: int | None, joint: bool) -> None:
     """Check the local datasets against the tier's committed manifest (id, size, checksum, returns).
 
     Each dataset is identical (the published bits), equivalent (other bits, per-part returns
@@ -121,12 +128,10 @@ def manifest_cmd(env: str, preset: str, write: bool, derive_from: int | None) ->
         click.echo(f"derived {len(entries)} entries from version {derive_from} into {path}")
         return
     if not write:
-        if not _echo_manifest_checks(recipes, only_listed=False):
+        if not _echo_manifest_checks(recipes, only_listed=False, joint=joint):
             raise UserError("the local datasets differ from the manifest (see above)")
         return
-    from mabcq_bench.data.tasks import get_task
-
-    entries = [e for r in recipes for i in range(get_task(r.task).n_agents) if (e := manifest.entry(r.dataset_id(i), r))]
+    entries = [e for r in recipes for dataset_id in manifest.dataset_ids(r, joint) if (e := manifest.entry(dataset_id, r))]
     if not entries:
         raise UserError("no local datasets of these tasks to write into the manifest; make them with make-data")
     path = manifest.manifest_path(recipes[0].tier)

@@ -9,6 +9,14 @@ the recipe and its fingerprint, the package versions, ``incomplete_episodes`` (t
 each part's end) and a checksum of the data alone; its description is the dataset card
 (:mod:`mabcq_bench.data.card`).
 
+The task's joint-action dataset ``mabcq/<task>/<tier>-joint-v<N>`` (the centralized reference's
+data) holds every transition of the N agents' datasets once, with the joint action in place of
+a_i and the same states, rewards, next states and flags, bit for bit: the early part once (it is
+one SAC's experience, the same episodes in every agent's dataset), then each agent's other three
+parts (each agent's are rollouts of their own). It is made in the same pass as the agents'
+datasets, from the same joint-action episodes (:func:`make_data`); where an agent's dataset
+exists already, its episodes are rolled out again from the same seeds, which gives the same bits.
+
 Writes are atomic: a dataset is built in a hidden staging folder inside the Minari root (Minari
 skips hidden folders) and renamed into place once complete and verified, so no half-written
 dataset is ever visible under its id.
@@ -31,9 +39,9 @@ import numpy as np
 
 from mabcq_bench.data.buffer import AgentData
 from mabcq_bench.errors import UserError
-from mabcq_bench.data.card import dataset_card
+from mabcq_bench.data.card import dataset_card, joint_dataset_card
 from mabcq_bench.data.experts import REFERENCES, Expert, get_expert
-from mabcq_bench.data.mixture import agent_episodes
+from mabcq_bench.data.mixture import agent_episodes, joint_parts
 from mabcq_bench.data.recipes import PARTS, Recipe
 from mabcq_bench.data.rollout import Episode
 from mabcq_bench.data.tasks import Task, get_task
@@ -70,33 +78,52 @@ class DatasetStatus:
     created: bool  # made by this call (False: it existed and was reused)
 
 
-def make_data(recipe: Recipe, retrain: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> list[DatasetStatus]:
+def make_data(
+    recipe: Recipe, retrain: bool = False, progress: bool = True, log: Callable[[str], None] = print, joint: bool = True
+) -> list[DatasetStatus]:
     """Make (or reuse) every agent's dataset of ``recipe.task`` from its expert: the shipped one,
-    or with ``retrain`` (or a recipe nothing ships for) one trained here.
+    or with ``retrain`` (or a recipe nothing ships for) one trained here; then, with ``joint``,
+    the task's joint-action dataset from the same episodes.
 
     Existing datasets with the same recipe are kept as they are; a dataset under one of the ids
     that is corrupt or was made by another recipe stops the run before anything is written.
+
+    Returns:
+        one status per agent's dataset, in agent order, then the joint dataset's (with ``joint``).
 
     Raises:
         UserError: the dataset folder is not writable; a dataset is corrupt or from another recipe.
     """
     task = get_task(recipe.task)
     ensure_writable(datasets_root(), "Minari dataset folder (MINARI_DATASETS_PATH)")
-    ids = [recipe.dataset_id(i) for i in range(task.n_agents)]
+    ids = [recipe.dataset_id(i) for i in range(task.n_agents)] + ([recipe.joint_dataset_id] if joint else [])
     existing = [verify_dataset(dataset_id, recipe) for dataset_id in ids]
     if all(existing):
         log(f"[{task.name}] {recipe.tier} datasets are up to date")
         return [_status(info, False) for info in existing]
     expert = get_expert(recipe, retrain=retrain, progress=progress, log=log)
-    return [make_agent_dataset(recipe, agent, expert, progress=progress, log=log) for agent in range(task.n_agents)]
+    # the joint-action episodes of every agent's rollouts, kept for the joint dataset (one pass)
+    rollouts: dict[int, dict[str, list[Episode]]] | None = {} if joint and existing[-1] is None else None
+    statuses = [make_agent_dataset(recipe, agent, expert, progress=progress, log=log, rollouts=rollouts) for agent in range(task.n_agents)]
+    if joint:
+        statuses.append(make_joint_dataset(recipe, expert, progress=progress, log=log, rollouts=rollouts))
+    return statuses
 
 
 def make_agent_dataset(
-    recipe: Recipe, agent: int, expert: Expert | None = None, retrain: bool = False, progress: bool = True, log: Callable[[str], None] = print
+    recipe: Recipe,
+    agent: int,
+    expert: Expert | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    rollouts: dict[int, dict[str, list[Episode]]] | None = None,
 ) -> DatasetStatus:
     """Make (or reuse) one agent's dataset: the unit of work a cluster runs in parallel.
 
-    Without ``expert``, the recipe's expert is found (or trained: cached and locked) here.
+    Without ``expert``, the recipe's expert is found (or trained: cached and locked) here. When
+    the dataset is made here and ``rollouts`` is given, its joint-action episodes are kept in
+    ``rollouts[agent]`` (for :func:`make_joint_dataset`).
     """
     task = get_task(recipe.task)
     dataset_id = recipe.dataset_id(agent)
@@ -112,13 +139,51 @@ def make_agent_dataset(
         started = time.perf_counter()
         episodes = agent_episodes(task, recipe, expert, agent, progress=progress)
         info = write_dataset(task, recipe, expert, agent, episodes)
+        if rollouts is not None:
+            rollouts[agent] = episodes
         log(f"[{task.name}] agent{agent}: dataset written in {time.perf_counter() - started:.1f}s")
     return _status(info, True)
 
 
-def _staging_prefix(recipe: Recipe, agent: int) -> str:
-    """Names the lock and the staging folders of one dataset (stale ones are found by it)."""
-    return f"{recipe.task}-{recipe.tier}-agent{agent}"
+def make_joint_dataset(
+    recipe: Recipe,
+    expert: Expert | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    rollouts: dict[int, dict[str, list[Episode]]] | None = None,
+) -> DatasetStatus:
+    """Make (or reuse) the task's joint-action dataset.
+
+    Its episodes are the agents' joint-action episodes: ``rollouts[agent]`` where given (kept by
+    :func:`make_agent_dataset` in the same pass), else rolled out again from the recipe's seeds,
+    which gives the same bits (the rollouts are deterministic: :mod:`mabcq_bench.data.exact`).
+    """
+    task = get_task(recipe.task)
+    dataset_id = recipe.joint_dataset_id
+    root = datasets_root()
+    name = _staging_prefix(recipe, None)
+    with exclusive_lock(root / STAGING / f"{name}.lock", f"dataset {dataset_id}"):
+        for stale in (root / STAGING).glob(f"{name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        info = verify_dataset(dataset_id, recipe)
+        if info is not None:
+            return _status(info, False)
+        expert = expert or get_expert(recipe, retrain=retrain, progress=progress, log=log)
+        started = time.perf_counter()
+        rollouts = dict(rollouts or {})
+        for agent in range(task.n_agents):
+            if agent not in rollouts:  # its dataset existed: the same seeds give the same episodes
+                rollouts[agent] = agent_episodes(task, recipe, expert, agent, progress=progress)
+        info = write_joint_dataset(task, recipe, expert, [rollouts[a] for a in range(task.n_agents)])
+        log(f"[{task.name}] joint: dataset written in {time.perf_counter() - started:.1f}s")
+    return _status(info, True)
+
+
+def _staging_prefix(recipe: Recipe, agent: int | None) -> str:
+    """Names the lock and the staging folders of one dataset (stale ones are found by it);
+    ``agent=None``: the joint dataset."""
+    return f"{recipe.task}-{recipe.tier}-{'joint' if agent is None else f'agent{agent}'}"
 
 
 def _status(info: dict, created: bool) -> DatasetStatus:
@@ -142,7 +207,8 @@ def verify_dataset(dataset_id: str, recipe: Recipe) -> dict | None:
             f"dataset {dataset_id} at {path} was made by a different recipe "
             f"(fingerprint {fingerprint} here, {recipe.fingerprint} asked for); delete it or use another tier name"
         )
-    if md.get("total_steps") != recipe.transitions_per_agent or "checksum" not in md:
+    size = recipe.joint_transitions(get_task(recipe.task).n_agents) if dataset_id == recipe.joint_dataset_id else recipe.transitions_per_agent
+    if md.get("total_steps") != size or "checksum" not in md:
         raise UserError(f"dataset {dataset_id} is corrupt (incomplete); {remake_instruction(dataset_id)}")
     if md["computed_checksum"] != md["checksum"]:
         raise UserError(f"dataset {dataset_id} is corrupt (its data does not match its checksum); {remake_instruction(dataset_id)}")
@@ -191,60 +257,124 @@ def _first_line(exc: BaseException) -> str:
 def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts: dict[str, list[Episode]]) -> dict:
     """Write agent ``agent``'s dataset atomically; returns its metadata."""
     import gymnasium as gym
+
+    own_idx = list(task.partition[agent])
+    episodes, ranges, incomplete = _layout({p: parts[p] for p in PARTS})
+    sizes = {p: int(sum(len(e) for e in parts[p])) for p in PARTS}
+    joint_space = task.make_env().action_space
+    act_space = gym.spaces.Box(joint_space.low[own_idx], joint_space.high[own_idx], dtype=np.float32)
+    extra = {"agent": agent, "agent_action_indices": own_idx}
+    return _write(
+        task, recipe, expert, recipe.dataset_id(agent), _staging_prefix(recipe, agent), [ep.actions[:, own_idx] for ep in episodes], episodes,
+        act_space, "SB3 SAC joint expert; per-agent mixture (paper §4.1)", dataset_card(task, recipe, expert, agent, sizes, ranges),
+        sizes, ranges, incomplete, extra,
+    )  # fmt: skip
+
+
+def write_joint_dataset(task: Task, recipe: Recipe, expert: Expert, agents: list[dict[str, list[Episode]]]) -> dict:
+    """Write the task's joint-action dataset atomically (see the module's docstring); returns
+    its metadata.
+
+    Args:
+        agents: every agent's joint-action episodes by part (:func:`mabcq_bench.data.mixture.agent_episodes`).
+    """
+    parts = joint_parts(agents)
+    episodes, ranges, incomplete = _layout(parts)
+    sizes = {p: int(sum(len(e) for e in eps)) for p, eps in parts.items()}
+    # where each agent's episode k lies in the joint dataset: the early part is shared
+    n_early = len(agents[0]["early"])
+    sources = {
+        f"agent{a}": list(range(n_early)) + [j for p in PARTS[1:] for j in range(*ranges[f"agent{a}/{p}"])] for a in range(task.n_agents)
+    }
+    extra = {
+        "agents": task.n_agents,
+        "agent_action_indices": [list(p) for p in task.agent_partition],
+        "agent_datasets": [recipe.dataset_id(a) for a in range(task.n_agents)],
+        "agent_episode_index": sources,
+    }
+    return _write(
+        task, recipe, expert, recipe.joint_dataset_id, _staging_prefix(recipe, None), [ep.actions for ep in episodes], episodes,
+        task.make_env().action_space, "SB3 SAC joint expert; every agent's mixture (paper §4.1) with the joint action",
+        joint_dataset_card(task, recipe, expert, sizes, ranges), sizes, ranges, incomplete, extra, env=task.env_spec(),
+    )  # fmt: skip
+
+
+def _layout(parts: dict[str, list[Episode]]) -> tuple[list[Episode], dict[str, list[int]], list[int]]:
+    """Episodes in the order of ``parts``, each part's episode range ``[first, stop)``, and the
+    indices of the pieces cut at a part's end."""
+    episodes, ranges, incomplete = [], {}, []
+    for part, eps in parts.items():
+        incomplete += [len(episodes) + k for k, ep in enumerate(eps) if not ep.complete]
+        ranges[part] = [len(episodes), len(episodes) + len(eps)]
+        episodes += eps
+    return episodes, ranges, incomplete
+
+
+def _write(
+    task: Task,
+    recipe: Recipe,
+    expert: Expert,
+    dataset_id: str,
+    staging_name: str,
+    actions: list[np.ndarray],
+    episodes: list[Episode],
+    act_space,
+    algorithm_name: str,
+    card: str,
+    sizes: dict[str, int],
+    ranges: dict[str, list[int]],
+    incomplete: list[int],
+    extra: dict,
+    env=None,
+) -> dict:
+    """Write one dataset (its episodes with ``actions`` in place of theirs) atomically, with the
+    metadata every dataset of ours holds plus ``extra``; returns its metadata read back.
+
+    ``env``: the dataset's own environment spec (the joint task, for the joint dataset); ``None``
+    for a dataset whose actions no environment takes alone (an agent's)."""
+    import gymnasium as gym
     import minari
     from minari.data_collector.episode_buffer import EpisodeBuffer
 
-    dataset_id = recipe.dataset_id(agent)
-    own_idx = list(task.partition[agent])
-    buffers, ranges, first, incomplete = [], {}, 0, []
-    for part in PARTS:
-        for k, ep in enumerate(parts[part]):
-            if not ep.complete:
-                incomplete.append(first + k)
-            buffers.append(
-                EpisodeBuffer(
-                    observations=ep.observations,
-                    actions=np.ascontiguousarray(ep.actions[:, own_idx], dtype=np.float32),
-                    rewards=ep.rewards,
-                    terminations=ep.terminations,
-                    truncations=ep.truncations,
-                )
-            )
-        ranges[part] = [first, first + len(parts[part])]
-        first += len(parts[part])
-    sizes = {p: int(sum(len(e) for e in parts[p])) for p in PARTS}
-
-    joint_space = task.make_env().action_space
+    buffers = [
+        EpisodeBuffer(
+            observations=ep.observations,
+            actions=np.ascontiguousarray(act, dtype=np.float32),
+            rewards=ep.rewards,
+            terminations=ep.terminations,
+            truncations=ep.truncations,
+        )
+        for ep, act in zip(episodes, actions)
+    ]
     obs_space = gym.spaces.Box(-np.inf, np.inf, (task.state_dim,), np.float64)
-    act_space = gym.spaces.Box(joint_space.low[own_idx], joint_space.high[own_idx], dtype=np.float32)
     root = datasets_root()
-    staging = root / STAGING / f"{_staging_prefix(recipe, agent)}-{uuid.uuid4().hex}"
+    staging = root / STAGING / f"{staging_name}-{uuid.uuid4().hex}"
     final = dataset_path(dataset_id)
     try:
         with _minari_root(staging), _quiet():
             ds = minari.create_dataset_from_buffers(
                 dataset_id,
                 buffers,
-                env=None,
+                env=env,
                 eval_env=task.env_spec(),
-                algorithm_name="SB3 SAC joint expert; per-agent mixture (paper §4.1)",
+                algorithm_name=algorithm_name,
                 author=AUTHOR,
                 observation_space=obs_space,
                 action_space=act_space,
                 ref_min_score=expert.mean_return("random"),
                 ref_max_score=expert.mean_return("expert"),
                 num_episodes_average_score=recipe.reference_episodes,
-                description=dataset_card(task, recipe, expert, agent, sizes, ranges),
+                description=card,
                 requirements=[f"{k}=={v}" for k, v in versions().items() if k != "mabcq-bench"],
             )
             checksum = dataset_checksum(ds)
-            extra = {
+            metadata = {
                 "task": task.name,
                 "env_id": task.env_id,
-                "agent": agent,
+                **({"agent": extra["agent"]} if "agent" in extra else {}),
                 "n_agents": task.n_agents,
-                "partition": [list(p) for p in task.partition],
-                "agent_action_indices": own_idx,
+                "partition": [list(p) for p in task.agent_partition],
+                **{k: v for k, v in extra.items() if k != "agent"},
                 "tier": recipe.tier,
                 "seed": recipe.seed,
                 "recipe": recipe.as_dict(),
@@ -265,7 +395,7 @@ def write_dataset(task: Task, recipe: Recipe, expert: Expert, agent: int, parts:
                 "versions": versions(),
                 "checksum": checksum,
             }
-            ds.storage.update_metadata(extra)
+            ds.storage.update_metadata(metadata)
             built = staging / dataset_id
         if final.exists():
             raise UserError(f"dataset {dataset_id} appeared at {final} while it was being made; rerun make-data to check it")

@@ -53,7 +53,7 @@ def entry(dataset_id: str, recipe: Recipe) -> dict | None:
     return {
         "dataset_id": dataset_id,
         "task": recipe.task,
-        "agent": int(md["agent"]),
+        **({"agent": int(md["agent"])} if "agent" in md else {"joint_of_agents": int(md["agents"])}),
         "transitions": int(md["total_steps"]),
         "episodes": max(int(end) for _, end in md["mixture_episodes"].values()),
         "checksum": md["checksum"],
@@ -173,12 +173,18 @@ class Check:
         return self.verdict in ("identical", "equivalent")
 
 
-def check(recipes: list[Recipe], manifest: dict[str, dict]) -> list[Check]:
-    """Compare every agent dataset of ``recipes`` in the local store with the manifest."""
+def dataset_ids(recipe: Recipe, joint: bool = True) -> list[str]:
+    """The ids of ``recipe``'s datasets: every agent's, then (with ``joint``) the joint-action one."""
+    ids = [recipe.dataset_id(agent) for agent in range(get_task(recipe.task).n_agents)]
+    return ids + ([recipe.joint_dataset_id] if joint else [])
+
+
+def check(recipes: list[Recipe], manifest: dict[str, dict], joint: bool = True) -> list[Check]:
+    """Compare every dataset of ``recipes`` in the local store with the manifest: every agent's,
+    and with ``joint`` the joint-action dataset."""
     out = []
     for recipe in recipes:
-        for agent in range(get_task(recipe.task).n_agents):
-            dataset_id = recipe.dataset_id(agent)
+        for dataset_id in dataset_ids(recipe, joint):
             want = manifest.get(dataset_id)
             got = entry(dataset_id, recipe)
             out.append(_compare(dataset_id, got, want))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from mabcq_bench.data.experts import Expert, early_snapshot_steps
-from mabcq_bench.data.recipes import Recipe
+from mabcq_bench.data.recipes import PARTS, Recipe
 from mabcq_bench.data.rollout import Episode, PolicyFn, collect, random_policy
 from mabcq_bench.data.tasks import Task
 from mabcq_bench.errors import UserError
@@ -106,3 +106,28 @@ def agent_episodes(task: Task, recipe: Recipe, expert: Expert, agent: int, progr
             policy = mixed_policy(task, agent, policies[own], policies[others], recipe.policy_noise, seed)
             parts[part] = collect(task, policy, sizes[part], recipe.num_envs, seed, progress=bar.update)
     return parts
+
+
+def joint_parts(agents: list[dict[str, list[Episode]]]) -> dict[str, list[Episode]]:
+    """The parts of a task's joint-action dataset from every agent's parts: each transition once.
+
+    The early part is one SAC's experience, re-enacted from seeds that do not depend on the agent,
+    so every agent's dataset holds the same early episodes: they are kept once (checked). The
+    other three parts are rollouts of each agent's own (its own seeds, even ``all_expert``), kept
+    as ``agent<i>/<part>``, agent by agent.
+
+    Raises:
+        RuntimeError: the agents' early parts differ (the mixture's seeds changed).
+    """
+    early = agents[0]["early"]
+    for i, parts in enumerate(agents[1:], 1):
+        same = len(parts["early"]) == len(early) and all(
+            np.array_equal(a.observations, b.observations) and np.array_equal(a.actions, b.actions) and np.array_equal(a.rewards, b.rewards)
+            for a, b in zip(parts["early"], early)
+        )
+        if not same:
+            raise RuntimeError(f"agent {i}'s early part differs from agent 0's: the joint dataset would hold it twice")
+    out = {"early": early}
+    for i, parts in enumerate(agents):
+        out.update({f"agent{i}/{p}": parts[p] for p in PARTS[1:]})
+    return out

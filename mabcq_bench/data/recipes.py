@@ -140,10 +140,26 @@ class Recipe:
     def dataset_id(self, agent: int) -> str:
         return dataset_id(self.task, self.tier, agent, self.dataset_version)
 
+    @property
+    def joint_dataset_id(self) -> str:
+        return joint_dataset_id(self.task, self.tier, self.dataset_version)
+
+    def joint_transitions(self, n_agents: int) -> int:
+        """Size of the joint-action dataset: every agent's transitions, the early part once (it is
+        one SAC's experience, the same in every agent's dataset)."""
+        early = self.part_sizes()["early"]
+        return early + n_agents * (self.transitions_per_agent - early)
+
 
 def dataset_id(task: str, tier: str, agent: int, version: int) -> str:
     """The Minari id of agent ``agent``'s dataset of ``task`` at ``tier``, version ``version``."""
     return f"mabcq/{task}/{tier}-agent{agent}-v{version}"
+
+
+def joint_dataset_id(task: str, tier: str, version: int) -> str:
+    """The Minari id of the joint-action dataset of ``task`` at ``tier`` (the centralized
+    reference's data: every agent's transitions with the joint action)."""
+    return f"mabcq/{task}/{tier}-joint-v{version}"
 
 
 def check_disjoint(reference: range, selection: range, where: str) -> None:

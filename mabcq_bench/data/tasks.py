@@ -13,6 +13,7 @@ Adding a task is one entry in :data:`TASKS`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import sys
@@ -74,6 +75,9 @@ class Task:
         env_kwargs: keyword arguments of ``gymnasium.make`` for the joint task.
         local_categories: MaMuJoCo observation categories; only needed where MaMuJoCo's default
             mapping breaks (Ant without contact forces).
+        setting: ``decentralized`` (MaMuJoCo's agents, one per part of the partition) or
+            ``centralized`` (one agent owning every joint: its action is the joint action); see
+            :meth:`centralized` and :data:`SETTINGS`.
     """
 
     name: str
@@ -82,6 +86,7 @@ class Task:
     epsilon: float
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     local_categories: tuple[tuple[str, ...], ...] | None = None
+    setting: str = "decentralized"
 
     @property
     def env_id(self) -> str:
@@ -93,9 +98,35 @@ class Task:
         """Joint-action indices controlled by each agent, in MaMuJoCo's order.
 
         ``partition[i][k]`` is the index in the joint action of agent ``i``'s ``k``-th action.
+        In the centralized setting the one agent holds every index, in the joint action's order.
         """
         parts, _, _ = _mamujoco()[1].get_parts_and_edges(self.scenario, self.agent_conf)
-        return tuple(tuple(int(node.act_ids) for node in part) for part in parts)
+        partition = tuple(tuple(int(node.act_ids) for node in part) for part in parts)
+        if self.setting == "centralized":
+            return (tuple(sorted(i for part in partition for i in part)),)
+        return partition
+
+    @functools.cached_property
+    def agent_partition(self) -> tuple[tuple[int, ...], ...]:
+        """MaMuJoCo's partition of the joint action among the task's agents, whatever the
+        setting: what the joint datasets' ``agent_action_indices`` give."""
+        return dataclasses.replace(self, setting="decentralized").partition
+
+    def centralized(self) -> Task:
+        """The same task with one agent owning every joint (the centralized reference): its
+        policy maps the state to the whole joint action; evaluation, rewards and references are
+        the joint task's, as in the decentralized setting."""
+        return self.in_setting("centralized")
+
+    def in_setting(self, setting: str) -> Task:
+        """This task in ``setting`` (one of :data:`SETTINGS`).
+
+        Raises:
+            UserError: an unknown setting.
+        """
+        if setting not in SETTINGS:
+            raise UserError(f"unknown setting {setting!r}; valid settings: {', '.join(SETTINGS)}")
+        return self if setting == self.setting else dataclasses.replace(self, setting=setting)
 
     @property
     def n_agents(self) -> int:
@@ -162,6 +193,15 @@ class Task:
         for part, act in zip(self.partition, actions):
             joint[..., list(part)] = act
         return joint
+
+
+#: How the joint is owned: ``decentralized`` (the benchmark: one learner per MaMuJoCo agent, each
+#: on its own dataset) or ``centralized`` (the reference: one learner owning every joint, trained
+#: on the joint-action dataset of the same transitions; what decentralization costs is the gap).
+SETTINGS: dict[str, str] = {
+    "decentralized": "one learner per agent, each on its own dataset (its own action only)",
+    "centralized": "one learner owning every joint, on the joint-action dataset (the same transitions)",
+}
 
 
 #: The registry. Values of Table 6: agents, state size, action size per agent, ε.

@@ -114,9 +114,19 @@ def _dataset_task(recipe, agent: int, retrain: bool, env: dict[str, str]):
     return make_agent_dataset(recipe, agent, retrain=retrain, progress=False, log=lambda _: None)
 
 
-def make_data_ray(recipes: Sequence, address: str | None = None, workers: int | None = None, retrain: bool = False, log: Callable[[str], None] = print) -> list:
+def _joint_task(recipe, retrain: bool, env: dict[str, str]):
+    os.environ.update(env)
+    from mabcq_bench.data.datasets import make_joint_dataset
+
+    return make_joint_dataset(recipe, retrain=retrain, progress=False, log=lambda _: None)
+
+
+def make_data_ray(
+    recipes: Sequence, address: str | None = None, workers: int | None = None, retrain: bool = False, log: Callable[[str], None] = print, joint: bool = True
+) -> list:
     """``make-data`` on Ray: the experts in parallel (shipped ones are only checked), then
-    every agent's dataset in parallel."""
+    every agent's dataset in parallel, and with ``joint`` each task's joint-action dataset beside
+    them (a task of its own, which rolls the agents' episodes out again from the same seeds)."""
     from mabcq_bench.data.datasets import datasets_root
     from mabcq_bench.data.tasks import get_task
     from mabcq_bench.util import ensure_writable
@@ -133,6 +143,9 @@ def make_data_ray(recipes: Sequence, address: str | None = None, workers: int | 
         jobs = [(r, agent) for r in recipes for agent in range(get_task(r.task).n_agents)]
         log(f"writing {len(jobs)} agent dataset(s) as Ray tasks")
         refs = [dataset.options(num_cpus=1, max_retries=MAX_RETRIES).remote(r, agent, retrain, env) for r, agent in jobs]
+        if joint:
+            log(f"writing {len(recipes)} joint-action dataset(s) as Ray tasks")
+            refs += [ray.remote(_joint_task).options(num_cpus=1, max_retries=MAX_RETRIES).remote(r, retrain, env) for r in recipes]
         return ray.get(refs)
     except ray.exceptions.RayTaskError as exc:
         cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
