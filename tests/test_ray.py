@@ -82,7 +82,8 @@ def test_make_data_through_ray_gives_the_same_datasets(store, local_ray, tmp_pat
     from mabcq_bench.runs.ray import make_data_ray
 
     recipe = load_recipe("tiny").for_task("hopper")
-    expected = [minari.load_dataset(recipe.dataset_id(i)).storage.metadata["checksum"] for i in range(3)]
+    ids = [recipe.dataset_id(i) for i in range(3)] + [recipe.joint_dataset_id]  # the joint dataset: its own Ray task
+    expected = [minari.load_dataset(i).storage.metadata["checksum"] for i in ids]
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setenv("MABCQ_BENCH_HOME", str(tmp_path / "home"))
     statuses = make_data_ray([recipe], log=lambda _: None)
