@@ -49,6 +49,9 @@ class AlgoSpec:
         config_cls: its config dataclass.
         preset: config values that define this entry (e.g. ``use_tn=False``).
         summary: one line for listings.
+        not_centralized: why this entry does not run in the centralized setting (one agent
+            owning every joint; ``run --setting centralized``), or ``""`` where it does: every
+            single-agent offline RL method does.
     """
 
     name: str
@@ -56,6 +59,17 @@ class AlgoSpec:
     config_cls: type
     preset: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
+    not_centralized: str = ""
+
+    def check_setting(self, setting: str) -> None:
+        """Raise, in one line, where this algorithm does not run in ``setting``.
+
+        Raises:
+            UserError: e.g. mabcq in the centralized setting.
+        """
+        if setting == "centralized" and self.not_centralized:
+            allowed = ", ".join(a.name for a in ALGOS.values() if not a.not_centralized)
+            raise UserError(f"{self.name} does not run centralized: {self.not_centralized} (centralized learners: {allowed})")
 
     def config(self, task: Task | None = None, **overrides: Any) -> Any:
         """The resolved config: class defaults, then the preset, then the task's ε (where the
@@ -170,20 +184,35 @@ def check_value(algo: str, name: str, value: Any, annotation: Any) -> None:
             raise bad(f"in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}")
 
 
+#: Why the mabcq family does not run centralized.
+_MABCQ_WEIGHTS = (
+    "its weights λ_vd and λ_tn correct for the other agents' actions being hidden from each agent's data; "
+    "one agent owning every joint sees the whole joint action, so they have no meaning (its centralized counterpart is bcq)"
+)
+
 ALGOS: dict[str, AlgoSpec] = {
-    "mabcq": AlgoSpec("mabcq", MABCQ, MABCQConfig, {}, "BCQ with value deviation and transition normalization"),
-    "mabcq-no-tn": AlgoSpec("mabcq-no-tn", MABCQ, MABCQConfig, {"use_tn": False}, "MABCQ without transition normalization (λ_tn = 1)"),
-    "mabcq-no-vd": AlgoSpec("mabcq-no-vd", MABCQ, MABCQConfig, {"use_vd": False}, "MABCQ without value deviation (λ_vd = 1)"),
+    "mabcq": AlgoSpec("mabcq", MABCQ, MABCQConfig, {}, "BCQ with value deviation and transition normalization", _MABCQ_WEIGHTS),
+    "mabcq-no-tn": AlgoSpec("mabcq-no-tn", MABCQ, MABCQConfig, {"use_tn": False}, "MABCQ without transition normalization (λ_tn = 1)", _MABCQ_WEIGHTS),
+    "mabcq-no-vd": AlgoSpec("mabcq-no-vd", MABCQ, MABCQConfig, {"use_vd": False}, "MABCQ without value deviation (λ_vd = 1)", _MABCQ_WEIGHTS),
     "bcq": AlgoSpec("bcq", MABCQ, MABCQConfig, {"use_vd": False, "use_tn": False}, "independent BCQ (both weights 1)"),
     "ddpg": AlgoSpec("ddpg", DDPG, DDPGConfig, {}, "independent DDPG, no action constraint"),
     "td3bc": AlgoSpec("td3bc", TD3BC, TD3BCConfig, {}, "independent TD3+BC: TD3 plus a behaviour-cloning term, states normalized"),
     "iql": AlgoSpec("iql", IQL, IQLConfig, {}, "independent IQL: expectile V, in-sample Q targets, advantage-weighted policy"),
     "cql": AlgoSpec("cql", CQL, CQLConfig, {}, "independent CQL(H) on SAC: the conservative gap on Q, α_cql = 5"),
-    "omar": AlgoSpec("omar", OMAR, OMARConfig, {}, "independent OMAR: CQL critic, actor rectified toward a zeroth-order search on Q"),
+    "omar": AlgoSpec(
+        "omar", OMAR, OMARConfig, {}, "independent OMAR: CQL critic, actor rectified toward a zeroth-order search on Q",
+        "OMAR is a multi-agent method (offline multi-agent actor rectification), not a single-agent one; its single-agent core is cql",
+    ),
     "bc": AlgoSpec("bc", Behavior, BehaviorConfig, {}, "deterministic behaviour cloning: G¹ decodes the prior's mode z = 0"),
     "behavior": AlgoSpec("behavior", Behavior, BehaviorConfig, {"sample_latent": True}, "the behaviour policy as BCQ samples it: G¹ decodes z ~ clip(N(0, I), ±0.5)"),
-    "zero-action": AlgoSpec("zero-action", ZeroAction, ReferenceConfig, {}, "reference row: sends zero actions, trains nothing"),
-    "random": AlgoSpec("random", RandomAction, ReferenceConfig, {}, "reference row: uniform random actions, trains nothing"),
+    "zero-action": AlgoSpec(
+        "zero-action", ZeroAction, ReferenceConfig, {}, "reference row: sends zero actions, trains nothing",
+        "a reference row acts the same in both settings (the decentralized row is the reference)",
+    ),
+    "random": AlgoSpec(
+        "random", RandomAction, ReferenceConfig, {}, "reference row: uniform random actions, trains nothing",
+        "a reference row acts the same in both settings (the decentralized row is the reference)",
+    ),
 }
 
 
@@ -195,18 +224,23 @@ def get_algo(name: str) -> AlgoSpec:
         raise UserError(f"unknown algorithm {name!r}; valid algorithms: {', '.join(ALGOS)}") from None
 
 
-def resolve_algos(spec: str) -> list[AlgoSpec]:
-    """Parse ``all`` or a comma-separated list of algorithm names (a repeated name counts once).
+def resolve_algos(spec: str, setting: str = "decentralized") -> list[AlgoSpec]:
+    """Parse ``all`` or a comma-separated list of algorithm names (a repeated name counts once);
+    in the centralized setting ``all`` is every algorithm that runs there.
 
     Raises:
-        UserError: an unknown name, or no name at all (``""``).
+        UserError: an unknown name, no name at all (``""``), or a name that does not run in
+            ``setting`` (:meth:`AlgoSpec.check_setting`).
     """
     if spec == "all":
-        return list(ALGOS.values())
+        return [a for a in ALGOS.values() if setting != "centralized" or not a.not_centralized]
     names = dict.fromkeys(name.strip() for name in spec.split(",") if name.strip())  # in order, once each
     if not names:
         raise UserError(f"no algorithm given ({spec!r}); give a name, a comma-separated list or 'all' (valid algorithms: {', '.join(ALGOS)})")
-    return [get_algo(name) for name in names]
+    algos = [get_algo(name) for name in names]
+    for algo in algos:
+        algo.check_setting(setting)
+    return algos
 
 
 def make_learner(

@@ -27,7 +27,7 @@ def _seeds(text: str) -> list[int]:
     return list(range(count))
 
 
-def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None, cuda_graph=None):
+def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None, cuda_graph=None, setting="decentralized"):
     from pathlib import Path
 
     from mabcq_bench.algos import resolve_algos
@@ -39,7 +39,7 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
 
     _check_folder(Path(results), "--results")
     tasks = resolve_tasks(env)
-    algos = resolve_algos(algo)
+    algos = resolve_algos(algo, setting)
     check_device(device, here=not (executor == "ray" and address))  # a cluster's GPUs are checked there
     protocol = load_protocol(preset)
     extra = parse_overrides(overrides)
@@ -52,7 +52,7 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     unstacked = [a.name for a in algos if not a.stacks]
     if stack_agents and unstacked:
         click.echo(f"--stack-agents: {', '.join(unstacked)} cannot stack; {'its' if len(unstacked) == 1 else 'their'} agents update one after the other")
-    specs = [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name]) for t in tasks for a in algos for s in seeds]
+    specs = [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name], setting) for t in tasks for a in algos for s in seeds]
     runs = prepare(specs, protocol, protocol.datasets, device=device, stack_agents=stack_agents, cuda_graph=cuda_graph)
     result = run_sweep(runs, Path(results), workers or default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
     return result, protocol
@@ -63,6 +63,13 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
 @click.option("--env", "env", default="hopper", show_default=True, help=_ENV_HELP)
 @click.option("--seeds", default="5", show_default=True, help="Number of seeds (5 = 0,1,2,3,4) or a list (0,4,7).")
 @click.option("--preset", default="lite", show_default=True, help="Tier (baselines/<tier>.toml: protocol and hyperparameters; `mabcq-bench baselines` lists them) or a path to a protocol .toml of your own; it trains on the datasets its datasets = \"<tier>\" key names (default: its own tier's).")
+@click.option(
+    "--setting", type=click.Choice(["decentralized", "centralized"]), default="decentralized", show_default=True,
+    help="decentralized: one learner per agent, each on its own dataset (the benchmark). centralized: the reference of what "
+    "decentralization costs, one learner owning every joint, trained on the joint-action dataset (the same transitions, "
+    "made by make-data) under the same protocol and normalization; single-agent learners only (bc, behavior, bcq, ddpg, td3bc, "
+    "iql, cql). Its records are filed apart (board <tier>-...-centralized), never ranked with the decentralized ones.",
+)  # fmt: skip
 @click.option("--results", default="runs", show_default=True, help="Results store: one record per (tier, task, algorithm, seed).")
 @click.option("--workers", default=None, type=click.IntRange(min=1), help="Parallel runs (default: all cores).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a hyperparameter, e.g. --set epsilon=0.4 (part of the run's name).")
@@ -80,8 +87,9 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     help="On a cuda device, capture the update (stacked or not) in a CUDA graph once and replay it, for the algorithms "
     "that support it (mabcq, its ablations, bcq). [default: on with a cuda device; the CPU has none]",
 )  # fmt: skip
-def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph) -> None:
-    """Train and score algorithms on the per-agent datasets, one record per run.
+def run_cmd(algo, env, seeds, preset, setting, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph) -> None:
+    """Train and score algorithms on the per-agent datasets, one record per run
+    (with --setting centralized: one learner per task on its joint-action dataset).
 
     Finished runs are skipped, interrupted ones resume from their checkpoint. Ends with the table.
     """
@@ -91,7 +99,7 @@ def run_cmd(algo, env, seeds, preset, results, workers, overrides, progress, exe
         raise click.BadOptionUsage("address", "--address names a Ray cluster: it needs --executor ray")
     if cuda_graph and not device.startswith("cuda"):
         raise click.BadOptionUsage("cuda_graph", f"--cuda-graph needs a cuda --device ({device} has no CUDA graphs)")
-    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph)
+    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph, setting)
     if sweep.records:
         for board in sorted({r["tier"] for r in sweep.records}):
             click.echo(format_table(build_tables(sweep.records, board)))

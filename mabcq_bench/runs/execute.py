@@ -1,7 +1,8 @@
 """Executing one run: train every agent on its own dataset, evaluate, write the record.
 
 For each (task, algorithm, seed) a run loads every agent's Minari dataset, trains each agent on
-its own (:func:`mabcq_bench.runs.learn.train_agents`), evaluates the joint decentralized policy
+its own (:func:`mabcq_bench.runs.learn.train_agents`; in the centralized setting the task's one
+agent owns every joint and trains on the joint-action dataset), evaluates the joint decentralized policy
 every ``eval_every`` updates on fixed evaluation seeds (the learning curve), evaluates it on
 ``final_eval_episodes`` episodes of their own seeds (the run's score: after the last update in
 protocol 2, in equal shares at the last ``final_checkpoints`` evaluation points in protocol 3),
@@ -94,7 +95,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
     from mabcq_bench.data.tasks import get_task
 
     spec, proto = run.spec, run.protocol
-    task = get_task(spec.task)
+    task = get_task(spec.task).in_setting(spec.setting)  # centralized: one agent owning every joint
     started = time.time()
     ckpt = spec.checkpoint_path(results)
     marker = ckpt.with_suffix(".ckpt.json")
@@ -156,6 +157,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         "status": "finished",
         "tier": spec.tier,
         "task": spec.task,
+        "setting": spec.setting,  # decentralized (the benchmark) or centralized (the reference; filed on a board of its own)
         "algo": spec.algo,
         "variant": spec.variant,
         "overrides": {k: v for k, v in spec.overrides},

@@ -5,6 +5,10 @@ from its own dataset B_i with its own seeded generator. No parameters, actions o
 shared: the agents meet only at evaluation, where their policies act together in the real task
 (:func:`mabcq_bench.data.rollout.decentralized`).
 
+The centralized reference is this same trainer on a one-agent view of the task
+(:meth:`mabcq_bench.data.tasks.Task.centralized`): its single learner's action is the whole joint
+action and its dataset the joint-action dataset.
+
 With ``stack_agents`` (the default on a GPU), algorithms that support it (``AlgoSpec.stacks``:
 the mabcq family) update all agents as one batched computation
 (:meth:`~mabcq_bench.algos.common.learner.TorchLearner.stack`): the same per-agent maths, data, optimizer

@@ -5,7 +5,9 @@ spec's configuration, checks the agents' datasets and fingerprints the run, befo
 starts. A finished run's record is ``<results>/<board>/<task>/<variant>/seed<k>.json``, where the
 board (:func:`board_name`) names the tier, the datasets' version and the scoring protocol's
 version (``lite-v1-p2``), so runs on different datasets or scored differently never share a
-folder or a table.
+folder or a table. A centralized run (one learner owning every joint, on the joint-action
+dataset: the reference of what decentralization costs) is filed on a board of its own,
+``<board>-centralized``, so it is never averaged into the decentralized ranking.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from mabcq_bench.runs.protocol import Protocol
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One (tier, task, algorithm variant, seed)."""
+    """One (tier, task, algorithm variant, seed), in a setting (``decentralized`` or
+    ``centralized``: :data:`mabcq_bench.data.tasks.SETTINGS`)."""
 
     tier: str
     task: str
     algo: str
     seed: int
     overrides: tuple[tuple[str, Any], ...] = ()
+    setting: str = "decentralized"
 
     @property
     def variant(self) -> str:
@@ -101,23 +105,28 @@ def prepare(
     from mabcq_bench.data.tasks import get_task
 
     specs = list(specs)
-    _check_all_present(sorted({s.task for s in specs}, key=[s.task for s in specs].index), dataset_tier, protocol)
+    for setting in dict.fromkeys(s.setting for s in specs):
+        names = [s.task for s in specs if s.setting == setting]
+        _check_all_present(sorted(set(names), key=names.index), dataset_tier, protocol, setting)
     # runs on another version of the datasets are filed and tabulated apart (never mixed)
     pv = int(protocol.protocol["version"])
-    specs = [dataclasses.replace(s, tier=board_name(s.tier, dataset_version(s.task, dataset_tier), pv)) for s in specs]
-    datasets_of: dict[str, tuple[tuple[tuple[str, str], ...], float, float]] = {}
+    specs = [dataclasses.replace(s, tier=board_name(s.tier, dataset_version(s.task, dataset_tier), pv, s.setting)) for s in specs]
+    datasets_of: dict[tuple[str, str], tuple[tuple[tuple[str, str], ...], float, float]] = {}
     out = []
     for spec in specs:
-        task = get_task(spec.task)
+        task = get_task(spec.task).in_setting(spec.setting)
         algo = get_algo(spec.algo)
-        if spec.task not in datasets_of:
-            datasets_of[spec.task] = check_datasets(task, dataset_tier)
+        algo.check_setting(spec.setting)
+        if (spec.task, spec.setting) not in datasets_of:
+            datasets_of[spec.task, spec.setting] = check_datasets(task, dataset_tier)
         values = protocol.config(spec.algo, spec.task, dict(spec.overrides))
         cfg = dataclasses.asdict(algo.config(task, **values))
         cfg = json.loads(json.dumps(cfg))  # tuples as lists: what a record holds
-        ids, ref_min, ref_max = datasets_of[spec.task]
+        ids, ref_min, ref_max = datasets_of[spec.task, spec.setting]
         proto, budget = protocol.for_run(spec.task, spec.algo)
         identity = {"task": spec.task, "algo": spec.algo, "config": cfg, "protocol": proto, "datasets": ids}
+        if spec.setting != "decentralized":  # decentralized runs keep the fingerprints they always had
+            identity["setting"] = spec.setting
         if device != "cpu":  # other devices give other numbers: never mixed with CPU runs
             identity["device"] = device
         fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -146,20 +155,25 @@ def describe_plan(runs: Sequence[PreparedRun]) -> str:
     budgets = {}
     for r in runs:
         budgets.setdefault(r.spec.task, set()).add(int(r.protocol["updates"]))
+    agents = {r.spec.task: get_task(r.spec.task).in_setting(r.spec.setting).n_agents for r in runs}
     per_task = "; ".join(
-        f"{task} {' or '.join(f'{u:,}' for u in sorted(budgets[task]))} updates per agent ({get_task(task).n_agents} agents)" for task in tasks
+        f"{task} {' or '.join(f'{u:,}' for u in sorted(budgets[task]))} updates per agent ({_count(agents[task], 'agent')})" for task in tasks
     )
     return f"{_count(len(runs), 'run')}{shape}; {per_task}"
 
 
 def _dataset_ids(task, tier: str) -> list[str]:
-    from mabcq_bench.data.recipes import dataset_id
+    """The datasets a run of ``task`` trains on: every agent's, or in the centralized setting the
+    joint-action dataset (its one agent's)."""
+    from mabcq_bench.data.recipes import dataset_id, joint_dataset_id
 
     version = dataset_version(task.name, tier)
+    if task.setting == "centralized":
+        return [joint_dataset_id(task.name, tier, version)]
     return [dataset_id(task.name, tier, i, version) for i in range(task.n_agents)]
 
 
-def _check_all_present(task_names: Sequence[str], tier: str, protocol: Protocol | None = None) -> None:
+def _check_all_present(task_names: Sequence[str], tier: str, protocol: Protocol | None = None, setting: str = "decentralized") -> None:
     """One line naming every task whose datasets are missing, with the command that makes them.
 
     A protocol whose datasets' tier has no recipe in ``datasets/`` (a copied protocol file with a
@@ -169,12 +183,13 @@ def _check_all_present(task_names: Sequence[str], tier: str, protocol: Protocol 
     from mabcq_bench.data.datasets import dataset_path
     from mabcq_bench.data.tasks import get_task
 
-    missing = [name for name in task_names if any(not dataset_path(i).exists() for i in _dataset_ids(get_task(name), tier))]
+    missing = [name for name in task_names if any(not dataset_path(i).exists() for i in _dataset_ids(get_task(name).in_setting(setting), tier))]
     if not missing:
         return
     envs = ",".join(missing)
     if (recipes.RECIPES_DIR / f"{tier}.toml").exists():
-        raise UserError(f"the {tier} datasets of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {envs} --preset {tier}`")
+        kind = "joint-action datasets (centralized runs train on them)" if setting == "centralized" else "datasets"
+        raise UserError(f"the {tier} {kind} of {', '.join(missing)} are missing; make them with `mabcq-bench make-data --env {envs} --preset {tier}`")
     shipped = sorted(p.stem for p in recipes.RECIPES_DIR.glob("*.toml"))
     default = "lite" if "lite" in shipped else (shipped[0] if shipped else "lite")
     others = ", ".join(t for t in shipped if t != default)
@@ -188,14 +203,16 @@ def _check_all_present(task_names: Sequence[str], tier: str, protocol: Protocol 
     )
 
 
-def board_name(tier: str, version: int, protocol_version: int = 1) -> str:
+def board_name(tier: str, version: int, protocol_version: int = 1, setting: str = "decentralized") -> str:
     """The name a run's records are filed and tabulated under: the protocol tier, then ``-v<N>``
     for runs on version-N datasets (version 0, the first leaderboard's, adds nothing), then
-    ``-p<M>`` for runs scored by protocol version M ≥ 2 (version 1 adds nothing). Runs on other
-    datasets, or scored another way, are different experiments: their records live in different
-    folders and tables, never in one cell."""
+    ``-p<M>`` for runs scored by protocol version M ≥ 2 (version 1 adds nothing), then
+    ``-centralized`` for centralized runs (the decentralized benchmark adds nothing). Runs on
+    other datasets, scored another way or in another setting, are different experiments: their
+    records live in different folders and tables, never in one cell."""
     name = tier if version == 0 else f"{tier}-v{version}"
-    return name if protocol_version == 1 else f"{name}-p{protocol_version}"
+    name = name if protocol_version == 1 else f"{name}-p{protocol_version}"
+    return name if setting == "decentralized" else f"{name}-{setting}"
 
 
 def dataset_version(task: str, tier: str) -> int:
@@ -215,7 +232,8 @@ def dataset_version(task: str, tier: str) -> int:
 
 
 def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float, float]:
-    """Every agent's dataset of ``task`` at ``tier``: present, readable, and shaped for the task.
+    """Every agent's dataset of ``task`` at ``tier``: present, readable, and shaped for the task
+    (in the centralized setting, the joint-action dataset: the one agent's).
 
     Returns ((id, checksum) per agent, ref_min_score, ref_max_score).
     """
@@ -232,8 +250,8 @@ def check_datasets(task, tier: str) -> tuple[tuple[tuple[str, str], ...], float,
         remake = remake_instruction(dataset_id, command)  # make-data refuses to overwrite it: the same words as its own
         shape_ok = (
             md.get("task") == task.name
-            and md.get("agent") == agent
-            and md.get("n_agents") == task.n_agents
+            and (md.get("agents") == len(task.agent_partition) if task.setting == "centralized" else md.get("agent") == agent)
+            and md.get("n_agents") == len(task.agent_partition)
             and tuple(md["observation_space"].shape) == (task.state_dim,)
             and tuple(md["action_space"].shape) == (task.action_dims[agent],)
         )
