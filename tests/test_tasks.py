@@ -74,5 +74,6 @@ def test_agent_data_is_a_plain_namedtuple():
     from mabcq_bench.data.buffer import AgentData
 
     d = AgentData(*(np.zeros((4, k), np.float32) for k in (11, 1)), np.zeros(4, np.float32), np.zeros((4, 11), np.float32), np.zeros(4, np.float32))
-    assert d.size == 4 and len(d) == 5  # five fields; the transition count is .size
+    assert d.size == 4 and len(d) == 6  # six fields; the transition count is .size
+    assert d.episode_returns is None  # unknown for flat transitions (IQL then splits them itself)
     assert d._replace(rewards=np.ones(4, np.float32)).rewards.sum() == 4
