@@ -96,3 +96,15 @@ def test_checkpoint_spread_is_split_from_the_episodes_spread():
     short = _record(0, lambda u: 50.0, None)
     short["curve"] = short["curve"][-3:]
     assert budget.spread([short], "hopper", "bcq") is None  # fewer than 5 points in the last fifth
+
+
+def test_a_runs_cost_takes_its_evaluations_out_of_its_training_time():
+    rec = _record(0, lambda u: 50.0, None)
+    for point in rec["curve"]:
+        point["wall_s"] = 2.0
+    rec["final"]["wall_s"] = 10.0
+    rec["updates"], rec["train_wall_s"] = GRID[-1], 700.0  # 30 evaluations of 2 s and a final of 10: 70 s
+    c = budget.cost([rec], "hopper", "bcq")
+    assert c.update_ms == pytest.approx(1000.0 * 630.0 / GRID[-1]) and c.evaluation_s == 2.0 and c.eval_share == pytest.approx(0.1)
+    del rec["final"]["wall_s"]  # a record from before evaluations were timed
+    assert budget.cost([rec], "hopper", "bcq") is None

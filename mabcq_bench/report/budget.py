@@ -234,3 +234,52 @@ def format_spreads(items: Sequence[Spread], episodes: int = 50, checkpoints: int
             f"{s.error_sd(episodes, 1):.1f} | {s.error_sd(episodes, checkpoints):.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a cell's runs cost, from the wall times they recorded (means over runs)."""
+
+    task: str
+    variant: str
+    runs: int
+    update_ms: float  # training time per update (all agents), evaluations taken out
+    evaluation_s: float  # one learning-curve evaluation (its episodes and the diagnostic)
+    eval_share: float  # the evaluations' (curve and final) share of the run's training time
+
+
+def cost(recs: Sequence[dict], task: str, variant: str) -> Cost | None:
+    """The :class:`Cost` of one cell; None where its records predate per-evaluation wall times."""
+    update_ms, each, share = [], [], []
+    for rec in recs:
+        curve, total = rec.get("curve", []), rec.get("train_wall_s")
+        if not curve or not total or any("wall_s" not in p for p in curve) or "wall_s" not in rec.get("final", {}):
+            return None
+        evaluations = sum(p["wall_s"] for p in curve) + rec["final"]["wall_s"]
+        update_ms.append(1000.0 * (total - evaluations) / rec["updates"])
+        each.append(float(np.mean([p["wall_s"] for p in curve])))
+        share.append(evaluations / total)
+    return Cost(task, variant, len(recs), float(np.mean(update_ms)), float(np.mean(each)), float(np.mean(share)))
+
+
+def format_costs(board: "Leaderboard") -> str:
+    """The "what a run costs" section of a tier's page (cells whose records time their evaluations)."""
+    items = [
+        c
+        for task in board.tasks
+        for row in board.rows
+        if (recs := board.runs.get((task, row.variant))) and (c := cost(recs, task, row.variant)) is not None
+    ]
+    if not items:
+        return ""
+    lines = [
+        "## What a run costs",
+        "",
+        "From the wall times the runs recorded on the machine they ran on: training time per update of all the task's agents "
+        "with the evaluations taken out, the time of one learning-curve evaluation, and the evaluations' share of the run.",
+        "",
+        "| task | variant | runs | ms per update | s per evaluation | evaluations' share |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {c.task} | {c.variant} | {c.runs} | {c.update_ms:.1f} | {c.evaluation_s:.1f} | {c.eval_share:.1%} |" for c in items]
+    return "\n".join(lines) + "\n"

@@ -84,6 +84,7 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
             separation.format_markdown(separation.separations(board, pairs)),
             budget.format_markdown(budget.plateaus(board)),
             budget.format_spreads(budget.spreads(board)),
+            budget.format_costs(board),
         ]
         text = "\n".join(s for s in sections if s)
         written.append(_write_text(out / f"{tier}.md", text.rstrip("\n") + "\n"))
