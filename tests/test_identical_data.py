@@ -57,13 +57,15 @@ def test_datasets_are_identical_under_every_cpu_dispatch_setting(tmp_path):
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out
         assert "training SAC" not in out  # the shipped experts are used
-        checksums[name] = [line.split("\t")[2] for line in out.splitlines() if line.startswith("mabcq/hopper/smoke-agent") and line.endswith("\tnew")]
-        assert len(checksums[name]) == 3, out
+        # the three agents' datasets, then the joint-action dataset of the same transitions
+        checksums[name] = [line.split("\t")[2] for line in out.splitlines() if line.startswith("mabcq/hopper/smoke-") and line.endswith("\tnew")]
+        assert len(checksums[name]) == 4, out
         if listed_versions_match():
-            assert out.count("\tmatches the manifest\t") == 3, out
+            assert out.count("\tmatches the manifest\t") == 4, out
     assert len(checksums) >= 2
     first = next(iter(checksums.values()))
     assert all(c == first for c in checksums.values()), checksums
     if listed_versions_match():
         listed = _listed()
-        assert first == [f"sha256 {listed[f'mabcq/hopper/smoke-agent{i}-v2']['checksum'][:16]}" for i in range(3)]
+        ids = [f"mabcq/hopper/smoke-agent{i}-v2" for i in range(3)] + ["mabcq/hopper/smoke-joint-v2"]
+        assert first == [f"sha256 {listed[i]['checksum'][:16]}" for i in ids]
