@@ -159,7 +159,7 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
     ),
     "plateau200": TierProtocol(
         _protocol(200000, 4000, 10, 50, 5, 4000),
-        "plateau200: the budget study of the other learners (ddpg, td3bc, iql, bc, behavior). 200k updates on the lite datasets, to find where their score and Q̂ stop moving (leaderboard/plateau200-v1-p2.md).",
+        "plateau200: the budget study of every learner that trains (ddpg, td3bc, iql, cql, omar, bc, behavior; bcq and mabcq again on hopper, where bc climbs after 60k). 200k updates on the lite datasets, to find where their score and Q̂ stop moving (leaderboard/plateau200-v1-p2.md).",
         "lite",
     ),
     "paper": TierProtocol(
