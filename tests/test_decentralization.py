@@ -32,6 +32,7 @@ def _record(board: str, task: str, variant: str, seed: int, score: float, q: flo
     rec = make_record(task, variant, seed, score, None if q is None else 1.0, tier=board)
     rec["setting"] = "centralized" if board.endswith(SUFFIX) else "decentralized"
     rec["protocol"] = {"updates": 100, "eval_every": 50}
+    rec["updates"] = 100
     # an earlier interval with other values: only the last one (the end of training) may count
     critic = {} if q is None else {"values/q_mean": q, "losses/q": td}
     early = {} if q is None else {"values/q_mean": q / 2, "losses/q": 10 * td}
@@ -108,15 +109,17 @@ def test_the_pages_show_the_table_and_link_to_it(tmp_path):
     start = page.index("## What decentralization costs")
     assert "positive is what the agents lose by each learning from its own data alone" in " ".join(page[start : start + 8])
     table = [line for line in page[start:] if line.startswith("| ")][:4]
-    assert table[0] == "| task | learner | centralized | decentralized | C − D [low, high] | seeds C / D | Q̂ C − D | TD error C − D |"
-    assert table[1] == "| walker | bcq | 5.0 | 15.0 | -10.0 [-10.0, -10.0] | 3 / 3 | +10.0 | +1.5 |"
-    assert table[2].startswith("| hopper | bcq | 60.0 | 30.0 | +30.0 [+") and table[2].endswith(" | 3 / 3 | +40.0 | -1.0 |")
-    assert table[3] == "| hopper | bc | 15.0 | 11.0 | +4.0 [+3.0, +5.0] | 1 / 2 | – | – |"
+    assert table[0] == "| task | learner | centralized | decentralized | C − D [low, high] | seeds C / D | updates C / D | Q̂ C − D | TD error C − D |"
+    assert table[1] == "| walker | bcq | 5.0 | 15.0 | -10.0 [-10.0, -10.0] | 3 / 3 | 100 / 100 | +10.0 | +1.5 |"
+    assert table[2].startswith("| hopper | bcq | 60.0 | 30.0 | +30.0 [+") and table[2].endswith(" | 3 / 3 | 100 / 100 | +40.0 | -1.0 |")
+    assert table[3] == "| hopper | bc | 15.0 | 11.0 | +4.0 [+3.0, +5.0] | 1 / 2 | 100 / 100 | – | – |"
     assert f"[`{REFERENCE}`]({REFERENCE}.md)" in "\n".join(page)
 
     reference = (tmp_path / f"{REFERENCE}.md").read_text(encoding="utf-8")
     assert f"This board is the centralized reference of `{BOARD}`" in reference
     assert f"({BOARD}.md#what-decentralization-costs)" in reference and "| task | learner |" not in reference
+    assert "Final normalized score of the centralized policy" in reference
+    assert "Final normalized score of the joint decentralized policy" in "\n".join(page)
 
 
 def test_the_csv_round_trips_the_rows(tmp_path):
@@ -141,16 +144,32 @@ def test_the_csv_round_trips_the_rows(tmp_path):
     assert "What decentralization costs" not in (tmp_path / f"{BOARD}.md").read_text(encoding="utf-8")
 
 
-def test_a_pair_run_under_another_budget_is_named_not_compared():
+def test_each_setting_runs_at_its_own_budget_and_the_rows_say_both():
     recs = records()
     for r in recs:
         if (r["tier"], r["task"], r["variant"]) == (REFERENCE, "hopper", "bcq"):
-            r["protocol"] = {"updates": 200, "eval_every": 50}
+            r["protocol"] = {"updates": 200000, "eval_every": 50}
+            r["updates"] = 200000
+    comp = comparisons(_boards(recs))[BOARD]
+    assert [(r.task, r.variant) for r in comp.rows] == [("walker", "bcq"), ("hopper", "bcq"), ("hopper", "bc")]
+    assert comp.mismatched == ()
+    rows = {(r.task, r.variant): r for r in comp.rows}
+    assert rows["hopper", "bcq"].updates == (200000, 100) and rows["hopper", "bc"].updates == (100, 100)
+    section = format_markdown(BOARD, {BOARD: comp})
+    assert "| hopper | bcq | 60.0 | 30.0 | +30.0 [" in section and "| 3 / 3 | 200,000 / 100 |" in section
+    assert "hopper,bcq,3,3,200000,100," in format_csv(comp)
+
+
+def test_a_pair_run_under_another_protocol_is_named_not_compared():
+    recs = records()
+    for r in recs:
+        if (r["tier"], r["task"], r["variant"]) == (REFERENCE, "hopper", "bcq"):
+            r["protocol"] = {"updates": 100, "eval_every": 25}
     comp = comparisons(_boards(recs))[BOARD]
     assert [(r.task, r.variant) for r in comp.rows] == [("walker", "bcq"), ("hopper", "bc")]
     assert comp.mismatched == (("hopper", "bcq"),)
     section = format_markdown(BOARD, {BOARD: comp})
-    assert "another configuration or protocol (e.g. another budget): hopper bcq." in section
+    assert "other hyperparameters or another protocol: hopper bcq." in section
     assert "| hopper | bcq |" not in section and "hopper,bcq" not in format_csv(comp)
 
 

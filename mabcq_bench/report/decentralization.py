@@ -13,8 +13,10 @@ difference of the critic's end-of-training Q̂ (``values/q_mean``) and squared T
 (:func:`~mabcq_bench.report.regress.final_metrics`: each run's last logged interval, a
 decentralized run's already the mean over its agents; the mean over seeds).
 
-A pair whose two settings ran other configurations or protocols (a budget changed between them)
-is not a difference of settings: it is left out of the rows and named beside the table.
+Each setting runs at its own budget (a one-agent learner with the joint action may plateau at
+another number of updates), so the rows give both budgets; a pair whose two settings ran other
+hyperparameters, overrides or protocols in anything else is not a difference of settings: it is
+left out of the rows and named beside the table.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ CSV_COLUMNS = (
     "variant",
     "n_centralized",
     "n_decentralized",
+    "updates_centralized",
+    "updates_decentralized",
     "centralized_mean",
     "decentralized_mean",
     "difference",
@@ -69,6 +73,7 @@ class Difference:
     low: float  # percentile interval of the two-stratum bootstrap
     high: float
     diagnostics: tuple[float | None, ...]  # per DIAGNOSTICS: C − D of the end-of-training value; None without a critic
+    updates: tuple[int, int]  # each setting's budget (updates per agent): centralized, decentralized
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,11 @@ class Comparison:
 
 
 def _setup(recs: list[dict]) -> tuple:
-    """What must agree between the settings for their difference to be the setting's alone."""
+    """What must agree between the settings for their difference to be the setting's alone: all
+    but the budget, which each setting sets at its own plateau."""
     rec = recs[0]  # one cell's records share their fingerprint, hence all of this
-    return rec.get("config"), rec.get("protocol"), rec.get("overrides")
+    protocol = {k: v for k, v in (rec.get("protocol") or {}).items() if k != "updates"}
+    return rec.get("config"), protocol, rec.get("overrides")
 
 
 def _diagnostics(central: list[dict], decentral: list[dict]) -> tuple[float | None, ...]:
@@ -120,7 +127,8 @@ def compare(decentralized: "Leaderboard", centralized: "Leaderboard") -> Compari
                 mismatched.append((task, row.variant))
                 continue
             diff, low, high = bootstrap_mean_difference(c.scores, d.scores, reps=decentralized.reps, ci=decentralized.ci, seed=decentralized.boot_seed)
-            rows.append(Difference(task, row.variant, c.n, d.n, c.mean, d.mean, diff, low, high, _diagnostics(central, decentral)))
+            updates = (int(central[0]["updates"]), int(decentral[0]["updates"]))
+            rows.append(Difference(task, row.variant, c.n, d.n, c.mean, d.mean, diff, low, high, _diagnostics(central, decentral), updates))
     return Comparison(
         decentralized.tier, centralized.tier, tuple(rows), tuple(mismatched), decentralized.reps, decentralized.ci, decentralized.boot_seed
     )
@@ -143,8 +151,10 @@ def _text(x: float | None) -> str:
 def _table(comp: Comparison) -> list[str]:
     """Markdown lines of the table (or of why there is none), then the note on the pairs left out."""
     lines = [
-        "| task | learner | centralized | decentralized | C − D [low, high] | seeds C / D | " + " | ".join(h for _, h, _ in DIAGNOSTICS) + " |",
-        "|---|---|" + "---:|" * (4 + len(DIAGNOSTICS)),
+        "| task | learner | centralized | decentralized | C − D [low, high] | seeds C / D | updates C / D | "
+        + " | ".join(h for _, h, _ in DIAGNOSTICS)
+        + " |",
+        "|---|---|" + "---:|" * (5 + len(DIAGNOSTICS)),
     ]
     for r in comp.rows:
         cells = [
@@ -154,6 +164,7 @@ def _table(comp: Comparison) -> list[str]:
             f"{r.decentralized:.1f}",
             f"{r.difference:+.1f} [{r.low:+.1f}, {r.high:+.1f}]",
             f"{r.n_centralized} / {r.n_decentralized}",
+            f"{r.updates[0]:,} / {r.updates[1]:,}",
             *(_text(x) for x in r.diagnostics),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -161,7 +172,7 @@ def _table(comp: Comparison) -> list[str]:
         lines = ["No learner has comparable finished runs in both settings on one task yet."]
     if comp.mismatched:
         pairs = ", ".join(f"{task} {variant}" for task, variant in comp.mismatched)
-        lines += ["", f"Left out, their two settings ran another configuration or protocol (e.g. another budget): {pairs}."]
+        lines += ["", f"Left out, their two settings ran other hyperparameters or another protocol: {pairs}."]
     return lines
 
 
@@ -214,5 +225,5 @@ def format_csv(comp: Comparison) -> str:
     writer.writerow(CSV_COLUMNS)
     for r in comp.rows:
         numbers = (r.centralized, r.decentralized, r.difference, r.low, r.high, *r.diagnostics)
-        writer.writerow([r.task, r.variant, r.n_centralized, r.n_decentralized, *(_number(x) for x in numbers)])
+        writer.writerow([r.task, r.variant, r.n_centralized, r.n_decentralized, *r.updates, *(_number(x) for x in numbers)])
     return buf.getvalue()
