@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 from mabcq_bench.report.aggregate import (
+    bootstrap_mean_difference,
     holm_bonferroni,
     iqm,
     mean_std,
@@ -94,6 +95,22 @@ def test_bootstrap_rejects_bad_input(scores, kwargs):
 
 # Probability of improvement (Agarwal et al. 2021, section 4): per task, the fraction of (run of X,
 # run of Y) pairs where X scores higher, ties counting 1/2; then the mean over tasks.
+
+def test_bootstrap_mean_difference_resamples_each_group_apart():
+    # one run a side: nothing to resample
+    assert bootstrap_mean_difference([7.0], [2.0]) == (5.0, 5.0, 5.0)
+    # a constant X leaves only Y's resampling: 60 − (means of draws from Y); pooling the groups
+    # into one stratum would let draws of 60 into Y's mean and reach below 60 − 40
+    y = [21.3, 24.7, 30.1, 33.9, 40.0]  # uneven, so the percentiles fall between draws and move with the seed
+    d, low, high = bootstrap_mean_difference([60.0] * 3, y, reps=2000, seed=0)
+    assert d == pytest.approx(30.0) and 60.0 - 40.0 < low < 30.0 < high < 60.0 - 21.3
+    assert bootstrap_mean_difference([60.0] * 3, y, reps=2000, seed=0) == (d, low, high)
+    assert bootstrap_mean_difference([60.0] * 3, y, reps=2000, seed=1)[1:] != (low, high)
+    with pytest.raises(UserError, match="bootstrap_mean_difference: y: no values"):
+        bootstrap_mean_difference([1.0], [])
+    with pytest.raises(UserError, match="ci must lie in"):
+        bootstrap_mean_difference([1.0], [2.0], ci=1.0)
+
 
 def test_probability_of_improvement_by_hand():
     # Task a: X = (1, 3) against Y = (0, 2, 3). Pairs won by X: 1>0, 3>0, 3>2; the tie 3=3 counts

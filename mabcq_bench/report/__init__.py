@@ -3,8 +3,9 @@
 ``records`` (read and check a results store) → ``aggregate`` (mean ± std; IQM, probability of
 improvement and performance profiles with stratified-bootstrap intervals; Holm's adjustment) →
 ``tables`` → ``plots``, ``separation`` (where algorithms separate over training, Holm-adjusted)
-``improvement`` (P(A better than B) of the compared pairs) and ``budget`` (where the score and Q̂
-stop moving) → ``leaderboard`` (writes a tier's
+``improvement`` (P(A better than B) of the compared pairs), ``budget`` (where the score and Q̂
+stop moving) and ``decentralization`` (a board's centralized reference minus its decentralized
+runs) → ``leaderboard`` (writes a tier's
 Markdown, CSV and PNGs); ``regress`` compares a sweep's scores and training metrics with the
 committed reference.
 

@@ -6,7 +6,10 @@ of improvement of the compared pairs, :mod:`~mabcq_bench.report.improvement`, wh
 algorithms separate over training, :mod:`~mabcq_bench.report.separation`, and where training
 converges, :mod:`~mabcq_bench.report.budget`), ``<tier>.csv`` (a row per variant) and
 ``<tier>.long.csv`` (a row per variant and task; a dot, not a dash, so that it never takes the
-name of another tier's csv: ``lite-long.csv`` is the ``lite-long`` tier's).
+name of another tier's csv: ``lite-long.csv`` is the ``lite-long`` tier's). A decentralized board
+whose centralized reference is among the records gets what decentralization costs,
+:mod:`~mabcq_bench.report.decentralization`: a section of its page and
+``<tier>.decentralization.csv``; the reference's page links to that section.
 The pairs are :data:`~mabcq_bench.report.separation.PAIRS` and the ε variants against ε = 0.
 """
 
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.report import budget, improvement, separation
+from mabcq_bench.report import budget, decentralization, improvement, separation
 from mabcq_bench.report.plots import write_plots
 from mabcq_bench.report.records import _file, check_record
 from mabcq_bench.report.tables import EPSILON_ALGO, EPSILON_ZERO, Leaderboard, build_tables, format_csv, format_long_csv, format_markdown
@@ -49,8 +52,10 @@ def _write_text(path: Path, text: str) -> Path:
 def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 2000, ci: float = 0.95, seed: int = 0) -> list[Path]:
     """Write the tables and plots of every tier present in ``records`` into ``out_dir``.
 
-    Per tier: ``<tier>.md``, ``<tier>.csv``, ``<tier>.long.csv`` and the plots (see the module docstring). Every
-    file is written atomically (a temporary file in ``out_dir``, then renamed).
+    Per tier: ``<tier>.md``, ``<tier>.csv``, ``<tier>.long.csv``, ``<tier>.decentralization.csv`` where
+    the tier has a centralized reference with runs of a learner it has too, and the plots (see the
+    module docstring). Every file is written atomically (a temporary file in ``out_dir``, then
+    renamed); an optional file with nothing to show is not written, and an old copy is removed.
 
     Args:
         records: run records, e.g. ``load_records(results_dir)``.
@@ -58,7 +63,8 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
         reps, ci, seed: settings of the aggregate's stratified bootstrap.
 
     Returns:
-        The written paths: per tier the .md, the .csv, the .long.csv, then the PNGs.
+        The written paths: per tier the .md, the .csv, the .long.csv, the .decentralization.csv
+        (where written), then the PNGs.
 
     Raises:
         UserError: no records, a malformed record, mixed fingerprints in one cell, or an
@@ -72,6 +78,7 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
     tiers = {r["tier"] for r in records}
     order = [t for t in TIER_ORDER if t in tiers] + sorted(tiers - set(TIER_ORDER))
     boards = {tier: build_tables(records, tier, reps=reps, ci=ci, seed=seed) for tier in order}  # every refusal before any file
+    costs = decentralization.comparisons(boards)  # each board's table stays its own: the reference is only set beside it
     out = Path(out_dir)
     ensure_writable(out, "leaderboard folder")
     written: list[Path] = []
@@ -80,6 +87,7 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
         pairs = separation.PAIRS + tuple(epsilon_pairs(board))
         sections = [
             format_markdown(board, plots),
+            decentralization.format_markdown(tier, costs),
             improvement.format_markdown(improvement.improvements(board, pairs), board),
             separation.format_markdown(separation.separations(board, pairs)),
             budget.format_markdown(budget.plateaus(board)),
@@ -90,5 +98,10 @@ def write_leaderboard(records: Iterable[dict], out_dir: str | Path, reps: int = 
         written.append(_write_text(out / f"{tier}.md", text.rstrip("\n") + "\n"))
         written.append(_write_text(out / f"{tier}.csv", format_csv(board)))
         written.append(_write_text(out / f"{tier}.long.csv", format_long_csv(board)))
+        cost_csv = out / f"{tier}.decentralization.csv"
+        if tier in costs and costs[tier].rows:
+            written.append(_write_text(cost_csv, decentralization.format_csv(costs[tier])))
+        else:
+            cost_csv.unlink(missing_ok=True)  # an old one, from a store that had the reference, would mislead
         written.extend(plots)
     return written

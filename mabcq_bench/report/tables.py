@@ -189,7 +189,8 @@ def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
     lines = [
         f"# mabcq-bench leaderboard: tier `{board.tier}`",
         "",
-        "Final normalized score of the joint decentralized policy (0 = random policy, 100 = the expert that made "
+        f"Final normalized score of the {'centralized' if board.tier.endswith('-centralized') else 'joint decentralized'} policy "
+        "(0 = random policy, 100 = the expert that made "
         "the datasets), mean ± std over seeds with the number of runs in parentheses (sample std; 0.0 for one run).",
         "",
         f"- Seeds: {len(board.seeds)} ({seeds}).",
