@@ -1,17 +1,21 @@
-"""What a sweep costs before it runs: planned runs priced from records with known wall times."""
+"""What a sweep costs before it runs (`run --dry-run`): planned runs priced from records with
+known wall times, with no dataset, no training and no file written."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from mabcq_bench.algos import ALGOS
+from mabcq_bench.cli import main
 from mabcq_bench.runs import cost
 from mabcq_bench.runs.plan import RunSpec, plan_runs
-from mabcq_bench.runs.protocol import Protocol, _protocol
+from mabcq_bench.runs.protocol import Protocol, _protocol, protocol_text
 
-from test_leaderboard import make_record
+from test_cli_errors import _fails, _tree
+from test_leaderboard import make_record, write_store
 
 #: Every record's learning curve: an evaluation of 10 episodes every 1,000 of 10,000 updates.
 CURVE = range(1000, 10001, 1000)
@@ -114,3 +118,40 @@ def test_only_runs_made_as_a_cpu_sweep_makes_them_measure():
         assert cost.measure([timed_record("hopper", "bc", 5.0, 0.2, **changed)]).measured == {}, changed
     central = timed_record("hopper", "bc", 5.0, 0.2, tier="study-centralized", setting="centralized")
     assert list(cost.measure([central]).measured) == [("centralized", "hopper", "bc")]
+
+
+@pytest.fixture
+def priced_setup(tmp_path, monkeypatch):
+    """A protocol file, a records folder with hopper's bc and td3bc timed, and a --results path."""
+    preset = tmp_path / "t.toml"
+    preset.write_text(protocol_text("t", PROTO, "t: a test tier"))
+    records = write_store(tmp_path / "records", [timed_record("hopper", "bc", 5.0, 0.2), timed_record("hopper", "td3bc", 10.0, 0.3)])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a dry run prepared or ran the sweep")
+
+    monkeypatch.setattr("mabcq_bench.runs.plan.prepare", no_training)
+    monkeypatch.setattr("mabcq_bench.runs.sweep.run_sweep", no_training)
+    return preset, records, tmp_path / "runs"
+
+
+def test_dry_run_prints_plan_and_costs_and_writes_nothing(priced_setup, tmp_path):
+    preset, records, results = priced_setup
+    before = _tree(tmp_path)
+    args = ["run", "--preset", str(preset), "--env", "hopper", "--algo", "bc,td3bc,iql", "--seeds", "2", "--results", str(results), "--workers", "2"]
+    out = CliRunner().invoke(main, [*args, "--dry-run", "--cost-records", str(records)])
+    assert out.exit_code == 0, out.output
+    assert "plan: 6 runs = 3 algorithms × 1 task × 2 seeds; hopper 20,000 or 40,000 updates per agent (3 agents)" in out.output
+    assert f"total: {2 * (130 + 475) / 3600:.2f} CPU-hours for 4 of 6 runs; 2 runs (1 task-learner cells) not measured" in out.output
+    assert "not measured: no record" in out.output
+    assert _tree(tmp_path) == before and not results.exists()  # no record, checkpoint or folder; datasets never needed
+
+
+def test_dry_run_bad_input_is_one_line(priced_setup, tmp_path):
+    preset, records, _ = priced_setup
+    args = ["run", "--preset", str(preset), "--env", "hopper", "--seeds", "1", "--dry-run"]
+    assert "--cost-records" in _fails([*args, "--algo", "bc", "--cost-records", str(tmp_path / "nowhere")])
+    assert "none of the 1 planned runs is measured" in _fails([*args, "--algo", "cql", "--cost-records", str(records)])
+    assert "--dry-run prices CPU runs" in _fails([*args, "--algo", "bc", "--cost-records", str(records), "--device", "cuda"])
+    usage = CliRunner().invoke(main, ["run", "--cost-records", str(records)])
+    assert usage.exit_code == 2 and "it needs --dry-run" in usage.output
