@@ -27,20 +27,15 @@ def _seeds(text: str) -> list[int]:
     return list(range(count))
 
 
-def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None, cuda_graph=None, setting="decentralized"):
-    from pathlib import Path
-
+def _specs(env, algo, seeds, preset, overrides, stack_agents=None, setting="decentralized"):
+    """The sweep's runs and its protocol, every name checked; says which overrides it drops."""
     from mabcq_bench.algos import resolve_algos
-    from mabcq_bench.runs.plan import RunSpec, parse_overrides, prepare
+    from mabcq_bench.runs.plan import RunSpec, parse_overrides
     from mabcq_bench.runs.protocol import load_protocol
-    from mabcq_bench.runs.sweep import default_workers, run_sweep
     from mabcq_bench.data.tasks import resolve_tasks
-    from mabcq_bench.util import check_device
 
-    _check_folder(Path(results), "--results")
     tasks = resolve_tasks(env)
     algos = resolve_algos(algo, setting)
-    check_device(device, here=not (executor == "ray" and address))  # a cluster's GPUs are checked there
     protocol = load_protocol(preset)
     extra = parse_overrides(overrides)
     per_algo = {}
@@ -52,7 +47,19 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     unstacked = [a.name for a in algos if not a.stacks]
     if stack_agents and unstacked:
         click.echo(f"--stack-agents: {', '.join(unstacked)} cannot stack; {'its' if len(unstacked) == 1 else 'their'} agents update one after the other")
-    specs = [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name], setting) for t in tasks for a in algos for s in seeds]
+    return [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name], setting) for t in tasks for a in algos for s in seeds], protocol
+
+
+def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None, cuda_graph=None, setting="decentralized"):
+    from pathlib import Path
+
+    from mabcq_bench.runs.plan import prepare
+    from mabcq_bench.runs.sweep import default_workers, run_sweep
+    from mabcq_bench.util import check_device
+
+    _check_folder(Path(results), "--results")
+    check_device(device, here=not (executor == "ray" and address))  # a cluster's GPUs are checked there
+    specs, protocol = _specs(env, algo, seeds, preset, overrides, stack_agents, setting)
     runs = prepare(specs, protocol, protocol.datasets, device=device, stack_agents=stack_agents, cuda_graph=cuda_graph)
     result = run_sweep(runs, Path(results), workers or default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
     return result, protocol
@@ -87,14 +94,21 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     help="On a cuda device, capture the update (stacked or not) in a CUDA graph once and replay it, for the algorithms "
     "that support it (mabcq, its ablations, bcq). [default: on with a cuda device; the CPU has none]",
 )  # fmt: skip
-def run_cmd(algo, env, seeds, preset, setting, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph) -> None:
+@click.option("--dry-run", is_flag=True, help="Print the plan and what it costs (CPU-hours per task and learner, the total, the wall time at --workers runs at once), priced from recorded runs; train nothing, write nothing, need no dataset.")
+@click.option("--cost-records", default=None, help="With --dry-run: the run records whose wall times price the plan [default: the repository's committed leaderboard/records, from any folder].")
+def run_cmd(algo, env, seeds, preset, setting, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph, dry_run, cost_records) -> None:
     """Train and score algorithms on the per-agent datasets, one record per run
     (with --setting centralized: one learner per task on its joint-action dataset).
 
     Finished runs are skipped, interrupted ones resume from their checkpoint. Ends with the table.
+    With --dry-run: the plan and its CPU-hours, priced from recorded runs, and nothing else.
     """
     from mabcq_bench.report.tables import build_tables, format_table
 
+    if cost_records is not None and not dry_run:
+        raise click.BadOptionUsage("cost_records", "--cost-records names the records that price a --dry-run: it needs --dry-run")
+    if dry_run:
+        return _dry_run(env, algo, _seeds(seeds), preset, setting, workers, overrides, device, cost_records)
     if address is not None and executor != "ray":
         raise click.BadOptionUsage("address", "--address names a Ray cluster: it needs --executor ray")
     if cuda_graph and not device.startswith("cuda"):
@@ -118,6 +132,31 @@ def run_cmd(algo, env, seeds, preset, setting, results, workers, overrides, prog
         )
     if problems:
         raise UserError(" ".join(problems))
+
+
+def _dry_run(env, algo, seeds, preset, setting, workers, overrides, device, cost_records) -> None:
+    """``run --dry-run``: the plan the run prints, then its cost table (:mod:`mabcq_bench.runs.cost`)."""
+    from pathlib import Path
+
+    from mabcq_bench.report.records import load_records
+    from mabcq_bench.runs import cost
+    from mabcq_bench.runs.plan import describe_plan, plan_runs
+    from mabcq_bench.runs.sweep import default_workers
+
+    if device != "cpu":
+        raise UserError(f"--dry-run prices CPU runs from CPU runs' records; it has no measurement of runs on {device}")
+    specs, protocol = _specs(env, algo, seeds, preset, overrides, setting=setting)
+    folder = Path(cost_records) if cost_records is not None else cost.RECORDS_PATH
+    if not folder.is_dir():
+        raise UserError(f"--cost-records {folder} is not a folder of run records (<board>/<task>/<variant>/seed<k>.json)")
+    runs = plan_runs(specs, protocol)
+    priced = cost.estimate(runs, cost.measure(load_records(folder)))
+    if not any(c.measured is not None for c in priced):
+        raise UserError(f"none of the {len(runs)} planned runs is measured by the records in {folder} (no timed record of their tasks and learners)")
+    where = "the repository's leaderboard/records" if cost_records is None else folder
+    click.echo(f"plan: {describe_plan(runs)}")
+    click.echo(f"dry run: nothing is trained or written. Every run of the plan priced at one thread from the timed records in {where} (those finished in --results too, which the run would reuse):")
+    click.echo(cost.format_estimate(priced, workers or default_workers()))
 
 
 @main.command("leaderboard")

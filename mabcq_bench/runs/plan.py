@@ -134,16 +134,42 @@ def prepare(
     return out
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run resolved against its protocol without reading its datasets: what ``run --dry-run``
+    shows and prices (:mod:`mabcq_bench.runs.cost`)."""
+
+    spec: RunSpec
+    protocol: dict[str, int]
+    budget: str  # where protocol["updates"] comes from (Protocol.for_run)
+
+
+def plan_runs(specs: Iterable[RunSpec], protocol: Protocol) -> list[PlannedRun]:
+    """Each run's protocol values and budget, its algorithm, setting and hyperparameters checked
+    as :func:`prepare` checks them, with no dataset read (they need not exist yet)."""
+    from mabcq_bench.algos import get_algo
+    from mabcq_bench.data.tasks import get_task
+
+    out = []
+    for spec in specs:
+        algo = get_algo(spec.algo)
+        algo.check_setting(spec.setting)
+        algo.config(get_task(spec.task).in_setting(spec.setting), **protocol.config(spec.algo, spec.task, dict(spec.overrides)))
+        out.append(PlannedRun(spec, *protocol.for_run(spec.task, spec.algo)))
+    return out
+
+
 def _count(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def describe_plan(runs: Sequence[PreparedRun]) -> str:
+def describe_plan(runs: Sequence[PreparedRun | PlannedRun]) -> str:
     """What a sweep is, said before it starts: ``65 runs = 13 algorithms × 1 task × 5 seeds;
     hopper 40,000 updates per agent (3 agents)``.
 
     No time estimate: an update's cost varies about 7× over the algorithms and with the machine,
-    and a protocol holds none (``mabcq-bench bench`` measures it here)."""
+    and a protocol holds none; ``run --dry-run`` prices the plan from recorded runs
+    (:mod:`mabcq_bench.runs.cost`)."""
     from mabcq_bench.data.tasks import get_task
 
     tasks = list(dict.fromkeys(r.spec.task for r in runs))
