@@ -96,6 +96,12 @@ def smoke_hopper(tmp_path_factory):
     return {"recipe": recipe, "statuses": statuses, **env}
 
 
+def use_store(store: dict, monkeypatch) -> None:
+    """Point Minari and the project at a store made by a fixture (``smoke_hopper``) or a test."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", store["MINARI_DATASETS_PATH"])
+    monkeypatch.setenv("MABCQ_BENCH_HOME", store["MABCQ_BENCH_HOME"])
+
+
 #: A protocol small enough for tests: 6 updates, evaluations at 3 and 6, checkpoints every 2.
 TINY_PROTOCOL = {"version": 2, "updates": 6, "eval_every": 3, "eval_episodes": 1, "final_eval_episodes": 2, "score_window": 2, "diag_states": 32, "checkpoint_every": 2, "threads": 1}
 

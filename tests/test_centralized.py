@@ -4,6 +4,7 @@ dataset, under the decentralized runs' protocol and normalization, filed apart."
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -91,3 +92,31 @@ def test_missing_joint_dataset_names_make_data(store, tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
     with pytest.raises(UserError, match=r"joint-action datasets .* of hopper are missing; make them with `mabcq-bench make-data --env hopper --preset tiny`"):
         _runs("bc")
+
+
+def test_a_centralized_learner_runs_its_own_budget_else_the_decentralized_one(store, tmp_path):
+    """Issue 25 (4): ``[protocol.centralized_budgets.<algo>]`` sets a one-agent learner's updates
+    (it may plateau elsewhere than the N agents); without one a centralized run takes the
+    learner's decentralized budget; decentralized runs never read the centralized tables."""
+    text = (store["base"] / "baselines" / "tiny.toml").read_text()
+    tables = "[protocol.budgets.bc]\nupdates = 9\n[protocol.budgets.bcq]\nhopper = 8\n[protocol.centralized_budgets.bc]\nhopper = 5\n\n"
+    path = tmp_path / "tiny.toml"
+    path.write_text(text.replace("[algos.mabcq]", tables + "[algos.mabcq]", 1))
+    protocol = load_protocol(str(path))
+    specs = [plan.RunSpec("tiny", "hopper", a, 0, (), s) for a in ("bc", "bcq", "ddpg") for s in ("decentralized", "centralized")]
+    runs = {(r.spec.algo, r.spec.setting): (r.protocol["updates"], r.budget) for r in plan.prepare(specs, protocol, "tiny")}
+    assert runs == {
+        ("bc", "decentralized"): (9, "protocol.budgets.bc.updates"),
+        ("bc", "centralized"): (5, "protocol.centralized_budgets.bc.hopper"),
+        ("bcq", "decentralized"): (8, "protocol.budgets.bcq.hopper"),
+        ("bcq", "centralized"): (8, "protocol.budgets.bcq.hopper"),
+        ("ddpg", "decentralized"): (6, "protocol.updates"),
+        ("ddpg", "centralized"): (6, "protocol.updates"),
+    }
+    for bad, message in [
+        ("[protocol.centralized_budgets.mabcq]\nupdates = 9", "[protocol.centralized_budgets.mabcq] is not a centralized learner"),
+        ("[protocol.centralized_budgets.bc]\nhopper = -1", "[protocol.centralized_budgets.bc] hopper must be a positive integer"),
+    ]:
+        path.write_text(text.replace("[algos.mabcq]", f"{bad}\n\n[algos.mabcq]", 1))
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_protocol(str(path))

@@ -14,14 +14,11 @@ from mabcq_bench.data.datasets import make_data
 from mabcq_bench.data.recipes import load_recipe
 from mabcq_bench.data.tasks import TASKS
 
-
-def _use(store: dict, monkeypatch) -> None:
-    monkeypatch.setenv("MINARI_DATASETS_PATH", store["MINARI_DATASETS_PATH"])
-    monkeypatch.setenv("MABCQ_BENCH_HOME", store["MABCQ_BENCH_HOME"])
+from conftest import use_store
 
 
 def test_joint_dataset_holds_every_agents_transitions_with_the_joint_action(smoke_hopper, monkeypatch):
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     task = TASKS["hopper"]
     joint = minari.load_dataset("mabcq/hopper/smoke-joint-v2")
     md = joint.storage.metadata
@@ -48,7 +45,7 @@ def test_joint_dataset_holds_every_agents_transitions_with_the_joint_action(smok
 
 
 def test_joint_dataset_loads_scores_and_recovers_the_joint_task(smoke_hopper, monkeypatch):
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     joint = minari.load_dataset("mabcq/hopper/smoke-joint-v2")
     agent0 = minari.load_dataset("mabcq/hopper/smoke-agent0-v2")
     md, md0 = joint.storage.metadata, agent0.storage.metadata
@@ -62,7 +59,7 @@ def test_joint_dataset_loads_scores_and_recovers_the_joint_task(smoke_hopper, mo
 
 
 def test_per_agent_datasets_stay_the_manifests_and_the_joint_one_is_listed(smoke_hopper, monkeypatch):
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     listed = manifest.read_manifest(manifest.manifest_path("smoke"))
     checks = manifest.check([smoke_hopper["recipe"]], listed)
     assert [c.dataset_id for c in checks] == [f"mabcq/hopper/smoke-agent{i}-v2" for i in range(3)] + ["mabcq/hopper/smoke-joint-v2"]
@@ -73,7 +70,7 @@ def test_per_agent_datasets_stay_the_manifests_and_the_joint_one_is_listed(smoke
 def test_joint_dataset_made_after_the_agents_is_the_same_bits(smoke_hopper, tmp_path, monkeypatch):
     """Made apart from the agents' datasets (they exist: their episodes are rolled out again from
     the same seeds), the joint dataset has the same checksum as made in one pass."""
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     recipe = smoke_hopper["recipe"]
     one_pass = minari.load_dataset(recipe.joint_dataset_id).storage.metadata["checksum"]
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))

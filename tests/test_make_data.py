@@ -24,22 +24,17 @@ from mabcq_bench.data.recipes import load_recipe
 from mabcq_bench.data.tasks import TASKS
 from mabcq_bench.util import versions
 
-from conftest import tiny_recipe_text
+from conftest import tiny_recipe_text, use_store
 
 QUIET = {"progress": False, "log": lambda _: None}
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _use(store: dict, monkeypatch) -> None:
-    monkeypatch.setenv("MINARI_DATASETS_PATH", store["MINARI_DATASETS_PATH"])
-    monkeypatch.setenv("MABCQ_BENCH_HOME", store["MABCQ_BENCH_HOME"])
 
 
 # --- the smoke tier, end to end -----------------------------------------------------------------
 
 
 def test_smoke_hopper_round_trip_with_reference_scores(smoke_hopper, monkeypatch):
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     recipe = smoke_hopper["recipe"]
     expert = find_expert(recipe)
     assert expert.dir == shipped_dir(recipe)  # made from the shipped expert, no SAC trained
@@ -88,7 +83,7 @@ def test_the_install_line_for_loading_without_the_project_names_pillow():
 
 
 def test_parts_are_where_the_metadata_says(smoke_hopper, monkeypatch):
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     ds = minari.load_dataset("mabcq/hopper/smoke-agent1-v2")
     md = ds.storage.metadata
     ranges, sizes, cut = md["mixture_episodes"], md["mixture"], set(md["incomplete_episodes"])
@@ -110,7 +105,7 @@ def test_parts_are_where_the_metadata_says(smoke_hopper, monkeypatch):
 
 
 def test_early_part_re_enacts_sac_and_is_each_agents_slice_of_the_same_experience(smoke_hopper, monkeypatch):
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     recipe = smoke_hopper["recipe"]
     expert = find_expert(recipe)
     assert [s for s, _ in expert.early_actors()] == [250, 500, 750]
@@ -149,7 +144,7 @@ def test_the_rollout_bar_ends_at_100_percent(smoke_hopper, monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     monkeypatch.setattr(mixture, "bars_fit", lambda progress: progress)  # as on a terminal
     recipe = smoke_hopper["recipe"]
@@ -160,7 +155,7 @@ def test_the_rollout_bar_ends_at_100_percent(smoke_hopper, monkeypatch):
 
 
 def test_rerun_reuses_finished_datasets(smoke_hopper, monkeypatch):
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     files = sorted(Path(smoke_hopper["MINARI_DATASETS_PATH"]).rglob("*.hdf5"))
     before = [(f, f.stat().st_mtime_ns) for f in files]
     statuses = make_data(smoke_hopper["recipe"], **QUIET)
@@ -170,7 +165,7 @@ def test_rerun_reuses_finished_datasets(smoke_hopper, monkeypatch):
 
 
 def test_cli_make_data_reports_kept_datasets(smoke_hopper, monkeypatch):
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "mabcq/hopper/smoke-agent2-v2\t5,000 transitions" in result.output and "kept" in result.output
@@ -179,7 +174,7 @@ def test_cli_make_data_reports_kept_datasets(smoke_hopper, monkeypatch):
 def test_cli_make_data_lists_each_dataset_once(smoke_hopper, monkeypatch):
     """Issue 27 (12): the datasets were listed twice (status, then the manifest check), as 5000
     and as 5,000; now one line each, the manifest's verdict in it."""
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     result = CliRunner().invoke(main, ["make-data", "--env", "hopper", "--preset", "smoke", "--no-progress"])
     assert result.exit_code == 0, result.output
     for status in smoke_hopper["statuses"]:  # the agents', then the joint dataset
@@ -204,7 +199,7 @@ def _stores(tmp_path: Path, name: str) -> dict[str, str]:
 
 
 def _make_in(store: dict, recipe, monkeypatch):
-    _use(store, monkeypatch)
+    use_store(store, monkeypatch)
     return [s.checksum for s in make_data(recipe, **QUIET)]
 
 
@@ -248,7 +243,7 @@ def test_killed_run_resumes_to_the_same_datasets(tmp_path, monkeypatch, when):
         ready = lambda: (root / "mabcq/hopper/tiny-agent0-v0").exists()  # noqa: E731
     _run_and_kill(path, store, ready)
     # no half-written dataset is visible under its id after the crash
-    _use(store, monkeypatch)
+    use_store(store, monkeypatch)
     visible = sorted(minari.list_local_datasets()) if root.exists() else []
     assert all(minari.load_dataset(i).total_steps == 1500 for i in visible)
     assert _make_in(store, recipe, monkeypatch) == reference

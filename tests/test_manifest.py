@@ -15,16 +15,13 @@ from mabcq_bench.cli import main
 from mabcq_bench.data.recipes import load_recipe
 from mabcq_bench.util import versions
 
-
-def _use(store: dict, monkeypatch) -> None:
-    monkeypatch.setenv("MINARI_DATASETS_PATH", store["MINARI_DATASETS_PATH"])
-    monkeypatch.setenv("MABCQ_BENCH_HOME", store["MABCQ_BENCH_HOME"])
+from conftest import use_store
 
 
 def test_committed_smoke_manifest_matches_regenerated_data(smoke_hopper, monkeypatch):
     """The published smoke manifest is what make-data produces from the shipped experts, on any
     x86-64 CPU (the data's bits do not depend on the CPU: mabcq_bench.data.exact)."""
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     doc = json.loads(manifest.manifest_path("smoke").read_text())
     listed = {e["dataset_id"]: e for e in doc["datasets"]}
     agents = [("halfcheetah", 2), ("walker", 2), ("hopper", 3), ("ant", 4)]
@@ -46,7 +43,7 @@ def test_v2_datasets_hold_the_v1_transitions(smoke_hopper, monkeypatch):
     have their v1 entries' checksums, sizes and per-part returns, with the new references."""
     from mabcq_bench.data.experts import REFERENCES, find_expert
 
-    _use(smoke_hopper, monkeypatch)
+    use_store(smoke_hopper, monkeypatch)
     smoke = manifest.read_manifest(manifest.manifest_path("smoke"))
     if platform.machine() != "x86_64" or smoke["mabcq/hopper/smoke-agent0-v1"]["versions"] != versions():
         pytest.skip("identical bits are promised on x86-64 with the pinned package versions (constraints.txt)")

@@ -123,7 +123,7 @@ def prepare(
         cfg = dataclasses.asdict(algo.config(task, **values))
         cfg = json.loads(json.dumps(cfg))  # tuples as lists: what a record holds
         ids, ref_min, ref_max = datasets_of[spec.task, spec.setting]
-        proto, budget = protocol.for_run(spec.task, spec.algo)
+        proto, budget = protocol.for_run(spec.task, spec.algo, spec.setting)
         identity = {"task": spec.task, "algo": spec.algo, "config": cfg, "protocol": proto, "datasets": ids}
         if spec.setting != "decentralized":  # decentralized runs keep the fingerprints they always had
             identity["setting"] = spec.setting
@@ -155,7 +155,7 @@ def plan_runs(specs: Iterable[RunSpec], protocol: Protocol) -> list[PlannedRun]:
         algo = get_algo(spec.algo)
         algo.check_setting(spec.setting)
         algo.config(get_task(spec.task).in_setting(spec.setting), **protocol.config(spec.algo, spec.task, dict(spec.overrides)))
-        out.append(PlannedRun(spec, *protocol.for_run(spec.task, spec.algo)))
+        out.append(PlannedRun(spec, *protocol.for_run(spec.task, spec.algo, spec.setting)))
     return out
 
 

@@ -2,7 +2,8 @@
 
 ``baselines/<tier>.toml`` holds the ``[protocol]`` (updates, evaluation schedule, checkpoints,
 threads; per task under ``[protocol.tasks.<task>]``; a learner's own budget under
-``[protocol.budgets.<algo>]``) and an ``[algos.<name>]`` table per registered algorithm. A tier may train on another
+``[protocol.budgets.<algo>]``, and in the centralized setting under
+``[protocol.centralized_budgets.<algo>]``) and an ``[algos.<name>]`` table per registered algorithm. A tier may train on another
 tier's datasets (``datasets = "lite"``: lite-long). ``mabcq-bench baselines --write`` regenerates
 the shipped files from :data:`DEFAULT_PROTOCOLS` and the algorithm registry.
 """
@@ -57,6 +58,9 @@ PER_TASK_KEYS = ("updates", "eval_every", "checkpoint_every")
 #: task; a task's name sets them on that task (it wins over ``updates``).
 ALL_TASKS = "updates"
 
+#: The ``[protocol.<section>.<algo>]`` tables of learners' own budgets, by setting.
+BUDGETS = {"decentralized": "budgets", "centralized": "centralized_budgets"}
+
 
 @dataclass(frozen=True)
 class Protocol:
@@ -74,25 +78,30 @@ class Protocol:
 
     def for_task(self, task: str) -> dict[str, int]:
         """The protocol of ``task``'s runs: ``[protocol]`` with its ``[protocol.tasks.<task>]`` values."""
-        values = {k: v for k, v in self.protocol.items() if k not in ("tasks", "budgets")}
+        values = {k: v for k, v in self.protocol.items() if k not in ("tasks", *BUDGETS.values())}
         values.update(self.protocol.get("tasks", {}).get(task, {}))
         return values
 
-    def for_run(self, task: str, algo: str) -> tuple[dict[str, int], str]:
-        """The protocol of ``algo``'s runs on ``task`` and where its ``updates`` come from.
+    def for_run(self, task: str, algo: str, setting: str = "decentralized") -> tuple[dict[str, int], str]:
+        """The protocol of ``algo``'s runs on ``task`` in ``setting`` and where its ``updates`` come from.
 
-        The learner's own budget (``[protocol.budgets.<algo>]``: the task's key, else
-        ``updates``) replaces the task's; without one the runs have :meth:`for_task`'s values.
+        The learner's own budget replaces the task's: in the centralized setting its
+        ``[protocol.centralized_budgets.<algo>]`` (one agent with the joint action may plateau
+        elsewhere), then, and in the decentralized setting first, its ``[protocol.budgets.<algo>]``
+        (in each table the task's key, else ``updates``); without one the runs have
+        :meth:`for_task`'s values.
 
         Returns:
             The protocol values, and the budget's source, e.g. ``protocol.budgets.td3bc.hopper``.
         """
         values = self.for_task(task)
-        own = self.protocol.get("budgets", {}).get(algo, {})
-        for key in (task, ALL_TASKS):
-            if key in own:
-                values["updates"] = own[key]
-                return values, f"protocol.budgets.{algo}.{key}"
+        sections = (BUDGETS[setting], BUDGETS["decentralized"]) if setting != "decentralized" else (BUDGETS[setting],)
+        for section in sections:
+            own = self.protocol.get(section, {}).get(algo, {})
+            for key in (task, ALL_TASKS):
+                if key in own:
+                    values["updates"] = own[key]
+                    return values, f"protocol.{section}.{algo}.{key}"
         return values, f"protocol.tasks.{task}.updates" if "updates" in self.protocol.get("tasks", {}).get(task, {}) else "protocol.updates"
 
     def config(self, algo: str, task: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -110,12 +119,13 @@ class TierProtocol(NamedTuple):
     protocol: dict[str, Any]  # [protocol] values, per-task ones under "tasks", learners' budgets under "budgets"
     note: str  # the file's first line
     datasets: str | None = None  # the datasets' tier, when not the tier itself
-    budget_notes: dict[str, str] | None = None  # algo -> where its budget comes from (a comment in the file)
+    budget_notes: dict[str, str] | None = None  # algo ("<algo> centralized" for its centralized budget) -> where its budget comes from (a comment in the file)
 
 
 def _protocol(
     updates: int, eval_every: int, eval_episodes: int, final_eval_episodes: int, score_window: int, checkpoint_every: int, diag_states: int = 1000,
-    budgets: dict[str, dict[str, int]] | None = None, final_checkpoints: int | None = None, **tasks: dict[str, int],
+    budgets: dict[str, dict[str, int]] | None = None, final_checkpoints: int | None = None,
+    centralized_budgets: dict[str, dict[str, int]] | None = None, **tasks: dict[str, int],
 ) -> dict[str, Any]:
     """A tier's [protocol]: version 3 with ``final_checkpoints``, else version 2."""
     values: dict[str, Any] = {
@@ -129,6 +139,8 @@ def _protocol(
         values["tasks"] = tasks
     if budgets:
         values["budgets"] = budgets
+    if centralized_budgets:
+        values["centralized_budgets"] = centralized_budgets
     return values
 
 
@@ -187,7 +199,7 @@ def load_protocol(preset: str) -> Protocol:
         _check_key(path, "[protocol]", key, proto[key])
     if proto["version"] >= 3 and proto["final_eval_episodes"] % proto["final_checkpoints"]:
         raise UserError(f"malformed protocol {path}: final_eval_episodes must be a multiple of final_checkpoints (equal shares)")
-    unknown = set(proto) - set(PROTOCOL_KEYS) - (set(V3_KEYS) if proto["version"] >= 3 else set()) - {"tasks", "budgets"}
+    unknown = set(proto) - set(PROTOCOL_KEYS) - (set(V3_KEYS) if proto["version"] >= 3 else set()) - {"tasks", *BUDGETS.values()}
     if unknown:
         raise UserError(f"malformed protocol {path}: unknown [protocol] key(s) {', '.join(sorted(unknown))}")
     from mabcq_bench.algos import ALGOS
@@ -196,6 +208,8 @@ def load_protocol(preset: str) -> Protocol:
     _check_tables(path, proto, "tasks", ("a task", "tasks", list(TASKS)), set(PER_TASK_KEYS), ", ".join(PER_TASK_KEYS))
     may_set = f"{ALL_TASKS} (every task) and task names ({', '.join(TASKS)})"
     _check_tables(path, proto, "budgets", ("an algorithm", "algorithms", list(ALGOS)), {ALL_TASKS, *TASKS}, may_set)
+    centralized = [name for name, a in ALGOS.items() if not a.not_centralized]
+    _check_tables(path, proto, "centralized_budgets", ("a centralized learner", "centralized learners", centralized), {ALL_TASKS, *TASKS}, may_set)
     for name in data["algos"]:
         if name not in ALGOS:
             raise UserError(f"malformed protocol {path}: [algos.{name}] is not an algorithm; valid algorithms: {', '.join(ALGOS)}")
@@ -266,9 +280,10 @@ def protocol_text(tier: str, protocol: dict[str, Any], note: str, datasets: str 
     lines += [f"{k} = {protocol[k]}" for k in [*PROTOCOL_KEYS, *V3_KEYS] if k in protocol]
     for task, values in protocol.get("tasks", {}).items():
         lines += [f"[protocol.tasks.{task}]"] + [f"{k} = {v}" for k, v in values.items()]
-    for algo, values in protocol.get("budgets", {}).items():
-        note = (budget_notes or {}).get(algo)
-        lines += [f"[protocol.budgets.{algo}]" + (f"  # {note}" if note else "")] + [f"{k} = {v}" for k, v in values.items()]
+    for section in BUDGETS.values():
+        for algo, values in protocol.get(section, {}).items():
+            note = (budget_notes or {}).get(algo if section == "budgets" else f"{algo} centralized")
+            lines += [f"[protocol.{section}.{algo}]" + (f"  # {note}" if note else "")] + [f"{k} = {v}" for k, v in values.items()]
     for name, spec in ALGOS.items():
         base = dataclasses.asdict(spec.config())
         lines += ["", f"[algos.{name}]  # {spec.summary}"]
