@@ -161,17 +161,17 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
     ),
     "plateau60": TierProtocol(
         _protocol(60000, 2000, 10, 50, 5, 2000),
-        "plateau60: the budget study. 60k updates on the lite datasets, to find where the score and Q̂ stop moving (leaderboard/plateau60-v1-p2.md) and set lite's updates there.",
+        "plateau60: the budget study. 60k updates on the lite datasets, to find where the score and Q̂ stop moving (leaderboard/plateau60-v1-p2.md) and set lite's updates there; MABCQ's ablations beside MABCQ on hopper and walker, to check that their curves track it.",
         "lite",
     ),
     "plateau120": TierProtocol(
         _protocol(120000, 2000, 10, 50, 5, 2000),
-        "plateau120: the budget study continued. 120k updates on the lite datasets, for the tasks whose score or Q̂ still moves at 60k in plateau60 (walker, halfcheetah).",
+        "plateau120: the budget study continued. 120k updates on the lite datasets, for the tasks whose score or Q̂ still moves at 60k in plateau60 (walker, halfcheetah), and for CQL and OMAR on every task.",
         "lite",
     ),
     "plateau200": TierProtocol(
         _protocol(200000, 4000, 10, 50, 5, 4000),
-        "plateau200: the budget study of every learner that trains (ddpg, td3bc, iql, cql, omar, bc, behavior; bcq and mabcq again on hopper, where bc climbs after 60k). 200k updates on the lite datasets, to find where their score and Q̂ stop moving (leaderboard/plateau200-v1-p2.md).",
+        "plateau200: the budget study of every learner that trains (ddpg, td3bc, iql, bc, behavior; bcq and mabcq again on hopper, where bc climbs after 60k; cql and omar run 120k in plateau120). 200k updates on the lite datasets, to find where their score and Q̂ stop moving (leaderboard/plateau200-v1-p2.md).",
         "lite",
     ),
     "paper": TierProtocol(
