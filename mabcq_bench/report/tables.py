@@ -182,9 +182,19 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def markdown_table(board: Leaderboard) -> list[str]:
+    """The board's main table as Markdown lines (header, alignment row, a row per variant): the
+    table of ``<tier>.md``, and the one :mod:`~mabcq_bench.report.readme` copies into a README."""
+    header, body = _columns(board)
+    return [
+        "| " + " | ".join(_md_escape(h) for h in header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        *("| " + " | ".join(_md_escape(c) for c in b) + " |" for b in body),
+    ]
+
+
 def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
     """``<tier>.md``: a short header saying what the numbers are, the table, links to the plots."""
-    header, body = _columns(board)
     seeds = ", ".join(str(s) for s in board.seeds)
     lines = [
         f"# mabcq-bench leaderboard: tier `{board.tier}`",
@@ -201,12 +211,7 @@ def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
     ]
     if not all(r.complete for r in board.rows):
         lines.append(f"- `*`: an aggregate (IQM or coord. gap) over fewer tasks than the table has (no runs where the cell shows {DASH}); not comparable with the other rows.")
-    lines += [
-        "",
-        "| " + " | ".join(_md_escape(h) for h in header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
-        *("| " + " | ".join(_md_escape(c) for c in b) + " |" for b in body),
-    ]
+    lines += ["", *markdown_table(board)]
     lines += _window_table(board)
     if plots:
         lines += ["", *(f"![{p.stem}]({p.name})" for p in plots)]
