@@ -162,7 +162,12 @@ def _dry_run(env, algo, seeds, preset, setting, workers, overrides, device, cost
 @main.command("leaderboard")
 @click.option("--results", default="runs", show_default=True, help="Results store written by `run`.")
 @click.option("--out", default=None, help="Folder for <tier>.md, <tier>.csv and the plots [default: <results>/leaderboard, never the repository's published leaderboard/].")
-def leaderboard_cmd(results: str, out: str | None) -> None:
+@click.option(
+    "--readme",
+    default=None,
+    help="Also put each board's table into this Markdown file, between the lines <!-- leaderboard:<board> --> and <!-- /leaderboard:<board> --> (a block whose board has no records is left as it is).",
+)
+def leaderboard_cmd(results: str, out: str | None, readme: str | None) -> None:
     """Tables (markdown, csv) and plots from a results store, one set per tier.
 
     Unfinished runs (running, interrupted or failed: a checkpoint without a record) are skipped
@@ -171,9 +176,12 @@ def leaderboard_cmd(results: str, out: str | None) -> None:
     from pathlib import Path
 
     from mabcq_bench.report.leaderboard import write_leaderboard
+    from mabcq_bench.report.readme import readme_blocks, update_readme
     from mabcq_bench.report.records import load_records, unfinished_runs
     from mabcq_bench.report.tables import build_tables, format_table
 
+    if readme is not None:
+        readme_blocks(readme)  # a README without its markers is refused before anything is written
     records = load_records(results)
     skipped = unfinished_runs(results)
     if skipped:
@@ -187,6 +195,13 @@ def leaderboard_cmd(results: str, out: str | None) -> None:
     for tier in sorted({r["tier"] for r in records}):
         click.echo(f"\n{tier}:\n" + format_table(build_tables(records, tier)))
     click.echo(f"\nthe tables and plots are in {target}/")
+    if readme is not None:
+        filled = update_readme(readme, records, target)
+        for board in filled.left:
+            click.echo(f"{readme}: the block of board {board} is left as it is: {results} holds no records of {board}")
+        if filled.filled:
+            boards = ", ".join(filled.filled)
+            click.echo(f"{readme}: wrote the table of {boards}" if filled.changed else f"{readme}: the table of {boards} is already the records' (unchanged)")
 
 
 @main.command("regress")

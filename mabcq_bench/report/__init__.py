@@ -6,8 +6,8 @@ improvement and performance profiles with stratified-bootstrap intervals; Holm's
 ``improvement`` (P(A better than B) of the compared pairs), ``budget`` (where the score and Q̂
 stop moving) and ``decentralization`` (a board's centralized reference minus its decentralized
 runs) → ``leaderboard`` (writes a tier's
-Markdown, CSV and PNGs); ``regress`` compares a sweep's scores and training metrics with the
-committed reference.
+Markdown, CSV and PNGs); ``readme`` puts a board's table into a README's marked block;
+``regress`` compares a sweep's scores and training metrics with the committed reference.
 
 Records are plain JSON: this layer reads them and never trains anything. May import:
 ``mabcq_bench.errors``, ``mabcq_bench.util`` and modules of this package. Never the data, the
