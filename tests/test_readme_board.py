@@ -6,6 +6,7 @@ give."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,31 @@ def test_a_missing_readme_is_named(tmp_path):
     store = write_store(tmp_path / "store", fake_records())
     result = CliRunner().invoke(main, ["leaderboard", "--results", str(store), "--readme", str(tmp_path / "nope.md")])
     assert result.exit_code == 1 and result.output.splitlines() == [f"Error: --readme {tmp_path / 'nope.md'} does not exist"]
+
+
+# --- the repository's README ---------------------------------------------------------------------
+
+
+def test_the_readme_blocks_are_what_the_committed_records_give():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "lite-v2-p3" in [b.board for b in find_blocks(text, "README.md")]  # the board being run
+    assert readme_problems(text, load_records(REPO / "leaderboard" / "records"), REPO / "leaderboard") == []
+
+
+def test_a_hand_edited_block_is_found(tmp_path):
+    """The check above is no formality: on a copy of the README with a block of a published board,
+    filled as the command fills it, it passes; edit one cell, or put a table where no record is,
+    and it fails."""
+    records = load_records(REPO / "leaderboard" / "records")
+    text = (REPO / "README.md").read_text(encoding="utf-8") + "\n<!-- leaderboard:plateau60-v1-p2 -->\n<!-- /leaderboard:plateau60-v1-p2 -->\n"
+    filled = fill_blocks(text, records, "leaderboard").text
+    assert filled != text and readme_problems(filled, records, REPO / "leaderboard") == []
+
+    rows = block(filled, "plateau60-v1-p2")
+    more = re.sub(r"\((\d+)\) \|", lambda m: f"({int(m.group(1)) + 1}) |", rows[2], count=1)  # a seed more than ran
+    (problem,) = readme_problems(filled.replace(rows[2], more), records, REPO / "leaderboard")
+    assert "the block of plateau60-v1-p2 is not what `mabcq-bench leaderboard --readme` makes" in problem
+
+    stale = filled + "<!-- leaderboard:paper-v9-p9 -->\n" + "\n".join(rows[:3]) + "\n<!-- /leaderboard:paper-v9-p9 -->\n"
+    (problem,) = readme_problems(stale, records, REPO / "leaderboard")
+    assert "the block of paper-v9-p9 holds a table, but the records hold no run of paper-v9-p9" in problem
