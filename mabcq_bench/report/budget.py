@@ -1,18 +1,26 @@
-"""Where training has converged: the budget after which the score and Q̂ stop moving.
+"""Where training has converged: the budget after which the score has reached its final level and Q̂ stops moving.
 
 A tier's ``updates`` should sit where the learners have converged, not where their critics are
 still climbing (issue: at lite's first 10k updates Q̂ rose linearly in every run). From the runs
 of a long tier this module finds, per task and variant, the smallest budget ``U`` on the
-evaluation grid at which
+evaluation grid from which both of these hold, at ``U`` and at every later evaluation point (so a
+flat stretch before a second climb or a dip does not count):
 
-- the smoothed score (the mean of the last :data:`SMOOTH` learning-curve evaluations, averaged
-  over seeds) moved by less than :data:`SCORE_POINTS` normalized points over the last fifth of
-  training, from ``0.8 U`` to ``U``; and
+- the score has reached its final level. On the seed-mean curve ``m_k`` at points ``u_k``, the
+  final level ``L`` is the mean of the points of the last fifth of the run (``u ≥ 0.8 u_last``,
+  ``n_L`` of them); the noise ``σ`` is the curve's checkpoint-to-checkpoint sd, from its
+  successive differences over its second half (``σ² = mean((m_{k+1} − m_k)²) / 2``, which a slow
+  trend barely moves). At a point ``u_i`` the trailing window ``W_i`` is the mean of the points
+  in ``[0.8 u_i, u_i]`` and at least the last :data:`SMOOTH` (``n_i`` points in all); the score
+  is at its final level there when ``|W_i − L| ≤ max(SCORE_POINTS, LEVEL_SDS σ √(1/n_i + 1/n_L))``.
+  A learning-curve evaluation is 10 episodes of one checkpoint, which swing by more than
+  :data:`SCORE_POINTS` from one checkpoint to the next; the tolerance scales with that noise, and
+  shrinks with more seeds because ``m`` is their mean;
 - Q̂ (the critic's batch mean, ``values/q_mean``, averaged over seeds) moved by less than
-  :data:`Q_FRACTION` of its value over the same fifth;
+  :data:`Q_FRACTION` of its value over the last fifth of training, from ``0.8 U`` to ``U``, read
+  off the curve by linear interpolation between evaluation points.
 
-and both still hold at every later evaluation point, so a flat stretch before a second climb does
-not count. ``0.8 U`` is read off the curve by linear interpolation between evaluation points.
+A learner without Q̂ is judged on its score alone.
 """
 
 from __future__ import annotations
@@ -27,11 +35,14 @@ from mabcq_bench.report.tables import curve_stats
 if TYPE_CHECKING:
     from mabcq_bench.report.tables import Leaderboard
 
-#: The last fifth of training may move the smoothed score by less than this (normalized points)...
+#: The least tolerance around the final level (normalized points), however quiet the curve.
 SCORE_POINTS = 2.0
-#: ... and Q̂'s mean by less than this fraction of its value.
+#: The tolerance around the final level in sds of the window's difference from it.
+LEVEL_SDS = 2.0
+#: The last fifth of training may move Q̂'s mean by less than this fraction of its value.
 Q_FRACTION = 0.05
-#: Learning-curve evaluations averaged into the smoothed score.
+#: The fewest learning-curve evaluations in a trailing window (and in the smoothed score of the
+#: "score move" column).
 SMOOTH = 3
 #: The learner metric that is Q̂.
 Q_METRIC = "values/q_mean"
@@ -39,16 +50,19 @@ Q_METRIC = "values/q_mean"
 
 @dataclass(frozen=True)
 class Plateau:
-    """The convergence of one variant on one task, from its runs' curves."""
+    """The convergence of one variant on one task, from its runs' curves (scores in normalized points)."""
 
     task: str
     variant: str
     runs: int
     last: int  # the last evaluation point all runs have
-    score_from: int | None  # smallest budget from which the score criterion holds to the end
-    q_from: int | None  # the same for Q̂ (None also when the learner has no Q̂)
-    score_move: float  # the score's move over the last fifth of the whole curve (points)
+    score_from: int | None  # first budget from which the score is at its final level at every later point
+    q_from: int | None  # first budget from which Q̂'s criterion holds to the end (None also without Q̂)
+    score_move: float  # the smoothed score's move over the last fifth of the whole curve
     q_move: float | None  # Q̂'s relative move over that fifth
+    level: float  # the final level L: the seed-mean score over the last fifth of the run
+    sigma: float  # the seed-mean curve's checkpoint-to-checkpoint sd, from successive differences
+    tolerance: float  # the tolerance around L at the last point
 
     @property
     def budget(self) -> int | None:
@@ -85,6 +99,36 @@ def _holds_from(updates: np.ndarray, ok: np.ndarray) -> int | None:
     return int(updates[first])
 
 
+def _noise_sd(values: np.ndarray) -> float:
+    """The checkpoint-to-checkpoint sd of a curve, from its successive differences over its
+    second half: two independent draws of sd σ differ by a variance of 2σ², and a slow trend adds
+    only its squared step to each difference."""
+    steps = np.diff(values[len(values) // 2 :])
+    return float(np.sqrt(np.mean(steps**2) / 2)) if len(steps) else 0.0
+
+
+def _trailing_windows(updates: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """At every point ``u_i``, the mean of ``values`` over the points in ``[0.8 u_i, u_i]`` (and at
+    least the last :data:`SMOOTH`), and how many points that is. ``updates`` are integers, so
+    ``5 u ≥ 4 u_i`` decides membership exactly."""
+    index = np.arange(len(values))
+    lo = np.minimum(np.searchsorted(5 * updates, 4 * updates, side="left"), np.maximum(0, index - SMOOTH + 1))
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    counts = index + 1 - lo
+    return (sums[index + 1] - sums[lo]) / counts, counts
+
+
+def _final_level(updates: np.ndarray, values: np.ndarray) -> tuple[int | None, float, float, float]:
+    """From where the curve is at its final level at every later point, with the level L, the
+    noise σ and the tolerance at the last point (see the module's docstring)."""
+    last_fifth = 5 * updates >= 4 * updates[-1]
+    level, n_level = float(values[last_fifth].mean()), int(last_fifth.sum())
+    sigma = _noise_sd(values)
+    windows, counts = _trailing_windows(updates, values)
+    tolerance = np.maximum(SCORE_POINTS, LEVEL_SDS * sigma * np.sqrt(1.0 / counts + 1.0 / n_level))
+    return _holds_from(updates, np.abs(windows - level) <= tolerance), level, sigma, float(tolerance[-1])
+
+
 def _q_curve(recs: Sequence[dict]) -> tuple[np.ndarray, np.ndarray] | None:
     """Q̂'s mean over seeds at the evaluation points every run has, or None without Q̂."""
     per_run = [{int(m["update"]): m[Q_METRIC] for m in r.get("metrics", []) if Q_METRIC in m} for r in recs]
@@ -100,17 +144,15 @@ def plateau(recs: Sequence[dict], task: str, variant: str) -> Plateau | None:
     if stats is None or len(stats[0]) < 3:
         return None
     updates, mean, _ = stats
-    updates = updates.astype(np.float64)
-    score = _smoothed(mean)
-    score_moves = _fifth_moves(updates, score, relative=False)
+    updates = updates.astype(np.int64)
+    score_from, level, sigma, tolerance = _final_level(updates, mean)
+    score_move = float(_fifth_moves(updates.astype(np.float64), _smoothed(mean), relative=False)[-1])
     q_from, q_move = None, None
     q = _q_curve(recs)
     if q is not None and len(q[0]) >= 3:
         q_moves = _fifth_moves(q[0], q[1], relative=True)
         q_from, q_move = _holds_from(q[0], q_moves < Q_FRACTION), float(q_moves[-1])
-    return Plateau(
-        task, variant, len(recs), int(updates[-1]), _holds_from(updates, score_moves < SCORE_POINTS), q_from, float(score_moves[-1]), q_move
-    )
+    return Plateau(task, variant, len(recs), int(updates[-1]), score_from, q_from, score_move, q_move, level, sigma, tolerance)
 
 
 def plateaus(board: "Leaderboard") -> list[Plateau]:
@@ -136,18 +178,25 @@ def format_markdown(plats: Sequence[Plateau]) -> str:
     lines = [
         "## Where training converges",
         "",
-        f"The smallest budget U from which, at U and at every later evaluation, the last fifth of training (0.8 U to U) moved the "
-        f"smoothed score (mean of the last {SMOOTH} evaluations, over seeds) by less than {SCORE_POINTS:g} points and Q̂ "
-        f"(the critic's batch mean) by less than {Q_FRACTION:.0%}. The moves are those over the last fifth of the whole curve.",
+        "The smallest budget U from which, at U and at every later evaluation, the score is at its final level and Q̂ "
+        "(the critic's batch mean, over seeds) has stopped moving. The final level L is the score's mean (over seeds) over "
+        "the last fifth of the run, n_L evaluations. σ is the sd of that seed-mean score from one evaluation to the next, "
+        "from the differences between successive evaluations over the second half of the curve (σ² = half their mean square). "
+        f"At an evaluation point u the score is at its final level when its mean over 0.8 u to u (at least the last {SMOOTH} "
+        f"evaluations, n in all) is within max({SCORE_POINTS:g}, {LEVEL_SDS:g}σ √(1/n + 1/n_L)) points of L; the column "
+        f"*final level ± tol* gives L and that tolerance at the last point. Q̂ has stopped moving when it moved by less "
+        f"than {Q_FRACTION:.0%} from 0.8 u to u. The last two columns are the moves over the last fifth of the whole curve "
+        f"(the score's smoothed over {SMOOTH} evaluations).",
         "",
-        "| task | variant | runs | score plateaus from | Q̂ plateaus from | both from | score move | Q̂ move |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| task | variant | runs | score at its final level from | final level ± tol | σ | Q̂ plateaus from | both from | score move | Q̂ move |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in plats:
         q_move = "–" if p.q_move is None else f"{p.q_move:.1%}"
         q_from = "–" if p.q_move is None else at(p.q_from, p.last)
         lines.append(
-            f"| {p.task} | {p.variant} | {p.runs} | {at(p.score_from, p.last)} | {q_from} | {at(p.budget, p.last)} | {p.score_move:.1f} | {q_move} |"
+            f"| {p.task} | {p.variant} | {p.runs} | {at(p.score_from, p.last)} | {p.level:.1f} ± {p.tolerance:.1f} | {p.sigma:.1f} | "
+            f"{q_from} | {at(p.budget, p.last)} | {p.score_move:.1f} | {q_move} |"
         )
     return "\n".join(lines) + "\n"
 
