@@ -225,9 +225,9 @@ def format_markdown(plats: Sequence[Plateau]) -> str:
         f"first U at which both (1) its mean over 0.8 U to U (at least the last {SMOOTH} evaluations, n in all) is within "
         f"max({SCORE_POINTS:g}, {SDS:g}σ √(1/n + 1/n_L)) points of L and (2) a straight line fitted to it from U to the last "
         f"evaluation predicts a change Δ (its slope times the span) of at most max({SCORE_POINTS:g}, {SDS:g} SE) points "
-        "either way, SE = σ · span / √Σ(u − ū)²; U leaves the line the last fifth of the run at least, and at least "
-        f"{MIN_POINTS} evaluations. The column *Δ ± tol* gives that change and its tolerance at U (where no U qualifies: "
-        f"over the last fifth). Q̂ has stopped moving from U when it moved by less than {Q_FRACTION:.0%} from 0.8 u to u "
+        f"either way, SE = σ · span / √Σ(u − ū)². Candidates U have a full window (at least {SMOOTH} evaluations up to U) and "
+        f"leave the line the last fifth of the run and {MIN_POINTS} evaluations at least. The column *Δ ± tol* gives that "
+        "change and its tolerance at U (where no U qualifies: over the last fifth). Q̂ has stopped moving from U when it moved by less than {Q_FRACTION:.0%} from 0.8 u to u "
         f"at U and every later u. The last two columns are the moves over the last fifth of the whole curve (the score's "
         f"smoothed over {SMOOTH} evaluations). How this rule and the one it replaced do on curves of known shape: "
         "`python tools/plateau_rules.py`.",
