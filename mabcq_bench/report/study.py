@@ -3,7 +3,8 @@
 The budget study (docs/protocol.md, "The budget study") runs every learner far longer than its
 tier on the tier's datasets, on boards of different lengths (:data:`STUDIES`). For each (task,
 learner) this module takes the :class:`~mabcq_bench.report.budget.Plateau` of the longest study
-board that has the cell (most updates; ties: more runs) and proposes as its budget:
+board that has the cell (most updates; ties: more runs, then the first in the study's order) and
+proposes as its budget:
 
 - the first budget from which both the score and Q̂ have stopped moving (``Plateau.budget``),
   rounded up to the target tier's evaluation grid (its ``eval_every``), so that the evaluations
