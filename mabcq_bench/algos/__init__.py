@@ -52,6 +52,9 @@ class AlgoSpec:
         not_centralized: why this entry does not run in the centralized setting (one agent
             owning every joint; ``run --setting centralized``), or ``""`` where it does: every
             single-agent offline RL method does.
+        ablation_of: the algorithm this entry ablates (``mabcq`` for ``mabcq-no-tn``), whose
+            studied budget it shares where the budget study did not run it
+            (:mod:`mabcq_bench.report.study`); ``""`` for an algorithm of its own.
     """
 
     name: str
@@ -60,6 +63,7 @@ class AlgoSpec:
     preset: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
     not_centralized: str = ""
+    ablation_of: str = ""
 
     def check_setting(self, setting: str) -> None:
         """Raise, in one line, where this algorithm does not run in ``setting``.
@@ -192,8 +196,8 @@ _MABCQ_WEIGHTS = (
 
 ALGOS: dict[str, AlgoSpec] = {
     "mabcq": AlgoSpec("mabcq", MABCQ, MABCQConfig, {}, "BCQ with value deviation and transition normalization", _MABCQ_WEIGHTS),
-    "mabcq-no-tn": AlgoSpec("mabcq-no-tn", MABCQ, MABCQConfig, {"use_tn": False}, "MABCQ without transition normalization (λ_tn = 1)", _MABCQ_WEIGHTS),
-    "mabcq-no-vd": AlgoSpec("mabcq-no-vd", MABCQ, MABCQConfig, {"use_vd": False}, "MABCQ without value deviation (λ_vd = 1)", _MABCQ_WEIGHTS),
+    "mabcq-no-tn": AlgoSpec("mabcq-no-tn", MABCQ, MABCQConfig, {"use_tn": False}, "MABCQ without transition normalization (λ_tn = 1)", _MABCQ_WEIGHTS, "mabcq"),
+    "mabcq-no-vd": AlgoSpec("mabcq-no-vd", MABCQ, MABCQConfig, {"use_vd": False}, "MABCQ without value deviation (λ_vd = 1)", _MABCQ_WEIGHTS, "mabcq"),
     "bcq": AlgoSpec("bcq", MABCQ, MABCQConfig, {"use_vd": False, "use_tn": False}, "independent BCQ (both weights 1)"),
     "ddpg": AlgoSpec("ddpg", DDPG, DDPGConfig, {}, "independent DDPG, no action constraint"),
     "td3bc": AlgoSpec("td3bc", TD3BC, TD3BCConfig, {}, "independent TD3+BC: TD3 plus a behaviour-cloning term, states normalized"),

@@ -4,7 +4,7 @@
 improvement and performance profiles with stratified-bootstrap intervals; Holm's adjustment) →
 ``tables`` → ``plots``, ``separation`` (where algorithms separate over training, Holm-adjusted)
 ``improvement`` (P(A better than B) of the compared pairs), ``budget`` (where the score and Q̂
-stop moving) and ``decentralization`` (a board's centralized reference minus its decentralized
+stop moving; ``study`` turns a budget study's into learners' own budgets) and ``decentralization`` (a board's centralized reference minus its decentralized
 runs) → ``leaderboard`` (writes a tier's
 Markdown, CSV and PNGs); ``readme`` puts a board's table into a README's marked block;
 ``regress`` compares a sweep's scores and training metrics with the committed reference.

@@ -280,10 +280,8 @@ def protocol_text(tier: str, protocol: dict[str, Any], note: str, datasets: str 
     lines += [f"{k} = {protocol[k]}" for k in [*PROTOCOL_KEYS, *V3_KEYS] if k in protocol]
     for task, values in protocol.get("tasks", {}).items():
         lines += [f"[protocol.tasks.{task}]"] + [f"{k} = {v}" for k, v in values.items()]
-    for section in BUDGETS.values():
-        for algo, values in protocol.get(section, {}).items():
-            note = (budget_notes or {}).get(algo if section == "budgets" else f"{algo} centralized")
-            lines += [f"[protocol.{section}.{algo}]" + (f"  # {note}" if note else "")] + [f"{k} = {v}" for k, v in values.items()]
+    for setting, section in BUDGETS.items():
+        lines += budget_text(protocol.get(section, {}), budget_notes, setting)
     for name, spec in ALGOS.items():
         base = dataclasses.asdict(spec.config())
         lines += ["", f"[algos.{name}]  # {spec.summary}"]
@@ -294,6 +292,17 @@ def protocol_text(tier: str, protocol: dict[str, Any], note: str, datasets: str 
             if diff:
                 lines += [f"[algos.{name}.tasks.{task.name}]"] + [f"{k} = {_toml_value(v)}" for k, v in diff.items()]
     return "\n".join(lines) + "\n"
+
+
+def budget_text(budgets: dict[str, dict[str, int]], notes: dict[str, str] | None = None, setting: str = "decentralized") -> list[str]:
+    """The lines of learners' own budgets in a protocol file: a ``[protocol.budgets.<algo>]`` table
+    per learner (``centralized_budgets`` in the centralized setting), its note (where the budget
+    comes from; :class:`TierProtocol`'s ``budget_notes``) a comment on its first line."""
+    lines = []
+    for algo, values in budgets.items():
+        note = (notes or {}).get(algo if setting == "decentralized" else f"{algo} {setting}")
+        lines += [f"[protocol.{BUDGETS[setting]}.{algo}]" + (f"  # {note}" if note else "")] + [f"{k} = {v}" for k, v in values.items()]
+    return lines
 
 
 def _toml_value(v: Any) -> str:
