@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic files, locks, derived seeds, package versions, device checks."""
+"""Small shared helpers: atomic files, locks, derived seeds, package versions, device checks, a
+record's times."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -196,6 +197,28 @@ def duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class RunTimes(NamedTuple):
+    """A finished run's recorded times in seconds, all on one clock (:func:`run_times`)."""
+
+    clock: str  # "cpu": the process's CPU time; "wall": wall time, which also counts pauses and a shared core
+    train_s: float  # training over every call of the run, its evaluations included
+    curve_s: tuple[float, ...]  # each learning-curve evaluation, in order
+    final_s: float  # the final evaluation (all its shares in protocol 3)
+
+
+def run_times(record: Mapping[str, Any]) -> RunTimes | None:
+    """A run record's training and evaluation times: CPU times where it keeps them for the training
+    and every evaluation (``train_cpu_s``, ``cpu_s``), else wall times (``train_wall_s``,
+    ``wall_s``); never the two mixed. None where it has neither in full (a record from before
+    evaluations were timed)."""
+    curve, final = record.get("curve") or [], record.get("final") or {}
+    for clock in ("cpu", "wall"):
+        train, key = record.get(f"train_{clock}_s"), f"{clock}_s"
+        if curve and train and key in final and all(key in p for p in curve):
+            return RunTimes(clock, float(train), tuple(float(p[key]) for p in curve), float(final[key]))
+    return None
 
 
 def read_tier_file(preset: str, folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:

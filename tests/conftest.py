@@ -193,10 +193,10 @@ def plain_mlp(net, inputs, head: int = 0):
 
 
 def scored(record: dict) -> tuple[dict, list[dict]]:
-    """A record's final evaluation and learning curve without their wall times (which differ
-    between two runs of the same computation): what must be equal bit for bit."""
+    """A record's final evaluation and learning curve without their wall and CPU times (which
+    differ between two runs of the same computation): what must be equal bit for bit."""
 
     def timeless(entry: dict) -> dict:
-        return {k: v for k, v in entry.items() if k != "wall_s"}
+        return {k: v for k, v in entry.items() if k not in ("wall_s", "cpu_s")}
 
     return timeless(record["final"]), [timeless(point) for point in record["curve"]]

@@ -4,6 +4,7 @@ hand, and its section of the leaderboard."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -224,3 +225,22 @@ def test_a_runs_cost_takes_its_evaluations_out_of_its_training_time():
     assert c.update_ms == pytest.approx(1000.0 * 630.0 / GRID[-1]) and c.evaluation_s == 2.0 and c.eval_share == pytest.approx(0.1)
     del rec["final"]["wall_s"]  # a record from before evaluations were timed
     assert budget.cost([rec], "hopper", "bcq") is None
+
+
+def test_a_runs_cost_is_read_on_its_cpu_time_where_it_kept_it_and_says_which():
+    wall = _record(0, lambda u: 50.0, None)
+    for point in wall["curve"]:
+        point["wall_s"] = 2.0
+    wall["final"]["wall_s"] = 10.0
+    wall["updates"], wall["train_wall_s"] = GRID[-1], 700.0  # 10.5 ms per update on the wall clock
+    cpu = copy.deepcopy(wall)
+    cpu["seed"] = 1
+    for point in cpu["curve"]:
+        point["cpu_s"] = 1.0
+    cpu["final"]["cpu_s"] = 5.0
+    cpu["train_cpu_s"] = 275.0  # 30 evaluations of 1 s and a final of 5: 35 s; 240 s of updates, 4 ms each
+    page = budget.format_costs(build_tables([wall], "lite", reps=20))
+    assert "| hopper | bcq | 1 | 10.5 | 2.0 | 10.0% | wall |" in page and "Clock: cpu where the runs kept" in page
+    c = budget.cost([wall, cpu], "hopper", "bcq")  # the CPU-timed run alone: never the clocks mixed
+    assert (c.clock, c.runs, c.update_ms, c.evaluation_s, c.eval_share) == ("cpu", 1, pytest.approx(4.0), 1.0, pytest.approx(35 / 275))
+    assert "| hopper | bcq | 1 | 4.0 | 1.0 | 12.7% | cpu |" in budget.format_costs(build_tables([wall, cpu], "lite", reps=20))

@@ -1,5 +1,5 @@
 """What a sweep costs before it runs (`run --dry-run`): planned runs priced from records with
-known wall times, with no dataset, no training and no file written."""
+known CPU and wall times, with no dataset, no training and no file written."""
 
 from __future__ import annotations
 
@@ -30,6 +30,16 @@ def timed_record(task: str, algo: str, update_ms: float, episode_s: float, *, se
     rec.update(updates=CURVE[-1], protocol={"threads": 1, "eval_episodes": 10}, overrides={}, stacked_agents=False, cuda_graph=False)
     rec["train_wall_s"] = CURVE[-1] * update_ms / 1000 + (len(CURVE) * 10 + 50) * episode_s
     rec.update(extra)
+    return rec
+
+
+def with_cpu(rec: dict, update_ms: float, episode_s: float) -> dict:
+    """``rec`` with CPU times that make exactly ``update_ms`` per update and ``episode_s`` per
+    evaluation episode (its wall times stay what they were)."""
+    for point in rec["curve"]:
+        point["cpu_s"] = 10 * episode_s
+    rec["final"]["cpu_s"] = 50 * episode_s
+    rec["train_cpu_s"] = CURVE[-1] * update_ms / 1000 + (len(CURVE) * 10 + 50) * episode_s
     return rec
 
 
@@ -111,6 +121,34 @@ def test_variants_ablations_and_reference_rows_fall_back_as_documented():
     assert priced["zero-action"][0].measured is None  # never guessed from another row
     (variant,) = cost.estimate(_plan(["mabcq"], seeds=(0,), overrides=[("epsilon", 0.2)]), costs)
     assert variant.run.spec.variant == "mabcq epsilon=0.2" and variant.note == "as mabcq" and variant.update_s == pytest.approx(200.0)
+
+
+def test_cpu_times_price_a_record_where_it_has_them_all_else_its_wall_times():
+    """A record whose run was paused or shared its core has wall times above its CPU times: the
+    CPU times price it, and a cell with any CPU-timed record is priced from those alone."""
+    wall = timed_record("hopper", "bc", 5.0, 0.2)
+    cpu = with_cpu(timed_record("hopper", "bc", 9.0, 0.4, seed=1), 4.0, 0.1)  # its wall times: 9 ms, 0.4 s
+    m = cost.measure([cpu]).measured["decentralized", "hopper", "bc"]
+    assert (m.clock, m.update_ms, m.episode_s(5000)) == ("cpu", pytest.approx(4.0), pytest.approx(0.1))
+    m = cost.measure([wall]).measured["decentralized", "hopper", "bc"]
+    assert (m.clock, m.update_ms, m.episode_s(5000)) == ("wall", pytest.approx(5.0), pytest.approx(0.2))
+    m = cost.measure([wall, cpu]).measured["decentralized", "hopper", "bc"]  # never the clocks mixed
+    assert (m.clock, m.runs, m.update_ms, m.episode_s(5000)) == ("cpu", 1, pytest.approx(4.0), pytest.approx(0.1))
+    # a CPU time missing anywhere (a run resumed from a checkpoint that did not keep it): its wall times
+    no_total = with_cpu(timed_record("hopper", "bc", 9.0, 0.4), 4.0, 0.1)
+    del no_total["train_cpu_s"]
+    no_point = with_cpu(timed_record("hopper", "bc", 9.0, 0.4), 4.0, 0.1)
+    del no_point["curve"][0]["cpu_s"]
+    for partial in (no_total, no_point):
+        m = cost.measure([partial]).measured["decentralized", "hopper", "bc"]
+        assert (m.clock, m.update_ms) == ("wall", pytest.approx(9.0))
+    # priced: 20,000 updates × 4 ms + (10 curve points + 5 final shares) × 10 episodes × 0.1 s, and the table says cpu
+    priced = cost.estimate(_plan(["bc", "td3bc"]), cost.measure([wall, cpu, timed_record("hopper", "td3bc", 10.0, 0.3)]))
+    bc = [c for c in priced if c.run.spec.variant == "bc"]
+    assert [(c.update_s, c.eval_s) for c in bc] == [(pytest.approx(80.0), pytest.approx(15.0))] * 2
+    text = cost.format_estimate(priced, workers=2)
+    assert [line.rsplit("  ", 1)[-1] for line in text.splitlines() if line.startswith("hopper")] == ["study (1 run, cpu)", "study (1 run, wall)"]
+    assert "(cpu: priced from the records' CPU time; wall: from their wall time, which also counts pauses and a shared core)" in text
 
 
 def test_only_runs_made_as_a_cpu_sweep_makes_them_measure():

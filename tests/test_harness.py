@@ -45,22 +45,26 @@ def test_record_holds_what_the_leaderboard_needs(store):
     assert record["window"]["normalized_score"] == pytest.approx(np.mean([p["normalized_score"] for p in record["curve"]]))
     assert [d["id"] for d in record["datasets"]] == [f"mabcq/hopper/tiny-agent{i}-v0" for i in range(3)]
     assert not run.spec.checkpoint_path(store["results"]).exists()
+    # the process's CPU time beside each wall time: what a run costs, whatever else the machine did
+    # (+ one unit of the rounding: a record keeps 0.1 s of training time, 0.01 s of an evaluation's)
+    assert 0 < record["train_cpu_s"] <= record["train_wall_s"] * 1.05 + 0.1
+    for timed in [*record["curve"], record["final"]]:
+        assert 0 <= timed["cpu_s"] <= timed["wall_s"] * 1.05 + 0.01
 
 
-def test_interrupted_run_resumes_to_the_same_record(store):
-    (run,) = _runs(seeds=(1,))
-    straight = execute.execute(run, store["results"] / "a")
+class Stop(Exception):
+    pass
 
-    class Stop(Exception):
-        pass
 
+def _interrupt_at(update: int, run: plan.PreparedRun, results: Path) -> None:
+    """Run ``run`` into ``results`` and crash it at ``update`` (after its checkpoints before then)."""
     import mabcq_bench.runs.learn as learn
 
     original = learn.train_agents
 
     def train_with_hook(*args, on_update=None, **kwargs):
         def hook(done, metrics):
-            if done == 5:
+            if done == update:
                 raise Stop
             on_update(done, metrics)
 
@@ -69,13 +73,40 @@ def test_interrupted_run_resumes_to_the_same_record(store):
     learn.train_agents = train_with_hook
     try:
         with pytest.raises(Stop):
-            execute.execute(run, store["results"] / "b")
+            execute.execute(run, results)
     finally:
         learn.train_agents = original
+
+
+def test_interrupted_run_resumes_to_the_same_record(store):
+    (run,) = _runs(seeds=(1,))
+    straight = execute.execute(run, store["results"] / "a")
+    _interrupt_at(5, run, store["results"] / "b")
     assert run.spec.checkpoint_path(store["results"] / "b").exists()
     assert not run.spec.record_path(store["results"] / "b").exists()  # a crashed run has no record
     resumed = execute.execute(run, store["results"] / "b")
     assert scored(resumed) == scored(straight) and resumed["config_fingerprint"] == straight["config_fingerprint"]
+    assert resumed["train_cpu_s"] > 0 and all("cpu_s" in p for p in [*resumed["curve"], resumed["final"]])
+
+
+def test_a_checkpoint_without_cpu_time_resumes_and_its_record_says_it_lacks_it(store):
+    """A checkpoint of an older version keeps no CPU time: the run resumes to the same scores, and
+    its record leaves out ``train_cpu_s`` and the CPU time of the evaluations made before."""
+    import torch
+
+    (run,) = _runs(seeds=(1,))
+    straight = execute.execute(run, store["results"] / "a")
+    _interrupt_at(5, run, store["results"] / "b")  # checkpoints at 2 and 4, the curve's evaluation at 3
+    ckpt = run.spec.checkpoint_path(store["results"] / "b")
+    state = torch.load(ckpt, weights_only=True)
+    del state["elapsed_cpu_s"]
+    for e in state["evaluations"]:
+        del e["cpu_s"]
+    torch.save(state, ckpt)
+    resumed = execute.execute(run, store["results"] / "b")
+    assert scored(resumed) == scored(straight)
+    assert "train_cpu_s" in straight and "train_cpu_s" not in resumed and resumed["train_wall_s"] > 0
+    assert ["cpu_s" in p for p in resumed["curve"]] == [False, True] and "cpu_s" in resumed["final"]
 
 
 def test_rerun_skips_finished_runs(store):

@@ -69,6 +69,23 @@ def test_same_seed_same_result_other_seed_other_result(straight):
     assert not same_parameters(straight, run(seed=1))
 
 
+def test_a_run_counts_its_cpu_time_beside_its_wall_time(straight):
+    """One torch thread, the environments stepped in this process: the process's CPU time is
+    positive and at most the wall time (less where the process waited for a shared core)."""
+    assert 0 < straight.total_cpu_s == straight.cpu_s <= straight.wall_s * 1.05
+    for e in straight.evaluations:
+        assert e.cpu_s is not None and 0 < e.cpu_s <= e.wall_s * 1.05
+    with_final = run(updates=10, eval_every=5, final_eval_episodes=4, final_checkpoints=2)
+    assert with_final.final is not None and with_final.final.cpu_s is not None and 0 < with_final.final.cpu_s <= with_final.final.wall_s * 1.05
+
+
+def _burn(seconds: float) -> None:
+    """Spend ``seconds`` of this process's CPU time (which a sleep would not)."""
+    begun = time.process_time()
+    while time.process_time() - begun < seconds:
+        pass
+
+
 class Interrupt(Exception):
     pass
 
@@ -79,7 +96,7 @@ def test_resume_after_interruption_equals_uninterrupted(straight, tmp_path):
     def stop_at_15(update: int, metrics: list[dict[str, float]]) -> None:
         assert len(metrics) == 3
         if update == 5:
-            time.sleep(0.5)  # before the checkpoint at 10: the resumed run's total time includes it
+            _burn(0.5)  # before the checkpoint at 10: the resumed run's total wall and CPU time include it
         if update == 15:
             raise Interrupt
 
@@ -94,6 +111,29 @@ def test_resume_after_interruption_equals_uninterrupted(straight, tmp_path):
     ]
     assert resumed.metrics == straight.metrics
     assert resumed.total_wall_s >= resumed.wall_s + 0.5 and straight.total_wall_s == straight.wall_s
+    assert resumed.total_cpu_s is not None and resumed.total_cpu_s >= resumed.cpu_s + 0.5
+
+
+def test_a_checkpoint_from_before_cpu_time_was_kept_resumes_with_its_cpu_time_unknown(straight, tmp_path):
+    checkpoint = tmp_path / "run.pt"
+
+    def stop_at_15(update: int, metrics: list[dict[str, float]]) -> None:
+        if update == 15:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(checkpoint=checkpoint, checkpoint_every=10, on_update=stop_at_15)
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["elapsed_cpu_s"] > 0
+    del state["elapsed_cpu_s"]  # as an older version wrote it: no CPU time, and none per evaluation
+    for e in state["evaluations"]:
+        del e["cpu_s"]
+    torch.save(state, checkpoint)
+    resumed = run(checkpoint=checkpoint, checkpoint_every=10)
+    assert same_parameters(straight, resumed) and [e.returns for e in resumed.evaluations] == [e.returns for e in straight.evaluations]
+    assert resumed.total_cpu_s is None and resumed.cpu_s > 0  # the part before the interruption is unknown, so the total is
+    assert [e.cpu_s is None for e in resumed.evaluations] == [True, False]  # the evaluation at 10 came from the checkpoint
+    assert "elapsed_cpu_s" not in torch.load(checkpoint, weights_only=True)  # and stays unknown for a later resume
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):

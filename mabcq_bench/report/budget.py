@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, NamedTuple, Sequence
 import numpy as np
 
 from mabcq_bench.report.tables import curve_stats
+from mabcq_bench.util import run_times
 
 if TYPE_CHECKING:
     from mabcq_bench.report.tables import Leaderboard
@@ -332,7 +333,11 @@ def format_spreads(items: Sequence[Spread], episodes: int = 50, checkpoints: int
 
 @dataclass(frozen=True)
 class Cost:
-    """What a cell's runs cost, from the wall times they recorded (means over runs)."""
+    """What a cell's runs cost, from the times they recorded (means over runs).
+
+    Those with CPU times where any has them, else all of them on wall time
+    (:func:`mabcq_bench.util.run_times`): ``runs`` counts the runs used.
+    """
 
     task: str
     variant: str
@@ -340,20 +345,23 @@ class Cost:
     update_ms: float  # training time per update (all agents), evaluations taken out
     evaluation_s: float  # one learning-curve evaluation (its episodes and the diagnostic)
     eval_share: float  # the evaluations' (curve and final) share of the run's training time
+    clock: str  # "cpu": the process's CPU time; "wall": wall time, which also counts pauses and a shared core
 
 
 def cost(recs: Sequence[dict], task: str, variant: str) -> Cost | None:
-    """The :class:`Cost` of one cell; None where its records predate per-evaluation wall times."""
+    """The :class:`Cost` of one cell; None where a record of it predates per-evaluation times."""
+    times = [run_times(rec) for rec in recs]
+    if any(t is None for t in times):
+        return None
+    timed = [(rec, t) for rec, t in zip(recs, times) if t is not None]
+    timed = [(rec, t) for rec, t in timed if t.clock == "cpu"] or timed  # CPU times where any run has them: never the clocks mixed
     update_ms, each, share = [], [], []
-    for rec in recs:
-        curve, total = rec.get("curve", []), rec.get("train_wall_s")
-        if not curve or not total or any("wall_s" not in p for p in curve) or "wall_s" not in rec.get("final", {}):
-            return None
-        evaluations = sum(p["wall_s"] for p in curve) + rec["final"]["wall_s"]
-        update_ms.append(1000.0 * (total - evaluations) / rec["updates"])
-        each.append(float(np.mean([p["wall_s"] for p in curve])))
-        share.append(evaluations / total)
-    return Cost(task, variant, len(recs), float(np.mean(update_ms)), float(np.mean(each)), float(np.mean(share)))
+    for rec, t in timed:
+        evaluations = sum(t.curve_s) + t.final_s
+        update_ms.append(1000.0 * (t.train_s - evaluations) / rec["updates"])
+        each.append(float(np.mean(t.curve_s)))
+        share.append(evaluations / t.train_s)
+    return Cost(task, variant, len(timed), float(np.mean(update_ms)), float(np.mean(each)), float(np.mean(share)), timed[0][1].clock)
 
 
 def format_costs(board: "Leaderboard") -> str:
@@ -369,11 +377,13 @@ def format_costs(board: "Leaderboard") -> str:
     lines = [
         "## What a run costs",
         "",
-        "From the wall times the runs recorded on the machine they ran on: training time per update of all the task's agents "
-        "with the evaluations taken out, the time of one learning-curve evaluation, and the evaluations' share of the run.",
+        "From the times the runs recorded on the machine they ran on: training time per update of all the task's agents "
+        "with the evaluations taken out, the time of one learning-curve evaluation, and the evaluations' share of the run. "
+        "Clock: cpu where the runs kept their process's CPU time (what a run took of a core, whatever else the machine did), "
+        "else wall (their wall time, which also counts pauses and a shared core).",
         "",
-        "| task | variant | runs | ms per update | s per evaluation | evaluations' share |",
-        "|---|---|---:|---:|---:|---:|",
+        "| task | variant | runs | ms per update | s per evaluation | evaluations' share | clock |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
-    lines += [f"| {c.task} | {c.variant} | {c.runs} | {c.update_ms:.1f} | {c.evaluation_s:.1f} | {c.eval_share:.1%} |" for c in items]
+    lines += [f"| {c.task} | {c.variant} | {c.runs} | {c.update_ms:.1f} | {c.evaluation_s:.1f} | {c.eval_share:.1%} | {c.clock} |" for c in items]
     return "\n".join(lines) + "\n"

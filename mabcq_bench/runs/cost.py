@@ -1,12 +1,16 @@
 """What a sweep costs before it runs: each planned run's CPU time, priced from recorded runs.
 
-A run's record times its training (``train_wall_s``), each learning-curve evaluation
-(``curve[k].wall_s``) and its final evaluation (``final.wall_s``). From the records of one
+A run's record times its training (``train_cpu_s``), each learning-curve evaluation
+(``curve[k].cpu_s``) and its final evaluation (``final.cpu_s``) in the process's CPU time, and
+each beside in wall time (``train_wall_s``, ``wall_s``); records from before CPU time was kept
+have wall times only. A record is read on one clock (:func:`mabcq_bench.util.run_times`): CPU
+time where it has it, what the run took of a core whatever else the machine did; else wall time,
+which also counts the time a run was paused or shared its core. From the records of one
 (setting, task, algorithm) :func:`measure` takes
 
 - **ms per update** of all the task's agents: the training time with every evaluation taken out,
   over the updates (checkpoint writes stay in; loading the datasets is not training time);
-- **s per evaluation episode** at each curve point: the evaluation's wall time (its episodes, run
+- **s per evaluation episode** at each curve point: the evaluation's time (its episodes, run
   as one batch of environments, and the coordination diagnostic) over its episodes. Episodes
   lengthen as a policy learns to stay up, so it is kept per point and read off by the update,
   linearly between points and held at the last one beyond a record's end. Per episode, so that a
@@ -19,7 +23,8 @@ price it:
 - those of its own setting, task and algorithm, made as a sweep makes CPU runs (one torch thread,
   agents not stacked, no CUDA graphs) and without ``--set`` overrides, on any board (a study
   board measures the same learner on the same data); several: the mean ms per update and the mean
-  of their s per episode;
+  of their s per episode. Those with CPU times where any has them, else those with wall times,
+  and the table says which (``cpu`` or ``wall`` in the priced-from column);
 - a variant (``--set epsilon=0.2``) is priced as its algorithm: an override of the batch size or
   the networks changes the cost, and the estimate does not see it;
 - an algorithm without timed records of its own that is another entry's learner with switches
@@ -29,8 +34,10 @@ price it:
 - anything else is not measured: its runs are left out of the total, which says how many runs it
   covers. Records from before evaluations were timed measure nothing (they are named).
 
-CPU time is one thread's, as the records were made: ``threads = 1``, two runs at a time on two
-cores, the sweep's own condition. The wall time at W runs at once assumes W free cores.
+CPU time is one thread's, as the records were made (``threads = 1``, each run in a worker process
+of its own): a record's CPU time is what its run took of a core, its wall time is that only where
+nothing else shared the core (the sweep's own condition, two runs at a time on two cores). The wall
+time at W runs at once assumes W free cores.
 """
 
 from __future__ import annotations
@@ -38,12 +45,12 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from mabcq_bench.runs.plan import PlannedRun, PreparedRun
-from mabcq_bench.util import duration
+from mabcq_bench.util import duration, run_times
 
 #: The committed records (``leaderboard/records``), found from the package as the protocol files
 #: are, so ``run --dry-run`` prices from them from any folder.
@@ -63,6 +70,7 @@ class Measured:
     boards: tuple[str, ...]  # the boards of the records it comes from
     update_ms: float  # one update of all the task's agents, evaluations taken out (mean over records)
     curves: tuple[tuple[np.ndarray, np.ndarray], ...]  # per record: curve updates, s per episode there
+    clock: str  # what the records' times are: "cpu" (the process's CPU time) or "wall"
 
     @property
     def runs(self) -> int:
@@ -73,7 +81,7 @@ class Measured:
         return float(np.mean([np.interp(update, u, s) for u, s in self.curves]))
 
     def source(self) -> str:
-        return f"{', '.join(self.boards)} ({self.runs} run{'' if self.runs == 1 else 's'})"
+        return f"{', '.join(self.boards)} ({self.runs} run{'' if self.runs == 1 else 's'}, {self.clock})"
 
 
 @dataclass(frozen=True)
@@ -99,17 +107,26 @@ def _sweep_made(rec: Mapping) -> bool:
     )
 
 
-def _timing(rec: Mapping) -> tuple[float, np.ndarray, np.ndarray] | None:
-    """(ms per update, curve updates, s per episode there) of one record; None if it does not time its evaluations."""
-    curve, final, total, updates = rec.get("curve") or [], rec.get("final") or {}, rec.get("train_wall_s"), rec.get("updates")
-    if not curve or not total or not updates or "wall_s" not in final or any("wall_s" not in p for p in curve):
+class Timing(NamedTuple):
+    """One record's timing, on the clock of :func:`mabcq_bench.util.run_times`."""
+
+    clock: str  # "cpu" or "wall"
+    update_ms: float  # one update of all the task's agents, evaluations taken out
+    updates: np.ndarray  # the curve's points (updates)
+    episode_s: np.ndarray  # s per evaluation episode at each
+
+
+def _timing(rec: Mapping) -> Timing | None:
+    """One record's timing, on its clock; None if it does not time its evaluations."""
+    times, updates, curve = run_times(rec), rec.get("updates"), rec.get("curve") or []
+    if times is None or not updates:
         return None
     episodes = [len(p.get("returns") or ()) or rec.get("protocol", {}).get("eval_episodes", 0) for p in curve]
     if not all(episodes):
         return None
-    evaluations = sum(p["wall_s"] for p in curve) + final["wall_s"]
-    per_episode = np.array([p["wall_s"] / n for p, n in zip(curve, episodes)], dtype=np.float64)
-    return 1000.0 * (total - evaluations) / updates, np.array([p["updates"] for p in curve], dtype=np.float64), per_episode
+    per_episode = np.array([s / n for s, n in zip(times.curve_s, episodes)], dtype=np.float64)
+    update_ms = 1000.0 * (times.train_s - sum(times.curve_s) - times.final_s) / updates
+    return Timing(times.clock, update_ms, np.array([p["updates"] for p in curve], dtype=np.float64), per_episode)
 
 
 def measure(records: Iterable[Mapping]) -> Costs:
@@ -118,7 +135,7 @@ def measure(records: Iterable[Mapping]) -> Costs:
     Args:
         records: run records (``mabcq_bench.report.records.load_records``), of any boards.
     """
-    timed: dict[Key, list[tuple[str, tuple[float, np.ndarray, np.ndarray]]]] = {}
+    timed: dict[Key, list[tuple[str, Timing]]] = {}
     untimed: dict[Key, list[str]] = {}
     for rec in records:
         if not _sweep_made(rec):
@@ -129,10 +146,12 @@ def measure(records: Iterable[Mapping]) -> Costs:
             untimed.setdefault(key, []).append(str(rec["tier"]))
         else:
             timed.setdefault(key, []).append((str(rec["tier"]), t))
-    measured = {
-        key: Measured(*key, tuple(dict.fromkeys(b for b, _ in runs)), float(np.mean([t[0] for _, t in runs])), tuple((t[1], t[2]) for _, t in runs))
-        for key, runs in timed.items()
-    }
+    measured = {}
+    for key, runs in timed.items():
+        runs = [(b, t) for b, t in runs if t.clock == "cpu"] or runs  # CPU times where any record has them: never the clocks mixed
+        boards = tuple(dict.fromkeys(b for b, _ in runs))
+        curves = tuple((t.updates, t.episode_s) for _, t in runs)
+        measured[key] = Measured(*key, boards, float(np.mean([t.update_ms for _, t in runs])), curves, runs[0][1].clock)
     return Costs(measured, {k: tuple(dict.fromkeys(v)) for k, v in untimed.items() if k not in measured})
 
 
@@ -222,8 +241,9 @@ def _hours(seconds: float) -> str:
 
 def format_estimate(costs: Sequence[RunCost], workers: int) -> str:
     """The table of ``run --dry-run``: per task and learner, the runs, updates per agent, ms per
-    update, evaluation seconds per run, CPU-hours of all its runs and what prices them; then the
-    total CPU-hours, the runs it covers, and the wall time at ``workers`` runs at once."""
+    update, evaluation seconds per run, CPU-hours of all its runs and what prices them (the
+    records' boards, their count and clock); then what the clocks mean, the total CPU-hours, the
+    runs it covers, and the wall time at ``workers`` runs at once."""
     rows: dict[tuple[str, str], list[RunCost]] = {}
     for c in costs:
         rows.setdefault((c.run.spec.task, c.run.spec.variant), []).append(c)
@@ -245,6 +265,8 @@ def format_estimate(costs: Sequence[RunCost], workers: int) -> str:
 
     out = [line(table[0]), "  ".join("-" * w for w in widths) + "  " + "-" * len(table[0][-1]), *(line(r) for r in table[1:])]
     priced = [c for c in costs if c.measured is not None]
+    if priced:
+        out.append("(cpu: priced from the records' CPU time; wall: from their wall time, which also counts pauses and a shared core)")
     cpu = [c.cpu_s for c in priced]
     left = len(costs) - len(priced)
     cells = len({k for k, items in rows.items() if items[0].measured is None})

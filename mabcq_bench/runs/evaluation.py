@@ -23,6 +23,9 @@ class Evaluation:
             before it was measured.
         checkpoints: for a final evaluation spread over the last evaluation points (protocol
             3), the updates of each share, in the order of ``returns``; else ``None``.
+        cpu_s: CPU seconds of the process during the evaluation (the environments step in
+            it): what it took of a core, whatever else the machine did; ``None`` in checkpoints
+            written before it was measured.
     """
 
     update: int
@@ -30,6 +33,7 @@ class Evaluation:
     coordination_gap: float | None
     wall_s: float = 0.0
     checkpoints: list[int] | None = None
+    cpu_s: float | None = None
 
     @property
     def mean_return(self) -> float:
@@ -57,6 +61,11 @@ class TrainResult:
         total_wall_s: seconds spent training this run, summed over this call and the interrupted
             ones it resumed (up to their last checkpoint; checkpoints from before this field
             count as 0).
+        cpu_s: CPU seconds of the process in this call (``time.process_time``): unlike the wall
+            time, not counting time the process was paused or waited for a shared core.
+        total_cpu_s: CPU seconds training this run over this call and the interrupted ones it
+            resumed (up to their last checkpoint); ``None`` when it resumed a checkpoint from
+            before CPU time was kept, whose share is unknown.
     """
 
     task: str
@@ -72,6 +81,8 @@ class TrainResult:
     cuda_graph: bool = False
     wall_s: float = 0.0
     total_wall_s: float = 0.0
+    cpu_s: float = 0.0
+    total_cpu_s: float | None = None
     final: Evaluation | None = None
 
     @property

@@ -148,6 +148,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
             "coordination_gap": e.coordination_gap,
             "returns": e.returns,  # per episode, on the same evaluation seeds at every point
             "wall_s": round(e.wall_s, 2),
+            **_cpu(e.cpu_s),  # the process's CPU time in it: its wall time less pauses and shared cores
         }
         for e in result.evaluations
     ]
@@ -178,6 +179,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
             "normalized_score": score(final.returns),
             "coordination_gap": final.coordination_gap,
             "wall_s": round(final.wall_s, 2),
+            **_cpu(final.cpu_s),
             **({"checkpoints": final.checkpoints} if final.checkpoints else {}),  # protocol 3: the update of each share of the returns
         },
         "window": {
@@ -192,11 +194,19 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         "cuda_graph": result.cuda_graph,  # likewise: updates replayed from CUDA graphs
         "wall_s": round(time.time() - started, 1),  # this call: loading, training, scoring
         "train_wall_s": round(result.total_wall_s, 1),  # training over every call of this run
+        # its CPU time; left out when the run resumed a checkpoint that did not keep it
+        **({"train_cpu_s": round(result.total_cpu_s, 1)} if result.total_cpu_s is not None else {}),
     }
     write_json(spec.record_path(results), record)
     ckpt.unlink(missing_ok=True)
     marker.unlink(missing_ok=True)
     return record
+
+
+def _cpu(seconds: float | None) -> dict[str, float]:
+    """``{"cpu_s": seconds}`` rounded, or nothing where the time is unknown (a share done before a
+    resume from a checkpoint that did not keep CPU times)."""
+    return {} if seconds is None else {"cpu_s": round(seconds, 2)}
 
 
 _DATA_CACHE: dict[tuple[str, str], Any] = {}

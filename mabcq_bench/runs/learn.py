@@ -148,7 +148,7 @@ def _train(
     stack_agents: bool | None,
     cuda_graph: bool | None,
 ) -> TrainResult:
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     stacked = will_stack(task, algo, device, stack_agents)
     spec = get_algo(algo)
     on_gpu = torch.device(device).type == "cuda"
@@ -187,6 +187,7 @@ def _train(
     pending: dict[str, float] = {}
     pending_count = 0
     earlier_s = 0.0  # training time of interrupted calls, from the checkpoint
+    earlier_cpu_s: float | None = 0.0  # their CPU time; None: a checkpoint from before it was kept, so it is unknown
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         state = _load(path)
@@ -217,6 +218,7 @@ def _train(
         metrics_log = list(state["metrics"])
         pending, pending_count = dict(state["pending"]), int(state["pending_count"])
         earlier_s = float(state.get("elapsed_s", 0.0))
+        earlier_cpu_s = float(state["elapsed_cpu_s"]) if "elapsed_cpu_s" in state else None
     # The stack starts from the agents' learners as built or loaded, and writes its values back
     # into them before they are evaluated or saved.
     stack = spec.learner.stack(learners) if stacked else None
@@ -239,6 +241,8 @@ def _train(
             "pending_count": pending_count,
             "elapsed_s": earlier_s + time.perf_counter() - started,
         }
+        if earlier_cpu_s is not None:  # left out once unknown, so that a later resume still knows it is partial
+            state["elapsed_cpu_s"] = earlier_cpu_s + time.process_time() - cpu_started
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
 
@@ -277,10 +281,14 @@ def _train(
     if final_at:  # one evaluation of the shares, last checkpoint's first (seed blocks 0, 1, ...)
         finals.sort(key=lambda e: -e.update)
         gaps = [e.coordination_gap for e in finals if e.coordination_gap is not None]
-        final = Evaluation(done, [r for e in finals for r in e.returns], float(np.mean(gaps)) if gaps else None, sum(e.wall_s for e in finals), [e.update for e in finals])
+        cpu = [e.cpu_s for e in finals if e.cpu_s is not None]  # a share from an old checkpoint has none: then the sum is unknown
+        final = Evaluation(
+            done, [r for e in finals for r in e.returns], float(np.mean(gaps)) if gaps else None, sum(e.wall_s for e in finals), [e.update for e in finals],
+            cpu_s=sum(cpu) if len(cpu) == len(finals) else None,
+        )  # fmt: skip
     elif final_eval_episodes:  # after the last checkpoint: a resumed run redoes only this
         final = _evaluate(task, learners, final_eval_episodes, final_seed, diag, done, derive_seed(seed, "final acting"))
-    elapsed = time.perf_counter() - started
+    elapsed, elapsed_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return TrainResult(
         task=task.name,
         algo=algo,
@@ -295,6 +303,8 @@ def _train(
         cuda_graph=graphed,
         wall_s=elapsed,
         total_wall_s=earlier_s + elapsed,
+        cpu_s=elapsed_cpu,
+        total_cpu_s=None if earlier_cpu_s is None else earlier_cpu_s + elapsed_cpu,
         final=final,
     )
 
@@ -316,7 +326,7 @@ def _evaluate(task: Task, learners: Sequence[Learner], episodes: int, seed: int,
     stream), so the result depends only on the networks and these seeds: not on earlier
     evaluations, and the diagnostic does not change what is evaluated.
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()  # environments step in this process (SyncVectorEnv)
     for i, learner in enumerate(learners):
         if hasattr(learner, "reseed"):  # optional for a user's learner without acting noise
             learner.reseed("act", derive_seed(noise_seed, "act", i))
@@ -324,7 +334,9 @@ def _evaluate(task: Task, learners: Sequence[Learner], episodes: int, seed: int,
     policy = rollout.decentralized(task, [learner.act for learner in learners])
     returns = rollout.evaluate(task, policy, episodes, seed)
     gap = coordination_gap(learners, diag)
-    return Evaluation(update=update, returns=[float(r) for r in returns], coordination_gap=gap, wall_s=time.perf_counter() - started)
+    return Evaluation(
+        update=update, returns=[float(r) for r in returns], coordination_gap=gap, wall_s=time.perf_counter() - started, cpu_s=time.process_time() - cpu_started
+    )
 
 
 def _check_datasets(task: Task, datasets: Sequence[AgentData]) -> None:
