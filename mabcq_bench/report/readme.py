@@ -13,13 +13,16 @@ interval, the coordination gap) and one line linking the page. A block whose boa
 is left as it is, so a hand-written placeholder stands until the board's first record lands.
 Everything outside the blocks is kept byte for byte; the file is written atomically, and only
 when it changes.
+
+The block machinery takes the marker's name, so other generated sections use it too: the claims
+table of :mod:`~mabcq_bench.report.claims` fills ``<!-- claims:<board> -->`` blocks the same way.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +30,16 @@ from mabcq_bench.errors import UserError
 from mabcq_bench.report.tables import AGGREGATE_HEADER, GAP_HEADER, Leaderboard, build_tables, markdown_table
 from mabcq_bench.util import atomic_path
 
-BEGIN = re.compile(r"<!-- leaderboard:(\S+) -->")
-END = re.compile(r"<!-- /leaderboard:(\S+) -->")
+#: The name of the README's table markers, ``<!-- leaderboard:<board> -->``.
+LEADERBOARD = "leaderboard"
+
+
+def _markers(kind: str) -> tuple[re.Pattern, re.Pattern]:
+    """The begin and end marker lines of ``kind``'s blocks, the board name as the group."""
+    return re.compile(rf"<!-- {re.escape(kind)}:(\S+) -->"), re.compile(rf"<!-- /{re.escape(kind)}:(\S+) -->")
+
+
+BEGIN, END = _markers(LEADERBOARD)
 
 
 def _lines(text: str) -> list[str]:
@@ -56,27 +67,30 @@ class Filled:
     changed: bool = False  # whether ``text`` differs from the text given
 
 
-def find_blocks(text: str, where: str) -> list[Block]:
-    """The leaderboard blocks of ``text``, in file order (none when it has no marker).
+def find_blocks(text: str, where: str, kind: str = LEADERBOARD) -> list[Block]:
+    """The ``kind`` blocks of ``text`` (``<!-- kind:<board> -->`` … ``<!-- /kind:<board> -->``),
+    in file order (none when it has no marker).
 
     A marker is a whole line (surrounding spaces aside). Blocks do not nest.
 
     Args:
         text: the Markdown text.
         where: how to name it in an error (its path).
+        kind: the markers' name: ``leaderboard`` (the board's table) or ``claims``.
 
     Raises:
         UserError: a begin marker without its end marker, an end marker that closes no block or
             another board's block.
     """
+    begin_re, end_re = _markers(kind)
     blocks: list[Block] = []
     open_: tuple[str, int] | None = None  # (board, line index) of the block being read
     for i, line in enumerate(_lines(text)):
-        begin, end = BEGIN.fullmatch(line.strip()), END.fullmatch(line.strip())
+        begin, end = begin_re.fullmatch(line.strip()), end_re.fullmatch(line.strip())
         if begin:
             if open_ is not None:
                 board, j = open_
-                raise UserError(f"{where}, line {j + 1}: <!-- leaderboard:{board} --> has no end marker <!-- /leaderboard:{board} --> before the next block starts (line {i + 1}); the file is left as it was")
+                raise UserError(f"{where}, line {j + 1}: <!-- {kind}:{board} --> has no end marker <!-- /{kind}:{board} --> before the next block starts (line {i + 1}); the file is left as it was")
             open_ = (begin.group(1), i)
         elif end:
             if open_ is None or open_[0] != end.group(1):
@@ -86,7 +100,7 @@ def find_blocks(text: str, where: str) -> list[Block]:
             open_ = None
     if open_ is not None:
         board, i = open_
-        raise UserError(f"{where}, line {i + 1}: <!-- leaderboard:{board} --> has no end marker <!-- /leaderboard:{board} --> after it; the file is left as it was")
+        raise UserError(f"{where}, line {i + 1}: <!-- {kind}:{board} --> has no end marker <!-- /{kind}:{board} --> after it; the file is left as it was")
     return blocks
 
 
@@ -121,37 +135,61 @@ def fill_blocks(text: str, records: Iterable[dict], pages: str, where: str = "RE
     Raises:
         UserError: as :func:`find_blocks`, and as ``build_tables`` for a board's records.
     """
+    return fill_kind(text, records, lambda board: render_block(board, f"{pages}/{board.tier}.md"), where, LEADERBOARD, reps=reps, ci=ci, seed=seed)
+
+
+def splice(text: str, blocks: list[Block], content: Mapping[str, list[str]]) -> str:
+    """``text`` with the lines of each block whose board ``content`` has replaced by its lines
+    (given without line endings; each gets the ending of the block's begin marker); every other
+    byte of ``text`` as it was."""
     lines = _lines(text)
-    blocks = find_blocks(text, where)
-    records = list(records)
-    named = list(dict.fromkeys(blk.board for blk in blocks))  # each board once, in file order
-    present = {r["tier"] for r in records}
-    boards = {b: build_tables(records, b, reps=reps, ci=ci, seed=seed) for b in named if b in present}
     out: list[str] = []
     done = 0  # lines[:done] are in out
     for blk in blocks:
         out += lines[done : blk.begin + 1]
-        if blk.board in boards:
+        if blk.board in content:
             marker = lines[blk.begin]
             eol = marker[len(marker.rstrip("\r\n")) :]  # the file's own line ending
-            out += [line + eol for line in render_block(boards[blk.board], f"{pages}/{blk.board}.md")]
+            out += [line + eol for line in content[blk.board]]
         else:
             out += lines[blk.begin + 1 : blk.end]
         done = blk.end
     out += lines[done:]
-    new = "".join(out)
-    return Filled(new, [b for b in named if b in boards], [b for b in named if b not in boards], changed=new != text)
+    return "".join(out)
 
 
-def _read(path: Path) -> str:
+def fill_kind(text: str, records: Iterable[dict], render: Callable[[Leaderboard], list[str]], where: str, kind: str, reps: int = 2000, ci: float = 0.95, seed: int = 0) -> Filled:
+    """``text`` with every ``kind`` block whose board has records replaced by ``render`` of the
+    board's tables (see :func:`fill_blocks`, the ``leaderboard`` kind)."""
+    blocks = find_blocks(text, where, kind)
+    records = list(records)
+    named = list(dict.fromkeys(blk.board for blk in blocks))  # each board once, in file order
+    present = {r["tier"] for r in records}
+    content = {b: render(build_tables(records, b, reps=reps, ci=ci, seed=seed)) for b in named if b in present}
+    new = splice(text, blocks, content)
+    return Filled(new, [b for b in named if b in content], [b for b in named if b not in content], changed=new != text)
+
+
+def read_markdown(path: Path, option: str = "--readme") -> str:
+    """The text of the Markdown file ``option`` names; a UserError naming the option if it cannot be read."""
     try:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise UserError(f"--readme {path} does not exist") from None
+        raise UserError(f"{option} {path} does not exist") from None
     except IsADirectoryError:
-        raise UserError(f"--readme {path} is a folder; give a Markdown file") from None
+        raise UserError(f"{option} {path} is a folder; give a Markdown file") from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"--readme {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise UserError(f"{option} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def write_markdown(path: Path, filled: Filled, option: str = "--readme") -> None:
+    """Write ``filled``'s text to ``path`` atomically, only when it changed."""
+    if filled.changed:
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(filled.text.encode("utf-8"))
+        except OSError as exc:
+            raise UserError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
 
 
 def readme_blocks(path: str | Path) -> list[Block]:
@@ -160,13 +198,14 @@ def readme_blocks(path: str | Path) -> list[Block]:
     Raises:
         UserError: a missing or unreadable file, a file without a block, or as :func:`find_blocks`.
     """
-    return _some_blocks(_read(Path(path)), str(path))
+    return some_blocks(read_markdown(Path(path)), str(path))
 
 
-def _some_blocks(text: str, where: str) -> list[Block]:
-    blocks = find_blocks(text, where)
+def some_blocks(text: str, where: str, kind: str = LEADERBOARD) -> list[Block]:
+    """The ``kind`` blocks of ``text``; a UserError when it has none (or as :func:`find_blocks`)."""
+    blocks = find_blocks(text, where, kind)
     if not blocks:
-        raise UserError(f"{where} has no leaderboard block: put a line <!-- leaderboard:<board> --> and a line <!-- /leaderboard:<board> --> where <board>'s table goes")
+        raise UserError(f"{where} has no {kind} block: put a line <!-- {kind}:<board> --> and a line <!-- /{kind}:<board> --> where <board>'s table goes")
     return blocks
 
 
@@ -188,14 +227,9 @@ def update_readme(path: str | Path, records: Iterable[dict], pages_dir: str | Pa
         UserError: as :func:`readme_blocks`, or a file that cannot be written.
     """
     path = Path(path)
-    text = _read(path)
-    _some_blocks(text, str(path))
+    text = read_markdown(path)
+    some_blocks(text, str(path))
     pages = Path(os.path.relpath(Path(pages_dir).resolve(), path.resolve().parent)).as_posix()
     result = fill_blocks(text, records, pages, str(path), reps=reps, ci=ci, seed=seed)
-    if result.changed:
-        try:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(result.text.encode("utf-8"))
-        except OSError as exc:
-            raise UserError(f"cannot write --readme {path}: {exc.strerror or exc}") from None
+    write_markdown(path, result)
     return result
