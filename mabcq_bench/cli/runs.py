@@ -167,7 +167,12 @@ def _dry_run(env, algo, seeds, preset, setting, workers, overrides, device, cost
     default=None,
     help="Also put each board's table into this Markdown file, between the lines <!-- leaderboard:<board> --> and <!-- /leaderboard:<board> --> (a block whose board has no records is left as it is).",
 )
-def leaderboard_cmd(results: str, out: str | None, readme: str | None) -> None:
+@click.option(
+    "--findings",
+    default=None,
+    help="Also put each board's claims table (the paper's claims tested on its records) into this Markdown file, between the lines <!-- claims:<board> --> and <!-- /claims:<board> -->.",
+)
+def leaderboard_cmd(results: str, out: str | None, readme: str | None, findings: str | None) -> None:
     """Tables (markdown, csv) and plots from a results store, one set per tier.
 
     Unfinished runs (running, interrupted or failed: a checkpoint without a record) are skipped
@@ -180,8 +185,12 @@ def leaderboard_cmd(results: str, out: str | None, readme: str | None) -> None:
     from mabcq_bench.report.records import load_records, unfinished_runs
     from mabcq_bench.report.tables import build_tables, format_table
 
+    from mabcq_bench.report.claims import check_findings, update_findings
+
     if readme is not None:
         readme_blocks(readme)  # a README without its markers is refused before anything is written
+    if findings is not None:
+        check_findings(findings)
     records = load_records(results)
     skipped = unfinished_runs(results)
     if skipped:
@@ -202,6 +211,13 @@ def leaderboard_cmd(results: str, out: str | None, readme: str | None) -> None:
         if filled.filled:
             boards = ", ".join(filled.filled)
             click.echo(f"{readme}: wrote the table of {boards}" if filled.changed else f"{readme}: the table of {boards} is already the records' (unchanged)")
+    if findings is not None:
+        filled = update_findings(findings, records)
+        for board in filled.left:
+            click.echo(f"{findings}: the claims block of board {board} is left as it is: {results} holds no records of {board}")
+        if filled.filled:
+            boards = ", ".join(filled.filled)
+            click.echo(f"{findings}: wrote the claims of {boards}" if filled.changed else f"{findings}: the claims of {boards} are already the records' (unchanged)")
 
 
 @main.command("regress")
