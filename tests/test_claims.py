@@ -162,3 +162,12 @@ def test_a_findings_file_without_claims_blocks_is_refused_before_anything_is_wri
     findings.write_text("<!-- claims:lite -->\n")
     with pytest.raises(UserError, match=r"<!-- claims:lite --> has no end marker <!-- /claims:lite -->"):
         claims.check_findings(findings)
+
+
+def test_modern_baselines_get_an_order_per_task_and_their_own_two_sided_family():
+    board = _board(_runs("mabcq", [60, 61, 62, 63, 64]), _runs("iql", [70, 71, 72, 73, 74]), _runs("bc", [60, 62, 64, 66, 68]))
+    res = {r.test.b: r for r in claims.modern(board, ["iql", "bc"])}
+    assert res["iql"].p == pytest.approx(2 / 252) and res["iql"].family == 2 and res["iql"].p_holm == pytest.approx(4 / 252)
+    text = "\n".join(claims.render(board))
+    assert "- hopper: **iql** 72.0 > **bc** 64.0 > mabcq 62.0" in text
+    assert "Holm over these 2 comparisons (a family of their own): hopper: mabcq below iql (Holm p 0.02)." in text
