@@ -24,13 +24,14 @@ or the final coordination gap, where lower is better) and its kind:
 
 **The family.** Every test that runs (both variants have runs with the quantity) belongs to one
 family, the whole page, adjusted with Holm–Bonferroni (:data:`SCOPE`): a reader takes the page's
-verdicts together, and so the chance of any false "holds" or "contradicted" on the page stays at
-most α. It is the conservative choice, and it costs: with n_a against n_b runs no p is below
+verdicts together, and so the chance of any false "holds" (or "difference shown", or a
+contradiction of a ``no-worse`` claim) on the page stays at most α. It is the conservative choice, and it costs: with n_a against n_b runs no p is below
 1/C(n_a + n_b, n_a) (1/252 at 5 v 5), so a family of m tests can pass nothing once m times that
 is above α (m > 12 at 5 v 5); the block says so. ``scope="task"`` (a family per task, as in the
 separation table) is the looser alternative. A ``better`` or ``descends`` test whose runs go the
 other way is "contradicted" when the opposite one-sided p, times the family's size (Bonferroni,
-never easier than Holm), is at most α. The modern baselines are compared with MABCQ in a second,
+never easier than Holm), is at most α: those verdicts are controlled at α on their own, so over
+both directions the page's chance of any false verdict is at most 2α. The modern baselines are compared with MABCQ in a second,
 separate family (two-sided, Holm over those comparisons): they are no claim of the paper.
 """
 
