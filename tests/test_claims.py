@@ -52,7 +52,7 @@ def test_a_reversed_board_is_contradicted_and_not_shown_is_neither():
     assert claims.evaluate(board, [BCQ])[0].verdict == "not shown"
 
 
-def test_three_seeds_cannot_reach_alpha_on_a_page_and_the_block_says_so():
+def test_three_seeds_cannot_reach_alpha_and_the_block_says_so():
     board = _board(_runs("mabcq", [60, 61, 62]), _runs("bcq", [40, 41, 42]), _runs("mabcq-no-vd", [40, 41, 42]))
     results = claims.evaluate(board)
     ran = [r for r in results if r.p is not None]
@@ -61,9 +61,19 @@ def test_three_seeds_cannot_reach_alpha_on_a_page_and_the_block_says_so():
     assert best.p == pytest.approx(1 / comb(6, 3)) and best.p_holm == pytest.approx(4 / 20) and best.verdict == "not shown"
     text = "\n".join(claims.render(board))
     assert "**With these runs no test can reach α**: the smallest attainable Holm p is 0.20." in text
-    assert "Holm–Bonferroni over the whole page: 4 tests (family size 4)" in text
-    # a family per task is the looser choice; here it is the same family (one task)
-    assert [r.p_holm for r in claims.evaluate(board, scope="task")] == [r.p_holm for r in results]
+    assert "Holm–Bonferroni over each task (a pooled test its own family): 4 tests (family size 4)" in text
+    # one family for the page is the conservative alternative; here it is the same family (one task)
+    assert [r.p_holm for r in claims.evaluate(board, scope="page")] == [r.p_holm for r in results]
+
+
+def test_a_family_per_task_by_default_the_page_as_the_conservative_alternative():
+    runs = [_runs("mabcq", [60, 61, 62, 63, 64], task=t) + _runs("bcq", [40, 41, 42, 43, 44], task=t) for t in ("hopper", "walker")]
+    board = _board(*runs)
+    both = Claim("fig2-bcq", "Fig. 2", "MABCQ outperforms BCQ", tuple(claims.Test((t,), "mabcq", "bcq") for t in ("hopper", "walker")))
+    by_task = [r for r in claims.evaluate(board, [both]) if r.p is not None]
+    page = [r for r in claims.evaluate(board, [both], scope="page") if r.p is not None]
+    assert len(by_task) == 2 and all(r.p_holm == pytest.approx(1 / 252) and r.verdict == "holds" for r in by_task)
+    assert all(r.p_holm == pytest.approx(2 / 252) for r in page)
 
 
 def _curve_run(variant: str, seed: int, curve: list[float], final: float, task: str = "hopper") -> dict:
