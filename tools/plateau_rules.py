@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from mabcq_bench.report.budget import MIN_POINTS, SCORE_POINTS, SDS, SMOOTH, _line_change, _noise_sd, _trailing_windows, stops_moving
+from mabcq_bench.report.budget import MIN_POINTS, SCORE_POINTS, SDS, SMOOTH, _holds_from, _line_change, _noise_sd, _trailing_windows, stops_moving
 
 Rule = Callable[[np.ndarray, np.ndarray], "int | None"]
 
@@ -67,12 +67,7 @@ def level_at_every_later(updates: np.ndarray, values: np.ndarray, sds: float = S
     level, n_level = values[last_fifth].mean(), last_fifth.sum()
     windows, counts = _trailing_windows(updates, values)
     ok = np.abs(windows - level) <= np.maximum(SCORE_POINTS, sds * _noise_sd(values) * np.sqrt(1.0 / counts + 1.0 / n_level))
-    if not ok[-1]:
-        return None
-    first = len(ok) - 1
-    while first > 0 and ok[first - 1]:
-        first -= 1
-    return int(updates[first])
+    return _holds_from(updates, ok)
 
 
 def first_passing(
