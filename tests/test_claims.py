@@ -94,11 +94,29 @@ def test_late_drop_is_the_best_window_before_the_last_fifth_minus_the_final_scor
 def test_descends_late_pools_both_tasks_with_the_exact_signed_rank_p():
     drops = {"halfcheetah": [1.0, 2.0, 3.0, 4.0, 5.0], "hopper": [6.0, 7.0, 8.0, 9.0, -10.0]}
     runs = [_curve_run("bcq", k, [50.0] * 10, final=50.0 - d, task=t) for t, ds in drops.items() for k, d in enumerate(ds)]
-    (r,) = claims.evaluate(_board(runs), [c for c in claims.CLAIMS if c.id == "bcq-descends"])
+    results = claims.evaluate(_board(runs), [c for c in claims.CLAIMS if c.id == "bcq-descends"])
+    (r,) = [r for r in results if r.test.kind == "descends"]
+    (more,) = [r for r in results if r.test.kind == "descends-more"]
+    assert more.p is None and more.verdict.startswith("not run: no runs of mabcq")  # and out of the family
     # 10 pairs, the one negative the largest: W+ = 1 + … + 9 = 45. P(W+ ≥ 45) under the null: the
     # sign patterns whose negative ranks sum to at most 10, 43 of 2^10 (1, 1, 1, 2, 2, 3, 4, 5, 6, 8, 10 for sums 0..10)
     assert r.statistic == 45.0 and r.p == pytest.approx(43 / 1024) and r.p_min == pytest.approx(1 / 1024)
     assert r.verdict == "holds" and len(r.seeds_a) == 10 and r.diff[0] == pytest.approx(3.5)
+
+
+def test_bcq_descends_more_than_mabcq_against_the_same_window_bias():
+    """The best window before the last fifth is biased up for any noisy curve; BCQ's drops against
+    MABCQ's carry that bias on both sides (one-sided exact Mann–Whitney, the two tasks pooled)."""
+    bcq = [_curve_run("bcq", k, [50.0] * 10, final=40.0 - k, task="hopper") for k in range(5)]
+    mabcq = [_curve_run("mabcq", k, [50.0] * 10, final=50.0 - 0.1 * k, task="hopper") for k in range(5)]
+    results = claims.evaluate(_board(bcq, mabcq), [c for c in claims.CLAIMS if c.id == "bcq-descends"])
+    (more,) = [r for r in results if r.test.kind == "descends-more"]
+    assert more.p == pytest.approx(1 / 252) and more.family == 2 and more.p_holm == pytest.approx(2 / 252)
+    assert more.verdict == "holds" and more.diff[0] == pytest.approx(12.0 - 0.2)
+    reversed_ = claims.evaluate(_board(mabcq, [_curve_run("bcq", k, [50.0] * 10, final=50.0, task="hopper") for k in range(5)]),
+                                [c for c in claims.CLAIMS if c.id == "bcq-descends"])
+    (more,) = [r for r in reversed_ if r.test.kind == "descends-more"]
+    assert more.verdict == "contradicted: mabcq descends more"
 
 
 def test_the_coordination_gap_claim_is_lower_is_better():
