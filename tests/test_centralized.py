@@ -49,6 +49,8 @@ def test_a_centralized_run_trains_on_the_joint_dataset_and_says_its_setting(stor
     assert record["protocol"] == decentralized.protocol and record["config"] == decentralized.config
     assert run.fingerprint != decentralized.fingerprint
     assert np.isfinite(record["final"]["normalized_score"])
+    # one agent has no coordination gap (max_i V_i − min_i V_i over one agent would be a constant 0)
+    assert record["final"]["coordination_gap"] is None and all(p["coordination_gap"] is None for p in record["curve"])
 
 
 @pytest.mark.parametrize("algo", ["mabcq", "mabcq-no-tn", "mabcq-no-vd", "omar"])

@@ -311,8 +311,9 @@ def _train(
 
 def coordination_gap(learners: Sequence[Learner], states: np.ndarray) -> float | None:
     """Mean over ``states`` of max_i V_i(s) − min_i V_i(s) (paper, Figure 3): how far the agents'
-    own value estimates of the same state disagree. ``None`` if a learner has no value function."""
-    if not all(learner.has_value for learner in learners):
+    own value estimates of the same state disagree. ``None`` if a learner has no value function,
+    and for a single agent (the centralized setting), which has no one to disagree with."""
+    if len(learners) < 2 or not all(learner.has_value for learner in learners):
         return None
     values = np.stack([learner.value(states) for learner in learners])  # (agents, states)
     return float(np.mean(values.max(0) - values.min(0)))
