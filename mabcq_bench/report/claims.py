@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import numpy as np
 from scipy.stats import wilcoxon
 
+from mabcq_bench.report import weights
 from mabcq_bench.report.aggregate import bootstrap_mean, bootstrap_mean_difference, holm_bonferroni
 from mabcq_bench.report.readme import Filled, fill_kind, read_markdown, some_blocks, write_markdown
 from mabcq_bench.report.records import _optional_number
@@ -275,7 +276,7 @@ def _row(r: Result) -> str:
 
 
 def render(board: "Leaderboard", scope: str = SCOPE) -> list[str]:
-    """The claims block of ``board``: the claims, the tests' table, and the modern baselines."""
+    """The claims block of ``board``: the claims, the tests' table, the modern baselines, and MABCQ's weights at the end of training (:mod:`~mabcq_bench.report.weights`)."""
     results = evaluate(board, scope=scope)
     ran = [r for r in results if r.p is not None]
     sizes = sorted({r.family for r in ran})
@@ -305,6 +306,10 @@ def render(board: "Leaderboard", scope: str = SCOPE) -> list[str]:
         *map(_row, results),
         "",
         *_modern_lines(board),
+        "",
+        "What MABCQ's weights are at the end of training:",
+        "",
+        *weights.render(board),
     ]
     return lines
 
