@@ -6,6 +6,7 @@ import json
 
 import minari
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from mabcq_bench.cli import main
@@ -91,8 +92,9 @@ def test_no_joint_flag_skips_the_joint_dataset(tmp_path, monkeypatch):
     assert "--no-joint" in help_text
 
 
-def test_smoke_manifest_lists_a_joint_dataset_for_every_task():
-    doc = json.loads(manifest.manifest_path("smoke").read_text())
+@pytest.mark.parametrize("tier", ["smoke", "lite"])
+def test_the_manifest_lists_a_joint_dataset_for_every_task(tier):
+    doc = json.loads(manifest.manifest_path(tier).read_text())
     ids = {e["dataset_id"] for e in doc["datasets"]}
-    recipes = load_recipe("smoke")
+    recipes = load_recipe(tier)
     assert {recipes.for_task(t).joint_dataset_id for t in TASKS} <= ids
