@@ -92,7 +92,7 @@ def test_no_joint_flag_skips_the_joint_dataset(tmp_path, monkeypatch):
     assert "--no-joint" in help_text
 
 
-@pytest.mark.parametrize("tier", ["smoke", "lite"])
+@pytest.mark.parametrize("tier", ["smoke", "lite", "paper"])
 def test_the_manifest_lists_a_joint_dataset_for_every_task(tier):
     doc = json.loads(manifest.manifest_path(tier).read_text())
     ids = {e["dataset_id"] for e in doc["datasets"]}
