@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 #: The fraction of training at the end whose logs are summarized.
 LATE = 0.2
 
-#: The weights, their config switch, and their symbol on the page.
-WEIGHTS: tuple[tuple[str, str, str], ...] = (("lambda_vd", "use_vd", "λ_vd"), ("lambda_tn", "use_tn", "λ_tn"))
+#: The weights and their config switch.
+WEIGHTS: tuple[tuple[str, str], ...] = (("lambda_vd", "use_vd"), ("lambda_tn", "use_tn"))
 
 _AT_CLIP = 1e-6
 
@@ -95,11 +95,12 @@ def summarize(recs: Sequence[dict], weight: str, late: float = LATE) -> Summary 
 def _cells(recs: Sequence[dict]) -> list[str]:
     """The row's cells after task, variant and runs: λ_vd's four, λ_tn's three, the largest weight."""
     cells, w_max = [], None
-    for weight, switch, _ in WEIGHTS:
+    for weight, switch in WEIGHTS:
         width = 4 if weight == "lambda_vd" else 3
-        s = None if all(_switched_off(r, switch) for r in recs) else summarize(recs, weight)
+        off = all(_switched_off(r, switch) for r in recs)
+        s = None if off else summarize(recs, weight)
         if s is None:
-            cells += ["off" if all(_switched_off(r, switch) for r in recs) else "–"] + [""] * (width - 1)
+            cells += ["off" if off else "–"] + [""] * (width - 1)
             continue
         w_max = s.w_max if s.w_max is not None else w_max
         cells += [f"{s.mean:.3f}" + (f" ± {s.mean_sd:.3f}" if s.runs > 1 else ""), f"{s.sd:.3f}", f"{s.low:.2f}–{s.high:.2f}"]
@@ -111,7 +112,7 @@ def _cells(recs: Sequence[dict]) -> list[str]:
 def _weighted(recs: Sequence[dict]) -> bool:
     """Whether the runs log the weights and switch at least one of them on."""
     logs = any(str(k).startswith("weights/lambda_") for r in recs for m in (r.get("metrics") or [])[:1] for k in m)
-    return logs and not all(_switched_off(r, switch) for r in recs for _, switch, _ in WEIGHTS)
+    return logs and not all(_switched_off(r, switch) for r in recs for _, switch in WEIGHTS)
 
 
 def render(board: "Leaderboard", late: float = LATE) -> list[str]:
