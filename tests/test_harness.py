@@ -555,6 +555,37 @@ def test_progress_lines_come_at_most_once_a_minute_with_updates_and_eta():
     ]
 
 
+def test_a_resumed_runs_checkpoint_counts_as_done_not_as_speed():
+    """A run resumed at 800 of 1,000 updates: its ETA is priced from the updates made since, not
+    from the 800 its checkpoint had (which made a 25-minute remainder read "ETA 13 s")."""
+    now, out = [0.0], []
+    ticker = sweep.ProgressLines(runs=1, updates=1000, log=out.append, every=60, clock=lambda: now[0])
+    ticker.updated(800, True)
+    for t in range(10, 70, 10):  # 10 updates every 10 s
+        now[0] = float(t)
+        ticker.updated(10)
+    assert out == ["progress: 0 of 1 runs finished, 860 of 1,000 updates (86.0%), 60 s elapsed, ETA 2 min"]
+
+
+def test_a_resumed_run_reports_its_checkpoint_once_as_resumed(tmp_path):
+    """execute's progress: the updates a checkpoint had arrive once, flagged resumed; the rest as
+    new work, and all of them add up to the run's updates."""
+    from mabcq_bench.runs import execute
+
+    events = []
+    report = execute._progress_reporter(lambda n, resumed: events.append((n, resumed)), 100)
+    for done in range(41, 101):  # resumed from a checkpoint at 40 updates
+        report(done, [])
+    assert events[0] == (40, True)
+    assert all(not resumed for _, resumed in events[1:])
+    assert sum(n for n, _ in events) == 100
+    events.clear()
+    report = execute._progress_reporter(lambda n, resumed: events.append((n, resumed)), 100)
+    for done in range(1, 101):  # a fresh run
+        report(done, [])
+    assert all(not resumed for _, resumed in events) and sum(n for n, _ in events) == 100
+
+
 def test_a_sweep_without_bars_prints_progress_while_a_run_trains(tmp_path, monkeypatch):
     """Issue 27 (9): a single long run printed nothing until it ended; now lines come while it
     trains, with --no-progress too (progress reports of a fake executor, one line per report)."""

@@ -65,7 +65,7 @@ def normalized_score(returns: ArrayLike, ref_min: float, ref_max: float) -> floa
     return float(scores) if scores.ndim == 0 else scores
 
 
-def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | None = None) -> dict:
+def execute(run: PreparedRun, results: Path, progress: Callable[[int, bool], None] | None = None) -> dict:
     """Train and evaluate one run (resuming from its checkpoint) and write its record.
 
     A run is locked while it trains (``seed<k>.lock``, released by the OS if the process dies):
@@ -88,7 +88,27 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int], None] | N
     return record
 
 
-def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int], None] | None) -> dict:
+def _progress_reporter(progress: Callable[[int, bool], None] | None, updates: int) -> Callable[[int, object], None]:
+    """``train_agents``' ``on_update`` that reports progress every 25 updates and at the end. A run
+    resumed from a checkpoint first reports the checkpoint's updates once, flagged ``resumed``
+    (made before, so they are not new work for an ETA)."""
+    last: list[int | None] = [None]  # updates reported so far; None until the first update
+
+    def on_update(done: int, _metrics) -> None:
+        if progress is None:
+            return
+        if last[0] is None:
+            last[0] = done - 1
+            if last[0]:
+                progress(last[0], True)
+        if done - last[0] >= 25 or done == updates:
+            progress(done - last[0], False)
+            last[0] = done
+
+    return on_update
+
+
+def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int, bool], None] | None) -> dict:
     import numpy as np
 
     from mabcq_bench.runs.learn import train_agents
@@ -106,13 +126,6 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
     # the marker names the process working on the run (for a person, or a test, looking in)
     write_json(marker, {"config_fingerprint": run.fingerprint, "pid": os.getpid(), "host": os.uname().nodename})
     datasets = [_agent_data(dataset_id, checksum) for dataset_id, checksum in run.datasets]
-    last = [0]
-
-    def on_update(done: int, _metrics) -> None:
-        if progress is not None and (done - last[0] >= 25 or done == proto["updates"]):
-            progress(done - last[0])
-            last[0] = done
-
     values = {k: v for k, v in run.config.items()}
     result = train_agents(
         task,
@@ -130,7 +143,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int],
         threads=proto["threads"],
         device=run.device,
         overrides=values,
-        on_update=on_update,
+        on_update=_progress_reporter(progress, proto["updates"]),
         stack_agents=run.stack_agents,
         cuda_graph=run.cuda_graph,
     )
@@ -223,7 +236,7 @@ def _agent_data(dataset_id: str, checksum: str):
     return _DATA_CACHE[key]
 
 
-def run_one(run: PreparedRun, results: Path, progress: Callable[[int], None] | None = None) -> Outcome:
+def run_one(run: PreparedRun, results: Path, progress: Callable[[int, bool], None] | None = None) -> Outcome:
     """:func:`execute`, reporting instead of raising: (key, record, None) or (key, None, error line)."""
     key = run.spec.key
     try:

@@ -2,8 +2,8 @@
 
 An executor is a function ``(pending, results, workers, on_progress, address) -> iterator of
 Outcome``: it runs every :class:`~mabcq_bench.runs.plan.PreparedRun` through
-:func:`~mabcq_bench.runs.execute.run_one` wherever it likes, calls ``on_progress(n)`` as updates
-are done, and yields each run's outcome as it finishes. ``local`` is a pool of spawned processes
+:func:`~mabcq_bench.runs.execute.run_one` wherever it likes, calls ``on_progress(n, resumed)`` as updates
+are done (``resumed``: the ``n`` updates a run's checkpoint already had, which its progress skips), and yields each run's outcome as it finishes. ``local`` is a pool of spawned processes
 on this machine; ``ray`` one Ray task per run (:mod:`mabcq_bench.runs.ray`, an optional extra).
 """
 
@@ -53,10 +53,11 @@ def _terminate_as_interrupt(signum, frame) -> None:
 
 
 def _pool_task(run: PreparedRun, results: str) -> Outcome:
-    return run_one(run, Path(results), progress=_EVENTS.put if _EVENTS is not None else None)
+    events = _EVENTS
+    return run_one(run, Path(results), progress=(lambda n, resumed: events.put((n, resumed))) if events is not None else None)
 
 
-def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_progress: Callable[[int], None], address: str | None = None) -> Iterator[Outcome]:
+def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_progress: Callable[[int, bool], None], address: str | None = None) -> Iterator[Outcome]:
     """Run ``pending`` on a pool of ``workers`` spawned processes on this machine."""
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
@@ -65,7 +66,7 @@ def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_p
     def pump() -> None:
         while not stop.is_set():
             try:
-                on_progress(events.get(timeout=0.2))
+                on_progress(*events.get(timeout=0.2))
             except queue.Empty:
                 continue
             except (EOFError, OSError, ValueError):

@@ -68,7 +68,7 @@ def _run_task(run, results: str, env: dict[str, str]):
 
 
 def ray_pool(
-    pending: Sequence, results: Path, workers: int, on_progress: Callable[[int], None], address: str | None = None
+    pending: Sequence, results: Path, workers: int, on_progress: Callable[[int, bool], None], address: str | None = None
 ) -> Iterator[tuple[str, dict | None, str | None]]:
     """Run every pending run as a Ray task; yields (key, record, error) as they finish."""
     ray = _ray()
@@ -89,7 +89,7 @@ def ray_pool(
                 outcome = ray.get(ref)
             except ray.exceptions.RayError as exc:  # retries used up, or the task could not run
                 outcome = (key, None, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-            on_progress(run.protocol["updates"])
+            on_progress(run.protocol["updates"], False)
             yield outcome
     except BaseException:
         for ref in refs:

@@ -82,10 +82,15 @@ def run_sweep(
     bar = tqdm(total=total, desc=f"{len(pending)} runs", unit="upd", disable=lines, dynamic_ncols=True)
     ticker = ProgressLines(len(pending), total, log, line_every) if lines else None
 
-    def on_progress(n: int) -> None:  # called from the executor's progress thread
-        bar.update(n)
+    def on_progress(n: int, resumed: bool = False) -> None:  # called from the executor's progress thread
+        if resumed:  # a checkpoint's updates move the bar, not its rate (they were made before)
+            bar.n += n
+            bar.last_print_n = bar.n
+            bar.refresh()
+        else:
+            bar.update(n)
         if ticker is not None:
-            ticker.updated(n)
+            ticker.updated(n, resumed)
 
     new_records = []
     outcomes = EXECUTORS[executor](pending, results, workers, on_progress, address)
@@ -114,19 +119,23 @@ class ProgressLines:
     """Plain progress lines for a sweep without bars, at most one every ``every`` seconds:
     ``progress: 1 of 13 runs finished, 24,000 of 520,000 updates (4.6%), 9 min elapsed, ETA 3 h 05 min``.
 
-    ``updated`` may be called from another thread (the executor's progress pump) than
-    ``run_done``; ``clock`` is for tests."""
+    The ETA is priced at the rate of the updates made since the sweep started: those a resumed run's
+    checkpoint already had count as done, not as speed. ``updated`` may be called from another
+    thread (the executor's progress pump) than ``run_done``; ``clock`` is for tests."""
 
     def __init__(self, runs: int, updates: int, log: Callable[[str], None], every: float = LINE_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
         self.runs, self.updates, self.log, self.every, self.clock = runs, updates, log, every, clock
         self.started = self.last = clock()
-        self.done_updates = self.done_runs = 0
+        self.done_updates = self.done_runs = self.resumed_updates = 0
         self._lock = threading.Lock()
 
-    def updated(self, n: int) -> None:
-        """``n`` more updates were made; prints a line if the last one is ``every`` seconds old."""
+    def updated(self, n: int, resumed: bool = False) -> None:
+        """``n`` more updates were made (``resumed``: found in a checkpoint); prints a line if the
+        last one is ``every`` seconds old."""
         with self._lock:
             self.done_updates += n
+            if resumed:
+                self.resumed_updates += n
             now = self.clock()
             if now - self.last < self.every:
                 return
@@ -141,7 +150,8 @@ class ProgressLines:
     def line(self, now: float) -> str:
         elapsed = now - self.started
         done, total = min(self.done_updates, self.updates), self.updates
-        eta = f", ETA {duration(elapsed / done * (total - done))}" if 0 < done < total else ""
+        made = done - min(self.resumed_updates, done)  # in this sweep, at the rate the ETA assumes
+        eta = f", ETA {duration(elapsed / made * (total - done))}" if 0 < made and done < total else ""
         return (
             f"progress: {self.done_runs} of {self.runs} runs finished, {done:,} of {total:,} updates "
             f"({100 * done / max(total, 1):.1f}%), {duration(elapsed)} elapsed{eta}"
