@@ -171,7 +171,7 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
     ),
     "plateau200": TierProtocol(
         _protocol(200000, 4000, 10, 50, 5, 4000),
-        "plateau200: the budget study of every learner that trains (ddpg, td3bc, iql, bc, behavior; bcq and mabcq again on hopper, where bc climbs after 60k; cql and omar run 120k in plateau120). 200k updates on the lite datasets, to find where their score and Q̂ stop moving (leaderboard/plateau200-v1-p2.md).",
+        "plateau200: the budget study of every learner that trains (ddpg, td3bc, iql, bc, behavior; bcq and mabcq again on hopper, where bc climbs after 60k; mabcq-no-vd on hopper, which climbs past 60k where mabcq does not; cql and omar run 120k in plateau120). 200k updates on the lite datasets, to find where their score and Q̂ stop moving (leaderboard/plateau200-v1-p2.md).",
         "lite",
     ),
     "paper": TierProtocol(
