@@ -81,7 +81,7 @@ class Row:
         """The row as display strings: variant, one per task, aggregate, coordination gap."""
         partial = "" if self.complete else " *"  # both aggregates then cover fewer tasks
         aggregate = f"{self.iqm:.1f} [{self.low:.1f}, {self.high:.1f}]" + partial
-        gap = DASH if self.gap is None else f"{self.gap:.2f}" + partial
+        gap = DASH if self.gap is None else f"{self.gap:,.2f}" + partial
         return [self.variant, *(DASH if c is None else str(c) for c in self.cells.values()), aggregate, gap]
 
 
