@@ -322,7 +322,8 @@ def test_a_learner_runs_its_own_budget_and_its_record_says_which(store, tmp_path
     text = (store["base"] / "baselines" / "tiny.toml").read_text()
     own = text.replace(
         "[algos.mabcq]",
-        "[protocol.tasks.hopper]\nupdates = 4\n[protocol.budgets.bc]\nupdates = 9\n[protocol.budgets.bcq]\nupdates = 7\nhopper = 8\n\n[algos.mabcq]",
+        "[protocol.tasks.hopper]\nupdates = 4\n[protocol.budgets.bc]\nupdates = 9\nnot_plateaued = [\"updates\"]\n"
+        "[protocol.budgets.bcq]\nupdates = 7\nhopper = 8\nnot_plateaued = [\"updates\"]\n\n[algos.mabcq]",
         1,
     )
     path = tmp_path / "tiny.toml"
@@ -342,10 +343,14 @@ def test_a_learner_runs_its_own_budget_and_its_record_says_which(store, tmp_path
     assert before.fingerprint == runs["ddpg"].fingerprint and runs["ddpg"].protocol == before.protocol
     record = execute.execute(runs["bc"], store["results"])
     assert record["updates"] == 9 and record["protocol"]["updates"] == 9 and [p["updates"] for p in record["curve"]] == [3, 6, 9]
-    assert record["budget"] == {"updates": 9, "from": "protocol.budgets.bc.updates"}
+    # bc's every-task budget is listed as not plateaued; bcq's hopper key is not, though its other one is
+    assert record["budget"] == {"updates": 9, "from": "protocol.budgets.bc.updates", "plateaued": False}
+    assert {a: r.plateaued for a, r in runs.items()} == {"bc": False, "bcq": True, "ddpg": True}
     for bad, message in [
         ("[protocol.budgets.sarsa]\nupdates = 9", "[protocol.budgets.sarsa] is not an algorithm"),
-        ("[protocol.budgets.bc]\ncartpole = 9", "[protocol.budgets.bc] may set only updates (every task) and task names"),
+        ("[protocol.budgets.bc]\ncartpole = 9", "[protocol.budgets.bc] may set only updates (every task), task names"),
+        ("[protocol.budgets.bc]\nhopper = 9\nnot_plateaued = [\"walker\"]", "[protocol.budgets.bc] not_plateaued must list keys the table sets"),
+        ("[protocol.budgets.bc]\nhopper = 9\nnot_plateaued = \"hopper\"", "[protocol.budgets.bc] not_plateaued must list keys the table sets"),
         ("[protocol.budgets.bc]\nhopper = 0", "[protocol.budgets.bc] hopper must be a positive integer"),
     ]:
         path.write_text(text.replace("[algos.mabcq]", f"{bad}\n\n[algos.mabcq]", 1))

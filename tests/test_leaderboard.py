@@ -109,6 +109,24 @@ def test_tables_cells_and_row_order():
     assert "80.0 ± 10.0 (3)" in lines[2] and "40.0 ± 14.1 (2)" in lines[3]
 
 
+def test_a_cell_at_a_budget_where_its_learner_had_not_plateaued_is_marked_and_explained():
+    """A learner still moving at the longest budget the study measured runs that budget: its cell
+    says so (†), and so do the page's and the README block's notes; other cells are unmarked."""
+    from mabcq_bench.report.readme import render_block
+
+    records = fake_records(with_eps_sweep=False)
+    for rec in records:
+        rec["budget"] = {"updates": 100, "from": f"protocol.budgets.{rec['algo']}.{rec['task']}", "plateaued": rec["algo"] != "bcq"}
+    board = build_tables(records, "lite", reps=300)
+    texts = {r.variant: r.texts() for r in board.rows}
+    assert texts["bcq"][1:3] == ["10.0 ± 0.0 (3) †", "30.0 ± 10.0 (3) †"]
+    assert texts["mabcq"][1:3] == ["80.0 ± 10.0 (3)", "50.0 ± 10.0 (3)"]
+    note = "`†`: the learner's score or Q̂ had not stopped moving at the longest budget the budget study measured for it"
+    assert note in format_markdown(board) and note in render_block(board, "leaderboard/lite.md")[-1]
+    unmarked = build_tables(fake_records(with_eps_sweep=False), "lite", reps=300)  # records from before budgets said
+    assert "†" not in format_markdown(unmarked) and "†" not in render_block(unmarked, "leaderboard/lite.md")[-1]
+
+
 def test_write_leaderboard_files(tmp_path):
     store = write_store(tmp_path / "results", fake_records())
     out = tmp_path / "leaderboard"

@@ -140,6 +140,7 @@ def test_the_printed_tables_load_as_lites_budgets_and_nothing_is_written(tmp_pat
     toml = result.output.split("tables for ")[1].split("\n", 1)[1].split("\n\n")[0]
     assert tomllib.loads(toml)["protocol"]["budgets"]["td3bc"] == {"hopper": 44_000}
     assert "[protocol.budgets.ddpg]  # budget study: hopper from plateau200-v1-p2 (1 run; not within 200,000, the longest measured)" in toml
+    assert tomllib.loads(toml)["protocol"]["budgets"]["ddpg"] == {"hopper": 200_000, "not_plateaued": ["hopper"]}
     lite = (BASELINES_DIR / "lite.toml").read_text()
     path = tmp_path / "lite.toml"
     path.write_text(lite.replace("\n[algos.mabcq]", f"\n{toml}\n\n[algos.mabcq]", 1))
@@ -147,6 +148,7 @@ def test_the_printed_tables_load_as_lites_budgets_and_nothing_is_written(tmp_pat
     assert protocol.for_run("hopper", "td3bc") == ({**protocol.for_task("hopper"), "updates": 44_000}, "protocol.budgets.td3bc.hopper")
     assert protocol.for_run("walker", "mabcq-no-vd")[0]["updates"] == 10_000  # follows mabcq
     assert protocol.for_run("walker", "td3bc")[1] == "protocol.updates"  # not studied: the tier's budget
+    assert not protocol.plateaued("hopper", "ddpg") and protocol.plateaued("hopper", "td3bc") and protocol.plateaued("walker", "td3bc")
     # the tier's file against the study: it agrees once the tables are in it
     again = CliRunner().invoke(main, ["baselines", "--budgets-from", str(store), "--preset", str(path)])
     assert again.exit_code == 0 and f"{path} agrees with the study" in again.output and f"paste the tables into {path}" in again.output
@@ -174,6 +176,10 @@ def test_disagreements_read_updates_as_every_task_without_a_key_of_its_own():
     assert study.disagreements({"td3bc": {"updates": 45_000}}, proposals, ["hopper", "walker", "ant"]) == [
         "protocol.budgets.td3bc.updates = 45000 on walker: the study proposes 25000 (walker from long (1 run))",
         "protocol.budgets.td3bc.updates = 45000 on ant: the study has no cell of td3bc on ant",
+    ]
+    # the not_plateaued list is held to the study too
+    assert study.disagreements({"td3bc": {"hopper": 45_000, "walker": 25_000, "not_plateaued": ["walker"]}}, proposals, ["hopper", "walker"]) == [
+        "protocol.budgets.td3bc.not_plateaued lists walker on walker: the study saw it plateau (walker from long (1 run))"
     ]
 
 

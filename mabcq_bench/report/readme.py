@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.report.tables import AGGREGATE_HEADER, GAP_HEADER, Leaderboard, build_tables, markdown_table
+from mabcq_bench.report.tables import AGGREGATE_HEADER, GAP_HEADER, NOT_PLATEAUED_NOTE, Leaderboard, all_plateaued, build_tables, markdown_table
 from mabcq_bench.util import atomic_path
 
 #: The name of the README's table markers, ``<!-- leaderboard:<board> -->``.
@@ -117,6 +117,8 @@ def render_block(board: Leaderboard, page: str) -> list[str]:
     )
     if not all(r.complete for r in board.rows):
         note += " `*`: an aggregate over fewer tasks than the table has."
+    if not all_plateaued(board):
+        note += f" {NOT_PLATEAUED_NOTE}"
     return [*markdown_table(board), "", note]
 
 

@@ -128,16 +128,22 @@ def _source(p: Proposal, follows: bool = True) -> str:
     return f"{p.task} {whose}from {p.board} ({runs}{limit})"
 
 
-def budget_tables(proposals: Sequence[Proposal], learners: Sequence[str] = ()) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
-    """The proposals as a tier's ``[protocol.budgets.<algo>]`` tables (a key per task; learners in
-    ``learners`` order, the others after them) and each table's note: which board (and how many
-    runs) each task's budget comes from."""
-    tables: dict[str, dict[str, int]] = {}
+def budget_tables(proposals: Sequence[Proposal], learners: Sequence[str] = ()) -> tuple[dict[str, dict[str, int | list[str]]], dict[str, str]]:
+    """The proposals as a tier's ``[protocol.budgets.<algo>]`` tables (a key per task, and
+    ``not_plateaued`` listing the tasks whose budget is the longest measured without a plateau;
+    learners in ``learners`` order, the others after them) and each table's note: which board
+    (and how many runs) each task's budget comes from."""
+    from mabcq_bench.runs.protocol import NOT_PLATEAUED
+
+    tables: dict[str, dict[str, int | list[str]]] = {}
     mine: dict[str, list[Proposal]] = {}
     rank = {name: i for i, name in enumerate(learners)}
     for p in sorted(proposals, key=lambda p: rank.get(p.learner, len(rank))):  # stable: tasks stay in order
         tables.setdefault(p.learner, {})[p.task] = p.budget
         mine.setdefault(p.learner, []).append(p)
+    for learner, ps in mine.items():
+        if still := [p.task for p in ps if not p.plateaued]:
+            tables[learner][NOT_PLATEAUED] = still
     notes = {}
     for learner, ps in mine.items():
         follows = {p.follows for p in ps}
@@ -149,6 +155,8 @@ def budget_tables(proposals: Sequence[Proposal], learners: Sequence[str] = ()) -
 def disagreements(budgets: Mapping[str, Mapping[str, int]], proposals: Sequence[Proposal], tasks: Iterable[str]) -> list[str]:
     """Where a tier's ``[protocol.budgets.<algo>]`` tables differ from the study's proposals, one
     line each: a task's key against that task's proposal, ``updates`` against every other task's."""
+    from mabcq_bench.runs.protocol import NOT_PLATEAUED
+
     proposed = {(p.task, p.learner): p for p in proposals}
     out = []
     for learner, table in budgets.items():
@@ -161,6 +169,9 @@ def disagreements(budgets: Mapping[str, Mapping[str, int]], proposals: Sequence[
                 out.append(f"protocol.budgets.{learner}.{key} = {table[key]} on {task}: the study has no cell of {learner} on {task}")
             elif p.budget != table[key]:
                 out.append(f"protocol.budgets.{learner}.{key} = {table[key]} on {task}: the study proposes {p.budget} ({_source(p)})")
+            elif (key in table.get(NOT_PLATEAUED, [])) == p.plateaued:
+                said = "lists" if p.plateaued else "does not list"
+                out.append(f"protocol.budgets.{learner}.{NOT_PLATEAUED} {said} {key} on {task}: the study {'saw' if p.plateaued else 'did not see'} it plateau ({_source(p)})")
     return out
 
 

@@ -34,6 +34,16 @@ EPSILON_ZERO = "mabcq-no-vd"  # ε = 0 of the ε sweep
 DASH = "–"
 
 
+#: After a cell whose runs ran the longest budget the study measured, the learner still moving there.
+NOT_PLATEAUED_MARK = "†"
+
+#: What the mark means, for a page's or a README's notes.
+NOT_PLATEAUED_NOTE = (
+    f"`{NOT_PLATEAUED_MARK}`: the learner's score or Q̂ had not stopped moving at the longest budget the budget study "
+    "measured for it on that task; its runs train that budget."
+)
+
+
 AGGREGATE_HEADER = "IQM [low, high]"
 
 
@@ -51,13 +61,14 @@ class Cell:
     gap: float | None  # mean final coordination gap over the runs that have one (value units)
     fingerprint: str
     windows: np.ndarray | None = None  # (n,) each run's mean of its last score_window curve scores; None before protocol 2
+    plateaued: bool = True  # False: its runs' budget is the longest measured, the learner still moving there
 
     @property
     def n(self) -> int:
         return int(self.scores.size)
 
     def __str__(self) -> str:
-        return f"{self.mean:.1f} ± {self.std:.1f} ({self.n})"
+        return f"{self.mean:.1f} ± {self.std:.1f} ({self.n})" + ("" if self.plateaued else f" {NOT_PLATEAUED_MARK}")
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,7 @@ def _cell(recs: list[dict]) -> Cell:
         gap=float(gaps.mean()) if gaps.size else None,
         fingerprint=recs[0]["config_fingerprint"],
         windows=np.array([r["window"]["normalized_score"] for r in recs], dtype=np.float64) if has_window else None,
+        plateaued=all(r.get("budget", {}).get("plateaued", True) for r in recs),
     )
 
 
@@ -211,11 +223,18 @@ def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
     ]
     if not all(r.complete for r in board.rows):
         lines.append(f"- `*`: an aggregate (IQM or coord. gap) over fewer tasks than the table has (no runs where the cell shows {DASH}); not comparable with the other rows.")
+    if not all_plateaued(board):
+        lines.append(f"- {NOT_PLATEAUED_NOTE}")
     lines += ["", *markdown_table(board)]
     lines += _window_table(board)
     if plots:
         lines += ["", *(f"![{p.stem}]({p.name})" for p in plots)]
     return "\n".join(lines) + "\n"
+
+
+def all_plateaued(board: Leaderboard) -> bool:
+    """Whether every cell's runs trained a budget where the study saw their learner plateau."""
+    return all(c.plateaued for r in board.rows for c in r.cells.values() if c is not None)
 
 
 def _window_table(board: Leaderboard) -> list[str]:

@@ -180,7 +180,8 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int, 
         "config_fingerprint": run.fingerprint,
         "config": run.config,
         "protocol": proto,
-        "budget": {"updates": proto["updates"], "from": run.budget},  # which budget of the protocol file it ran
+        # which budget of the protocol file it ran, and whether the study saw the learner plateau there
+        "budget": {"updates": proto["updates"], "from": run.budget, "plateaued": run.plateaued},
         "versions": versions(),
         "datasets": [{"id": i, "checksum": c} for i, c in run.datasets],
         "ref_min_score": run.ref_min,

@@ -92,6 +92,7 @@ class PreparedRun:
     stack_agents: bool | None = None  # one batched update of all agents where the algorithm stacks; None: on a GPU only
     cuda_graph: bool | None = None  # replay updates from CUDA graphs where the algorithm captures; None: on a GPU
     budget: str = "protocol.updates"  # where protocol["updates"] comes from (Protocol.for_run), e.g. protocol.budgets.td3bc.hopper
+    plateaued: bool = True  # False: the budget is the longest the study measured, the learner still moving there (Protocol.plateaued)
 
 
 def prepare(
@@ -130,7 +131,7 @@ def prepare(
         if device != "cpu":  # other devices give other numbers: never mixed with CPU runs
             identity["device"] = device
         fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device, stack_agents, cuda_graph, budget))
+        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device, stack_agents, cuda_graph, budget, protocol.plateaued(spec.task, spec.algo, spec.setting)))
     return out
 
 

@@ -58,6 +58,11 @@ PER_TASK_KEYS = ("updates", "eval_every", "checkpoint_every")
 #: task; a task's name sets them on that task (it wins over ``updates``).
 ALL_TASKS = "updates"
 
+#: In a ``[protocol.budgets.<algo>]`` table, the key that lists the tasks (names, or ``updates``
+#: for the table's every-task budget) where the budget is the longest the study measured and the
+#: learner's score or Q̂ had not stopped moving there: its runs' records and the board say so.
+NOT_PLATEAUED = "not_plateaued"
+
 #: The ``[protocol.<section>.<algo>]`` tables of learners' own budgets, by setting.
 BUDGETS = {"decentralized": "budgets", "centralized": "centralized_budgets"}
 
@@ -95,14 +100,29 @@ class Protocol:
             The protocol values, and the budget's source, e.g. ``protocol.budgets.td3bc.hopper``.
         """
         values = self.for_task(task)
+        own = self._own_budget(task, algo, setting)
+        if own is not None:
+            section, key = own
+            values["updates"] = self.protocol[section][algo][key]
+            return values, f"protocol.{section}.{algo}.{key}"
+        return values, f"protocol.tasks.{task}.updates" if "updates" in self.protocol.get("tasks", {}).get(task, {}) else "protocol.updates"
+
+    def plateaued(self, task: str, algo: str, setting: str = "decentralized") -> bool:
+        """Whether ``algo``'s budget on ``task`` is one where the study saw it plateau: False where
+        its own budget's table lists the budget's key under ``not_plateaued`` (the longest budget
+        measured, still moving there); True otherwise, a tier's own choice included."""
+        own = self._own_budget(task, algo, setting)
+        return own is None or own[1] not in self.protocol[own[0]][algo].get(NOT_PLATEAUED, [])
+
+    def _own_budget(self, task: str, algo: str, setting: str) -> tuple[str, str] | None:
+        """The (section, key) of the learner's own budget that :meth:`for_run` uses, if any."""
         sections = (BUDGETS[setting], BUDGETS["decentralized"]) if setting != "decentralized" else (BUDGETS[setting],)
         for section in sections:
             own = self.protocol.get(section, {}).get(algo, {})
             for key in (task, ALL_TASKS):
                 if key in own:
-                    values["updates"] = own[key]
-                    return values, f"protocol.{section}.{algo}.{key}"
-        return values, f"protocol.tasks.{task}.updates" if "updates" in self.protocol.get("tasks", {}).get(task, {}) else "protocol.updates"
+                    return section, key
+        return None
 
     def config(self, algo: str, task: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Hyperparameters of ``algo`` on ``task``: the file's values, its per-task table, then ``overrides``."""
@@ -206,10 +226,10 @@ def load_protocol(preset: str) -> Protocol:
     from mabcq_bench.data.tasks import TASKS
 
     _check_tables(path, proto, "tasks", ("a task", "tasks", list(TASKS)), set(PER_TASK_KEYS), ", ".join(PER_TASK_KEYS))
-    may_set = f"{ALL_TASKS} (every task) and task names ({', '.join(TASKS)})"
-    _check_tables(path, proto, "budgets", ("an algorithm", "algorithms", list(ALGOS)), {ALL_TASKS, *TASKS}, may_set)
+    may_set = f"{ALL_TASKS} (every task), task names ({', '.join(TASKS)}) and {NOT_PLATEAUED}"
+    _check_tables(path, proto, "budgets", ("an algorithm", "algorithms", list(ALGOS)), {ALL_TASKS, NOT_PLATEAUED, *TASKS}, may_set)
     centralized = [name for name, a in ALGOS.items() if not a.not_centralized]
-    _check_tables(path, proto, "centralized_budgets", ("a centralized learner", "centralized learners", centralized), {ALL_TASKS, *TASKS}, may_set)
+    _check_tables(path, proto, "centralized_budgets", ("a centralized learner", "centralized learners", centralized), {ALL_TASKS, NOT_PLATEAUED, *TASKS}, may_set)
     for name in data["algos"]:
         if name not in ALGOS:
             raise UserError(f"malformed protocol {path}: [algos.{name}] is not an algorithm; valid algorithms: {', '.join(ALGOS)}")
@@ -257,6 +277,10 @@ def _check_tables(path: Path, proto: dict[str, Any], section: str, names: tuple[
         if not isinstance(values, dict) or set(values) - allowed:
             raise UserError(f"malformed protocol {path}: {where} may set only {may_set}")
         for key, value in values.items():
+            if key == NOT_PLATEAUED:
+                if not isinstance(value, list) or any(v not in values or v == NOT_PLATEAUED for v in value):
+                    raise UserError(f"malformed protocol {path}: {where} {NOT_PLATEAUED} must list keys the table sets (task names or {ALL_TASKS}), e.g. [\"hopper\"]")
+                continue
             _check_key(path, where, key, value)
 
 
@@ -301,7 +325,7 @@ def budget_text(budgets: dict[str, dict[str, int]], notes: dict[str, str] | None
     lines = []
     for algo, values in budgets.items():
         note = (notes or {}).get(algo if setting == "decentralized" else f"{algo} {setting}")
-        lines += [f"[protocol.{BUDGETS[setting]}.{algo}]" + (f"  # {note}" if note else "")] + [f"{k} = {v}" for k, v in values.items()]
+        lines += [f"[protocol.{BUDGETS[setting]}.{algo}]" + (f"  # {note}" if note else "")] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     return lines
 
 
