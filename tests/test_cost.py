@@ -180,7 +180,7 @@ def test_dry_run_prints_plan_and_costs_and_writes_nothing(priced_setup, tmp_path
     out = CliRunner().invoke(main, [*args, "--dry-run", "--cost-records", str(records)])
     assert out.exit_code == 0, out.output
     assert "plan: 6 runs = 3 algorithms × 1 task × 2 seeds; hopper 20,000 or 40,000 updates per agent (3 agents)" in out.output
-    assert f"total: {2 * (130 + 475) / 3600:.2f} CPU-hours for 4 of 6 runs; 2 runs (1 task-learner cells) not measured" in out.output
+    assert f"total: {2 * (130 + 475) / 3600:.2f} CPU-hours for 4 of 6 runs; 2 runs (1 task-learner cell) not measured" in out.output
     assert "not measured: no record" in out.output
     assert _tree(tmp_path) == before and not results.exists()  # no record, checkpoint or folder; datasets never needed
 

@@ -49,7 +49,7 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from mabcq_bench.runs.plan import PlannedRun, PreparedRun
+from mabcq_bench.runs.plan import PlannedRun, PreparedRun, counted
 from mabcq_bench.util import duration, run_times
 
 #: The committed records (``leaderboard/records``), found from the package as the protocol files
@@ -272,7 +272,7 @@ def format_estimate(costs: Sequence[RunCost], workers: int) -> str:
     cells = len({k for k, items in rows.items() if items[0].measured is None})
     out.append(
         f"total: {_hours(sum(cpu))} CPU-hours for {len(priced)} of {len(costs)} runs"
-        + (f"; {left} runs ({cells} task-learner cells) not measured, left out" if left else "")
+        + (f"; {counted(left, 'run')} ({counted(cells, 'task-learner cell')}) not measured, left out" if left else "")
     )
     out.append(f"wall time at {workers} runs at once, each on a core of its own: {duration(wall_s(cpu, workers))}" + (" (the measured runs)" if left else ""))
     return "\n".join(out)

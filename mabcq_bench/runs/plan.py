@@ -160,7 +160,7 @@ def plan_runs(specs: Iterable[RunSpec], protocol: Protocol) -> list[PlannedRun]:
     return out
 
 
-def _count(n: int, word: str) -> str:
+def counted(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
@@ -177,16 +177,16 @@ def describe_plan(runs: Sequence[PreparedRun | PlannedRun]) -> str:
     variants = list(dict.fromkeys(r.spec.variant for r in runs))
     seeds = sorted({r.spec.seed for r in runs})
     kind = "algorithm" if all(r.spec.variant == r.spec.algo for r in runs) else "variant"
-    grid = f"{_count(len(variants), kind)} × {_count(len(tasks), 'task')} × {_count(len(seeds), 'seed')}"
+    grid = f"{counted(len(variants), kind)} × {counted(len(tasks), 'task')} × {counted(len(seeds), 'seed')}"
     shape = f" = {grid}" if len(tasks) * len(variants) * len(seeds) == len(runs) else f" ({grid})"
     budgets = {}
     for r in runs:
         budgets.setdefault(r.spec.task, set()).add(int(r.protocol["updates"]))
     agents = {r.spec.task: get_task(r.spec.task).in_setting(r.spec.setting).n_agents for r in runs}
     per_task = "; ".join(
-        f"{task} {' or '.join(f'{u:,}' for u in sorted(budgets[task]))} updates per agent ({_count(agents[task], 'agent')})" for task in tasks
+        f"{task} {' or '.join(f'{u:,}' for u in sorted(budgets[task]))} updates per agent ({counted(agents[task], 'agent')})" for task in tasks
     )
-    return f"{_count(len(runs), 'run')}{shape}; {per_task}"
+    return f"{counted(len(runs), 'run')}{shape}; {per_task}"
 
 
 def _dataset_ids(task, tier: str) -> list[str]:
