@@ -171,8 +171,29 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
         "smoke: CI only (the regression gate). A few hundred updates on the smoke datasets; the scores test the pipeline, not the algorithms.",
     ),
     "lite": TierProtocol(
-        _protocol(60000, 2000, 10, 50, 5, 2000, final_checkpoints=5, hopper={"updates": 40000}, halfcheetah={"updates": 120000}),
-        "lite: a 2-core laptop. Table 6 hyperparameters; the budget study's updates (plateau60, plateau120): hopper 40k, where BCQ's and MABCQ's score and Q̂ plateau on its v1 datasets; halfcheetah 120k, where both plateau (score from 98k and 118k, Q̂ from 56k and 58k); walker and ant 60k, where Q̂ has plateaued (46k to 48k) but the score does not by the criterion (walker not within 120k either, ant not with 2 seeds); the score is a 50-episode final evaluation.",
+        _protocol(
+            60000, 2000, 10, 50, 5, 2000, final_checkpoints=5, hopper={"updates": 40000}, halfcheetah={"updates": 120000},
+            budgets={
+                "mabcq": {"hopper": 44000}, "mabcq-no-tn": {"hopper": 42000}, "mabcq-no-vd": {"hopper": 60000, "not_plateaued": ["hopper"]},
+                "bcq": {"hopper": 44000}, "ddpg": {"hopper": 200000, "not_plateaued": ["hopper"]}, "td3bc": {"hopper": 60000},
+                "iql": {"hopper": 44000}, "cql": {"hopper": 66000}, "omar": {"hopper": 120000, "not_plateaued": ["hopper"]},
+                "bc": {"hopper": 200000, "not_plateaued": ["hopper"]}, "behavior": {"hopper": 200000, "not_plateaued": ["hopper"]},
+            },
+        ),  # fmt: skip
+        "lite: a 2-core laptop. Table 6 hyperparameters; each learner's updates from the budget study (leaderboard/plateau60-v1-p2.md, plateau120-v1-p2.md, plateau200-v1-p2.md; docs/protocol.md): on hopper every learner has its own budget (the [protocol.budgets.<algo>] tables); walker, halfcheetah and ant keep the task's updates from BCQ's and MABCQ's curves (walker and ant 60k, halfcheetah 120k) until the study's runs there end; the score is 50 final episodes, 10 at each of the last 5 evaluation points (protocol 3).",
+        budget_notes={
+            "mabcq": "budget study: hopper from plateau200-v1-p2 (1 run)",
+            "mabcq-no-tn": "budget study: hopper from plateau60-v1-p2 (1 run)",
+            "mabcq-no-vd": "budget study: hopper from plateau60-v1-p2 (1 run; not within 60,000, the longest measured; its 200k run is in tools/queues/plateau200.txt)",
+            "bcq": "budget study: hopper from plateau200-v1-p2 (1 run)",
+            "ddpg": "budget study: hopper from plateau200-v1-p2 (1 run; not within 200,000, the longest measured)",
+            "td3bc": "budget study: hopper from plateau200-v1-p2 (2 runs)",
+            "iql": "budget study: hopper from plateau200-v1-p2 (2 runs)",
+            "cql": "budget study: hopper from plateau120-v1-p2 (1 run)",
+            "omar": "budget study: hopper from plateau120-v1-p2 (1 run; not within 120,000, the longest measured)",
+            "bc": "budget study: hopper from plateau200-v1-p2 (2 runs; not within 200,000, the longest measured)",
+            "behavior": "budget study: hopper from plateau200-v1-p2 (2 runs; not within 200,000, the longest measured)",
+        },
     ),
     "lite-long": TierProtocol(
         _protocol(50000, 2500, 10, 50, 5, 2500),
