@@ -221,6 +221,14 @@ def run_times(record: Mapping[str, Any]) -> RunTimes | None:
     return None
 
 
+#: In a protocol file's ``[protocol.budgets.<algo>]`` table, the key that lists the tasks (names,
+#: or ``updates`` for the table's every-task budget) where the budget is the longest the budget
+#: study measured and the learner's score or Q̂ had not stopped moving there: its runs' records
+#: and the board say so. Here because runs (which read the file) and report (which proposes it)
+#: both name it.
+NOT_PLATEAUED = "not_plateaued"
+
+
 def read_tier_file(preset: str, folder: Path, kind: str) -> tuple[Path, dict[str, Any]]:
     """A tier's TOML file, by name (``<folder>/<name>.toml``) or by path, parsed.
 

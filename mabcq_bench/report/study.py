@@ -26,6 +26,7 @@ from typing import Iterable, Mapping, Sequence
 
 from mabcq_bench.report.budget import Plateau, plateau
 from mabcq_bench.report.records import group_runs, ordered_tasks
+from mabcq_bench.util import NOT_PLATEAUED
 
 #: The boards of each tier's budget study. Lite's ran on version 1 of its datasets: the same
 #: transitions as lite's version 2, whose reference returns (and so normalized scores) differ.
@@ -133,8 +134,6 @@ def budget_tables(proposals: Sequence[Proposal], learners: Sequence[str] = ()) -
     ``not_plateaued`` listing the tasks whose budget is the longest measured without a plateau;
     learners in ``learners`` order, the others after them) and each table's note: which board
     (and how many runs) each task's budget comes from."""
-    from mabcq_bench.runs.protocol import NOT_PLATEAUED
-
     tables: dict[str, dict[str, int | list[str]]] = {}
     mine: dict[str, list[Proposal]] = {}
     rank = {name: i for i, name in enumerate(learners)}
@@ -155,8 +154,6 @@ def budget_tables(proposals: Sequence[Proposal], learners: Sequence[str] = ()) -
 def disagreements(budgets: Mapping[str, Mapping[str, int]], proposals: Sequence[Proposal], tasks: Iterable[str]) -> list[str]:
     """Where a tier's ``[protocol.budgets.<algo>]`` tables differ from the study's proposals, one
     line each: a task's key against that task's proposal, ``updates`` against every other task's."""
-    from mabcq_bench.runs.protocol import NOT_PLATEAUED
-
     proposed = {(p.task, p.learner): p for p in proposals}
     out = []
     for learner, table in budgets.items():

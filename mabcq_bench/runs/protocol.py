@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.util import read_tier_file
+from mabcq_bench.util import NOT_PLATEAUED, read_tier_file
 
 #: Where the shipped protocol files live (the repository's ``baselines/``).
 BASELINES_DIR = Path(os.environ.get("MABCQ_BENCH_BASELINES", Path(__file__).resolve().parents[2] / "baselines"))
@@ -57,11 +57,6 @@ PER_TASK_KEYS = ("updates", "eval_every", "checkpoint_every")
 #: In a ``[protocol.budgets.<algo>]`` table, the key that sets the learner's updates on every
 #: task; a task's name sets them on that task (it wins over ``updates``).
 ALL_TASKS = "updates"
-
-#: In a ``[protocol.budgets.<algo>]`` table, the key that lists the tasks (names, or ``updates``
-#: for the table's every-task budget) where the budget is the longest the study measured and the
-#: learner's score or Q̂ had not stopped moving there: its runs' records and the board say so.
-NOT_PLATEAUED = "not_plateaued"
 
 #: The ``[protocol.<section>.<algo>]`` tables of learners' own budgets, by setting.
 BUDGETS = {"decentralized": "budgets", "centralized": "centralized_budgets"}
