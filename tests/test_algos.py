@@ -186,7 +186,7 @@ def test_bench_command_prints_one_json_object():
         assert set(row) == {"mabcq", "mabcq-no-tn", "mabcq-no-vd", "bcq"}, task
         assert all(ms > 0 for ms in row.values())
     assert data["adam"]["ours"] > 0 and data["adam"]["torch_fused"] > 0
-    assert data["graphed_ms"] == {} and data["joint_graphed"] == {}  # CUDA graphs: on a GPU only
+    assert data["graphed_ms"] == {} and data["joint_graphed"] == {} and data["seeds_graphed"] == {}  # CUDA graphs: on a GPU only
 
 
 def test_bench_joint_takes_the_tasks_given():
@@ -343,9 +343,10 @@ def test_the_bench_report_shows_cuda_graph_figures_beside_the_joint_ones():
         "mabcq_gflop": 0.683, "bcq_gflops": 56.7, "gflops": 51.7, "peak_gflops": 51224.1, "load_avg": None,
         "graphed_ms": {"bcq": 1.11, "mabcq": 1.39},
         "joint": {"hopper": {"mabcq": 44.0, "td3bc": 14.0}}, "joint_stacked": {"hopper": {"mabcq": 13.2}},
-        "joint_graphed": {"hopper": {"mabcq": 2.2}},
+        "joint_graphed": {"hopper": {"mabcq": 2.2}}, "seeds_graphed": {"hopper": {"mabcq": 0.55}},
     }  # fmt: skip
     report = format_report(result)
+    assert "0.55 (0.01×)" in report.split("5 seeds' agents in one graphed stack, ms per seed")[1]
     assert "replayed from a CUDA graph (what a cuda run does): bcq 1.11 ms, mabcq 1.39 ms" in report
     graphed = report.split("stacked and replayed from a CUDA graph")[1]
     assert "2.20 (0.05×)" in graphed and "13.20 (0.30×)" in report.split("stacked and replayed")[0]

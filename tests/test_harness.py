@@ -60,22 +60,22 @@ def _interrupt_at(update: int, run: plan.PreparedRun, results: Path) -> None:
     """Run ``run`` into ``results`` and crash it at ``update`` (after its checkpoints before then)."""
     import mabcq_bench.runs.learn as learn
 
-    original = learn.train_agents
+    original = learn.train_seeds
 
     def train_with_hook(*args, on_update=None, **kwargs):
         def hook(done, metrics):
             if done == update:
                 raise Stop
-            on_update(done, metrics)
+            on_update[0](done, metrics)
 
-        return original(*args, on_update=hook, **kwargs)
+        return original(*args, on_update=[hook], **kwargs)
 
-    learn.train_agents = train_with_hook
+    learn.train_seeds = train_with_hook
     try:
         with pytest.raises(Stop):
             execute.execute(run, results)
     finally:
-        learn.train_agents = original
+        learn.train_seeds = original
 
 
 def test_interrupted_run_resumes_to_the_same_record(store):
@@ -493,7 +493,7 @@ def test_a_sweep_says_its_plan_before_any_run_starts(store, monkeypatch):
 
     def fake_executor(pending, results, workers, on_progress, address):
         assert out and out[0] == "plan: 6 runs = 3 algorithms × 1 task × 2 seeds; hopper 6 updates per agent (3 agents)"
-        for run in pending:
+        for (run,) in pending:  # units of one run each on the CPU
             yield f"hopper/{run.spec.variant}/seed{run.spec.seed}", {"final": {"normalized_score": 1.0}, "wall_s": 1.0}, None
 
     monkeypatch.setitem(sweep.EXECUTORS, "fake", fake_executor)
@@ -600,7 +600,7 @@ def test_a_sweep_without_bars_prints_progress_while_a_run_trains(tmp_path, monke
     ]
 
     def fake_executor(pending, results, workers, on_progress, address):
-        for run in pending:
+        for (run,) in pending:
             for _ in range(4):
                 on_progress(25)
             yield f"hopper/bc/seed{run.spec.seed}", {"final": {"normalized_score": 50.0}, "wall_s": 1.0}, None

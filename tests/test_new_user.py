@@ -59,18 +59,18 @@ def test_a_failed_run_keeps_its_checkpoint_but_not_its_lock_and_says_what_to_do(
     import mabcq_bench.runs.learn as learn
 
     (run,) = plan.prepare([plan.RunSpec("tiny", "hopper", "bcq", 0)], load_protocol("tiny"), "tiny")
-    original = learn.train_agents
+    original = learn.train_seeds
 
     def crash_after_a_checkpoint(*args, on_update=None, **kwargs):
         def hook(done, metrics):
-            if on_update:
-                on_update(done, metrics)
+            if on_update[0]:
+                on_update[0](done, metrics)
             if done == 4:
                 raise RuntimeError("diverged (NaN loss)")
 
-        return original(*args, on_update=hook, **kwargs)
+        return original(*args, on_update=[hook], **kwargs)
 
-    monkeypatch.setattr(learn, "train_agents", crash_after_a_checkpoint)
+    monkeypatch.setattr(learn, "train_seeds", crash_after_a_checkpoint)
     with pytest.raises(RuntimeError):
         execute.execute(run, store["results"])
     assert run.spec.checkpoint_path(store["results"]).exists()

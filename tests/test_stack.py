@@ -19,7 +19,7 @@ from mabcq_bench.algos.common.process import torch_threads
 from mabcq_bench.cli import main
 from mabcq_bench.data.tasks import get_task
 from mabcq_bench.runs import execute, plan
-from mabcq_bench.runs.learn import TrainResult, train_agents, will_stack
+from mabcq_bench.runs.learn import TrainResult, train_agents, train_seeds, will_stack
 from mabcq_bench.runs.protocol import load_protocol
 
 SMALL = {"batch_size": 32, "hidden": (16, 16)}
@@ -307,3 +307,83 @@ def test_cli_run_stacks_where_it_can(store):
     assert stacked["cuda_graph"] is False  # the CPU has no graphs (and run refuses --cuda-graph there)
     assert stacked["final"]["normalized_score"] == pytest.approx(plain["final"]["normalized_score"], rel=1e-5)
     assert [c["return_mean"] for c in stacked["curve"]] == pytest.approx([c["return_mean"] for c in plain["curve"]], rel=1e-5)
+
+
+# --- seeds stacked: the seeds of one (task, algorithm) as one batched update (run --stack-seeds)
+
+
+def seeds_run(algo: str = "mabcq", seeds=(0, 1), **kwargs) -> list[TrainResult]:
+    """:func:`run` for several seeds at once, through train_seeds."""
+    p = TINY_PROTOCOL
+    options = {
+        "updates": p["updates"], "eval_every": p["eval_every"], "eval_episodes": p["eval_episodes"],
+        "final_eval_episodes": p["final_eval_episodes"], "diag_states": p["diag_states"], "threads": p["threads"],
+        "overrides": SMALL,
+    }  # fmt: skip
+    options.update(kwargs)
+    return train_seeds(HOPPER, [synthetic_agent_data(i) for i in range(3)], algo, seeds=list(seeds), **options)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_seeds_trained_as_one_stack_are_each_seed_alone(device):
+    together = seeds_run(seeds=(0, 1, 2), stack_seeds=True, device=device)
+    assert [r.seed for r in together] == [0, 1, 2]
+    assert all(r.stacked and r.stacked_seeds == 3 for r in together)
+    for result in together:
+        alone = run(seed=result.seed, stack_agents=False, device=device)
+        assert alone.stacked_seeds == 1
+        same_run(alone, result)
+    # the seeds do differ: a stack that mixed their groups up would give three equal runs
+    assert not close(params(together[0].learners[0]), params(together[1].learners[0]))
+
+
+def test_seeds_resumed_at_other_updates_catch_up_then_train_together(tmp_path):
+    first, second = tmp_path / "seed0.pt", tmp_path / "seed1.pt"
+    with pytest.raises(Interrupt):  # seed 0 alone, checkpointed at update 4
+        run(seed=0, checkpoint=first, checkpoint_every=2, on_update=stop_at_5)
+    assert torch.load(first, weights_only=True)["updates"] == 4
+    seen: dict[int, list[int]] = {0: [], 1: []}
+    with pytest.warns(UserWarning, match="stacked 2 seeds' agents"):  # the checkpoint's run did not stack
+        together = seeds_run(
+            stack_seeds=True, checkpoints=[first, second], checkpoint_every=2,
+            on_update=[lambda n, _m: seen[0].append(n), lambda n, _m: seen[1].append(n)],
+        )  # fmt: skip
+    assert seen == {0: [5, 6], 1: [1, 2, 3, 4, 5, 6]}  # seed 1 from scratch, seed 0 from its checkpoint
+    for result in together:
+        assert result.updates == TINY_PROTOCOL["updates"]
+        same_run(run(seed=result.seed), result)
+    assert torch.load(second, weights_only=True)["stacked_seeds"] == 2
+
+
+def test_what_stacks_seeds_and_what_does_not():
+    from mabcq_bench.runs.learn import will_stack_seeds
+
+    assert will_stack_seeds(HOPPER, "mabcq", "cuda") and not will_stack_seeds(HOPPER, "mabcq", "cpu")
+    assert will_stack_seeds(HOPPER, "bcq", "cpu", True) and not will_stack_seeds(HOPPER, "bcq", "cuda", False)
+    assert not will_stack_seeds(HOPPER, "mabcq", "cuda", True, stack_agents=False)
+    assert not will_stack_seeds(HOPPER, "td3bc", "cuda", True)
+    assert will_stack_seeds(HOPPER.in_setting("centralized"), "bcq", "cpu", True)  # one agent: its seeds still stack
+    plain = seeds_run("td3bc", updates=2, eval_every=0, final_eval_episodes=0, stack_seeds=True)
+    assert [r.stacked_seeds for r in plain] == [1, 1]  # runs seed after seed, as it always does
+
+
+def test_cli_run_stacks_seeds_into_one_unit_and_each_seed_keeps_its_record(store):
+    results = store["results"]
+    args = ["run", "--algo", "mabcq,bc", "--env", "hopper", "--preset", "tiny", "--seeds", "2", "--workers", "1", "--no-progress"]
+    result = CliRunner().invoke(main, [*args, "--results", str(results), "--stack-seeds"])
+    assert result.exit_code == 0, result.output
+    assert "--stack-seeds: bc cannot stack; its seeds run one by one" in result.output
+    protocol = load_protocol("tiny")
+    specs = [plan.RunSpec("tiny", "hopper", a, s) for a in ("mabcq", "bc") for s in (0, 1)]
+    runs = plan.prepare(specs, protocol, "tiny", stack_seeds=True)
+    assert [[(r.spec.algo, r.spec.seed) for r in unit] for unit in plan.work_units(runs)] == [[("mabcq", 0), ("mabcq", 1)], [("bc", 0)], [("bc", 1)]]
+    assert [len(unit) for unit in plan.work_units(plan.prepare(specs, protocol, "tiny"))] == [1, 1, 1, 1]  # the CPU's default
+    plain = CliRunner().invoke(main, [*args, "--results", str(results / "plain")])
+    assert plain.exit_code == 0, plain.output
+    for run_ in runs:
+        stacked, alone = execute.existing_record(run_, results), execute.existing_record(run_, results / "plain")
+        assert stacked["device"] == "cpu" and stacked["stacked_seeds"] == (2 if run_.spec.algo == "mabcq" else 1)
+        assert alone["stacked_seeds"] == 1 and stacked["config_fingerprint"] == alone["config_fingerprint"]
+        assert stacked["final"]["normalized_score"] == pytest.approx(alone["final"]["normalized_score"], rel=1e-5)
+    bad = CliRunner().invoke(main, [*args, "--results", str(results), "--stack-seeds", "--no-stack-agents"])
+    assert bad.exit_code == 2 and "--stack-seeds puts every agent of every seed in one stack" in bad.output

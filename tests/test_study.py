@@ -17,7 +17,7 @@ from test_budget import GRID, LONG, _climb, _rise
 from test_cli_errors import _fails
 from test_leaderboard import make_record, write_store
 from mabcq_bench.cli import main
-from mabcq_bench.cli.runs import _learners, study_proposals
+from mabcq_bench.cli.baselines import _learners, study_proposals
 from mabcq_bench.data.tasks import TASKS
 from mabcq_bench.report import study
 from mabcq_bench.report.records import load_records

@@ -149,7 +149,8 @@ def bench_update(
         ``graphed_ms`` (on cuda: ``bcq`` and ``mabcq`` replayed from a CUDA graph; else empty),
         ``joint`` (task -> algorithm -> ms of one update of all the task's agents),
         ``joint_stacked`` (the same, stacked, for the algorithms that stack), ``joint_graphed``
-        (on cuda: stacked and replayed from a CUDA graph), ``adam``
+        (on cuda: stacked and replayed from a CUDA graph), ``seeds_graphed`` (on cuda: the
+        agents of 5 seeds in one graphed stack, ms per seed), ``adam``
         (µs of one step of the critic's optimizer: ``ours`` and ``torch_fused``), and for
         context ``bcq_gflops``, ``bcq_gflop``/``mabcq_gflop`` (work per update), ``device``,
         ``threads``, ``repeats``, ``load_avg`` (1-minute load average before the run, where the OS
@@ -167,7 +168,7 @@ def bench_update(
     tune_malloc()
     with torch_threads(threads):
         result = _bench(dev, repeats, updates)
-        result["joint"], result["joint_stacked"], result["joint_graphed"] = bench_joint(dev, repeats, updates, list(TASKS.values()) if tasks is None else tasks)
+        result["joint"], result["joint_stacked"], result["joint_graphed"], result["seeds_graphed"] = bench_joint(dev, repeats, updates, list(TASKS.values()) if tasks is None else tasks)
         result["adam"] = bench_adam(dev, repeats)
         return {**result, "load_avg": load_avg}
 
@@ -201,9 +202,13 @@ def _interleaved_ms(steps: dict[str, Any], repeats: int, updates: int, dev: torc
     return {name: round(statistics.median(t) * 1e3, 3) for name, t in times.items()}
 
 
-def bench_joint(
-    dev: torch.device, repeats: int, updates: int, tasks: Sequence[Task]
-) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+#: Seeds in the seed-stacked figure of :func:`bench_joint` (a sweep's seeds per cell).
+BENCH_SEEDS = 5
+
+Table = dict[str, dict[str, float]]
+
+
+def bench_joint(dev: torch.device, repeats: int, updates: int, tasks: Sequence[Task]) -> tuple[Table, Table, Table, Table]:
     """ms of one joint update step per task and algorithm: each agent's learner (seed = its
     index) takes one update on its own random batch, one agent after the other, as a run does.
     Reference rows, whose updates do nothing, are left out.
@@ -213,23 +218,27 @@ def bench_joint(
         on the task, the same step with the agents' learners stacked into one update, timed in
         blocks alternating with the ``joint`` ones, and ``joint_graphed`` (on a CUDA device, for
         the algorithms whose update captures; else empty): the stacked update replayed from a
-        CUDA graph, as ``run --device cuda`` does.
+        CUDA graph, as ``run --device cuda`` does, and ``seeds_graphed`` (likewise): the agents of
+        :data:`BENCH_SEEDS` seeds in one graphed stack, as ``run --device cuda`` trains a cell's
+        seeds (``--stack-seeds``), in ms per seed: what one run's update step costs there.
     """
     joint: dict[str, dict[str, float]] = {}
     stacked: dict[str, dict[str, float]] = {}
     graphed_all: dict[str, dict[str, float]] = {}
+    seeds_all: dict[str, dict[str, float]] = {}
     for task in tasks:
         row: dict[str, float] = {}
         stacked_row: dict[str, float] = {}
         graphed_row: dict[str, float] = {}
+        seeds_row: dict[str, float] = {}
         for name, spec in ALGOS.items():
             if not getattr(spec.learner, "trains", True):
                 continue
             gen = torch.Generator(device=dev).manual_seed(0)
             config = spec.config(task)
 
-            def agents() -> list[Any]:
-                return [spec.learner(task.state_dim, dim, config, seed=i, device=dev) for i, dim in enumerate(task.action_dims)]
+            def agents(run: int = 0) -> list[Any]:
+                return [spec.learner(task.state_dim, dim, config, seed=100 * run + i, device=dev) for i, dim in enumerate(task.action_dims)]
 
             learners = agents()
             batches = [_random_batch(task.state_dim, dim, config.batch_size, gen, dev) for dim in task.action_dims]
@@ -241,6 +250,9 @@ def bench_joint(
                     graphed = spec.learner.stack(agents())
                     graphed.cuda_graph = True  # what `run --device cuda` does
                     steps["graphed"] = lambda graphed=graphed, batches=batches: graphed.train_stacked(batches)
+                    seeds = spec.learner.stack([learner for run in range(BENCH_SEEDS) for learner in agents(run)])
+                    seeds.cuda_graph = True
+                    steps["seeds"] = lambda seeds=seeds, batches=batches * BENCH_SEEDS: seeds.train_stacked(batches)
             for _ in range(5):  # warm-up (and a graph's capture)
                 for step in steps.values():
                     step()
@@ -250,11 +262,15 @@ def bench_joint(
                 stacked_row[name] = times["stacked"]
             if "graphed" in times:
                 graphed_row[name] = times["graphed"]
+            if "seeds" in times:
+                seeds_row[name] = round(times["seeds"] / BENCH_SEEDS, 3)
         joint[task.name] = row
         stacked[task.name] = stacked_row
         if graphed_row:
             graphed_all[task.name] = graphed_row
-    return joint, stacked, graphed_all
+        if seeds_row:
+            seeds_all[task.name] = seeds_row
+    return joint, stacked, graphed_all, seeds_all
 
 
 def bench_adam(dev: torch.device, repeats: int, steps: int = 50) -> dict[str, float]:
@@ -347,6 +363,7 @@ def format_report(result: dict[str, Any]) -> str:
     for key, title in (
         ("joint_stacked", "the same with the agents stacked into one batched update (ms, and × the joint figure; --stack-agents):"),
         ("joint_graphed", "stacked and replayed from a CUDA graph (ms, and × the joint figure; what run --device cuda does):"),
+        ("seeds_graphed", f"{BENCH_SEEDS} seeds' agents in one graphed stack, ms per seed (and × the joint figure; run --device cuda, --stack-seeds):"),
     ):
         lines += _beside_joint(title, result.get(key) or {}, joint)
     if "adam" in result:

@@ -27,7 +27,7 @@ def _seeds(text: str) -> list[int]:
     return list(range(count))
 
 
-def _specs(env, algo, seeds, preset, overrides, stack_agents=None, setting="decentralized"):
+def _specs(env, algo, seeds, preset, overrides, stack_agents=None, setting="decentralized", stack_seeds=None):
     """The sweep's runs and its protocol, every name checked; says which overrides it drops."""
     from mabcq_bench.algos import resolve_algos
     from mabcq_bench.runs.plan import RunSpec, parse_overrides
@@ -47,10 +47,15 @@ def _specs(env, algo, seeds, preset, overrides, stack_agents=None, setting="dece
     unstacked = [a.name for a in algos if not a.stacks]
     if stack_agents and unstacked:
         click.echo(f"--stack-agents: {', '.join(unstacked)} cannot stack; {'its' if len(unstacked) == 1 else 'their'} agents update one after the other")
+    if stack_seeds and unstacked:
+        click.echo(f"--stack-seeds: {', '.join(unstacked)} cannot stack; {'its' if len(unstacked) == 1 else 'their'} seeds run one by one")
     return [RunSpec(protocol.tier, t.name, a.name, s, per_algo[a.name], setting) for t in tasks for a in algos for s in seeds], protocol
 
 
-def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None, cuda_graph=None, setting="decentralized"):
+def _sweep(
+    env, algo, seeds, preset, results, workers, overrides, progress, executor="local", address=None, device="cpu", stack_agents=None, cuda_graph=None,
+    setting="decentralized", stack_seeds=None,
+):  # fmt: skip
     from pathlib import Path
 
     from mabcq_bench.runs.plan import prepare
@@ -59,8 +64,8 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
 
     _check_folder(Path(results), "--results")
     check_device(device, here=not (executor == "ray" and address))  # a cluster's GPUs are checked there
-    specs, protocol = _specs(env, algo, seeds, preset, overrides, stack_agents, setting)
-    runs = prepare(specs, protocol, protocol.datasets, device=device, stack_agents=stack_agents, cuda_graph=cuda_graph)
+    specs, protocol = _specs(env, algo, seeds, preset, overrides, stack_agents, setting, stack_seeds)
+    runs = prepare(specs, protocol, protocol.datasets, device=device, stack_agents=stack_agents, cuda_graph=cuda_graph, stack_seeds=stack_seeds)
     result = run_sweep(runs, Path(results), workers or default_workers(), progress=progress, log=click.echo, executor=executor, address=address)
     return result, protocol
 
@@ -90,13 +95,19 @@ def _sweep(env, algo, seeds, preset, results, workers, overrides, progress, exec
     "(mabcq, its ablations, bcq); the others update agent by agent. [default: on with a cuda device, off on the CPU]",
 )  # fmt: skip
 @click.option(
+    "--stack-seeds/--no-stack-seeds", default=None,
+    help="Train the seeds of each (task, algorithm) together: every agent of every seed one group of a single batched update "
+    "(each keeps its own data, parameters, random streams, checkpoint and record), for the algorithms that stack; one "
+    "worker per (task, algorithm). [default: on with a cuda device, off on the CPU]",
+)  # fmt: skip
+@click.option(
     "--cuda-graph/--no-cuda-graph", default=None,
     help="On a cuda device, capture the update (stacked or not) in a CUDA graph once and replay it, for the algorithms "
     "that support it (mabcq, its ablations, bcq). [default: on with a cuda device; the CPU has none]",
 )  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Print the plan and what it costs (CPU-hours per task and learner, the total, the wall time at --workers runs at once), priced from recorded runs; train nothing, write nothing, need no dataset.")
 @click.option("--cost-records", default=None, help="With --dry-run: the run records whose wall times price the plan [default: the repository's committed leaderboard/records, from any folder].")
-def run_cmd(algo, env, seeds, preset, setting, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph, dry_run, cost_records) -> None:
+def run_cmd(algo, env, seeds, preset, setting, results, workers, overrides, progress, executor, address, device, stack_agents, stack_seeds, cuda_graph, dry_run, cost_records) -> None:
     """Train and score algorithms on the per-agent datasets, one record per run
     (with --setting centralized: one learner per task on its joint-action dataset).
 
@@ -113,7 +124,9 @@ def run_cmd(algo, env, seeds, preset, setting, results, workers, overrides, prog
         raise click.BadOptionUsage("address", "--address names a Ray cluster: it needs --executor ray")
     if cuda_graph and not device.startswith("cuda"):
         raise click.BadOptionUsage("cuda_graph", f"--cuda-graph needs a cuda --device ({device} has no CUDA graphs)")
-    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph, setting)
+    if stack_seeds and stack_agents is False:
+        raise click.BadOptionUsage("stack_seeds", "--stack-seeds puts every agent of every seed in one stack: it cannot keep the agents apart (--no-stack-agents)")
+    sweep, protocol = _sweep(env, algo, _seeds(seeds), preset, results, workers, overrides, progress, executor, address, device, stack_agents, cuda_graph, setting, stack_seeds)
     if sweep.records:
         for board in sorted({r["tier"] for r in sweep.records}):
             click.echo(format_table(build_tables(sweep.records, board)))
@@ -271,124 +284,3 @@ def regress_cmd(reference, results, workers, update, tolerance, metric_tolerance
         raise UserError("scores moved beyond the tolerance or runs failed (see the table)")
     metrics = f" and their training metrics within ±{ref['metric_tolerance']:.1%}" if ref.get("metrics") else ""
     click.echo(f"regress: all {len(ref['scores'])} scores within ±{ref['tolerance']:g} of the reference{metrics}")
-
-
-@main.command("baselines")
-@click.option("--preset", default=None, help="Show one protocol file: a tier (see the list) or a path to a .toml. With --budgets-from: the tier whose budgets to propose [default: lite].")
-@click.option("--write", is_flag=True, help="Regenerate baselines/<tier>.toml from the algorithm registry's defaults (every shipped tier, or the one --preset names).")
-@click.option(
-    "--budgets-from", "budgets_from", default=None, metavar="RECORDS",
-    help="Print the learners' own budgets that the budget study's records in this folder (e.g. leaderboard/records) propose "
-    "for the --preset tier: a table per task and learner, then the [protocol.budgets.<algo>] tables for its file, each "
-    "commented with the boards it comes from. Writes nothing.",
-)  # fmt: skip
-def baselines_cmd(preset: str | None, write: bool, budgets_from: str | None) -> None:
-    """List the protocol files (run protocol and every algorithm's hyperparameters, one per tier),
-    show one with --preset, regenerate the shipped ones with --write, or propose a tier's learner
-    budgets from its budget study's records with --budgets-from."""
-    from mabcq_bench.runs.protocol import BASELINES_DIR, DEFAULT_PROTOCOLS, protocol_list, protocol_text
-    from mabcq_bench.util import atomic_path, read_tier_file
-
-    if budgets_from is not None:
-        if write:
-            raise click.BadOptionUsage("budgets_from", "--budgets-from prints proposed budgets and writes nothing; run --write on its own")
-        return _proposed_budgets(budgets_from, preset or "lite")
-    if write:
-        if preset is not None and preset not in DEFAULT_PROTOCOLS:
-            raise UserError(f"--write regenerates the shipped tiers ({', '.join(DEFAULT_PROTOCOLS)}); {preset!r} is not one")
-        for tier, (proto, note, datasets, budget_notes) in DEFAULT_PROTOCOLS.items():
-            if preset in (None, tier):
-                path = BASELINES_DIR / f"{tier}.toml"
-                with atomic_path(path) as tmp:
-                    tmp.write_text(protocol_text(tier, proto, note, datasets, budget_notes))
-                click.echo(f"wrote {path}")
-    elif preset is not None:
-        path, _ = read_tier_file(preset, BASELINES_DIR, "protocol")
-        click.echo(f"# --- {path}\n{path.read_text()}", nl=False)
-    else:
-        click.echo(protocol_list())
-        click.echo("\nshow one: mabcq-bench baselines --preset <tier>; run one: mabcq-bench run --preset <tier or path to a copy>")
-
-
-def _learners() -> list[str]:
-    """The learners a budget study budgets: every algorithm that trains (the reference rows train nothing)."""
-    from mabcq_bench.algos import ALGOS
-
-    return [a.name for a in ALGOS.values() if getattr(a.learner, "trains", True)]
-
-
-def _study_boards(protocol) -> tuple[str, ...]:
-    """The boards of ``protocol``'s tier's budget study (:data:`mabcq_bench.report.study.STUDIES`).
-
-    Raises:
-        UserError: the tier has none.
-    """
-    from mabcq_bench.report.study import STUDIES
-
-    if protocol.tier not in STUDIES:
-        studied = "; ".join(f"{t} ({', '.join(b)})" for t, b in STUDIES.items())
-        raise UserError(f"tier {protocol.tier} has no budget study to read budgets from; tiers with one: {studied}")
-    return STUDIES[protocol.tier]
-
-
-def _last_points(protocol) -> int:
-    """The evaluations a run's score needs at its end: protocol 3's ``final_checkpoints`` and the ``score_window`` mean."""
-    return max(protocol.protocol.get("final_checkpoints", 1), protocol.protocol["score_window"])
-
-
-def study_proposals(protocol, records):
-    """Every (task, learner)'s budget that ``protocol``'s tier's budget study proposes from
-    ``records`` (:func:`mabcq_bench.report.study.propose`): on the tier's evaluation grid, at
-    least its :func:`_last_points` evaluations, ablations following what they ablate where not
-    studied themselves.
-
-    Raises:
-        UserError: the tier has no budget study.
-    """
-    from mabcq_bench.algos import ALGOS
-    from mabcq_bench.data.tasks import TASKS
-    from mabcq_bench.report import study
-
-    eval_every = {task: protocol.for_task(task)["eval_every"] for task in TASKS}
-    ablations = {a.name: a.ablation_of for a in ALGOS.values() if a.ablation_of}
-    return study.propose(records, _study_boards(protocol), _learners(), eval_every, _last_points(protocol), ablations)
-
-
-def _proposed_budgets(folder_name: str, preset: str) -> None:
-    """``baselines --budgets-from``: the study's proposals for ``preset`` (:mod:`mabcq_bench.report.study`)."""
-    from pathlib import Path
-
-    from mabcq_bench.data.tasks import TASKS
-    from mabcq_bench.report import study
-    from mabcq_bench.report.records import load_records
-    from mabcq_bench.runs.protocol import BASELINES_DIR, DEFAULT_PROTOCOLS, budget_text, load_protocol
-
-    protocol = load_protocol(preset)
-    boards = _study_boards(protocol)
-    folder = Path(folder_name)
-    if not folder.is_dir():
-        raise UserError(f"--budgets-from {folder} is not a folder of run records (<board>/<task>/<variant>/seed<k>.json)")
-    proposals = study_proposals(protocol, load_records(folder))
-    if not proposals:
-        raise UserError(f"--budgets-from {folder} holds no records of {protocol.tier}'s budget study (boards {', '.join(boards)})")
-    grids = sorted({protocol.for_task(task)["eval_every"] for task in TASKS})
-    grid = f"{grids[0]:,}" if len(grids) == 1 else "its per-task eval_every"
-    learners = _learners()
-    click.echo(
-        f"{protocol.tier}'s learner budgets from the budget study in {folder} ({', '.join(boards)}). Per task and learner, the longest "
-        f"board with its runs (ties: more runs): where the score and Q̂ have both stopped moving, rounded up to {protocol.tier}'s "
-        f"evaluation grid ({grid}), at least its last {_last_points(protocol)} evaluations; where they have not within that board's "
-        f"run, its last evaluation (the longest measured). Variants made with --set and the reference rows are not budgeted.\n"
-    )
-    click.echo(study.format_proposals(proposals, study.unstudied(proposals, TASKS, learners)))
-    tables, notes = study.budget_tables(proposals, learners)
-    click.echo(f"\n# [protocol.budgets.<algo>] tables for {protocol.path}:")
-    click.echo("\n".join(budget_text(tables, notes)))
-    shipped = protocol.protocol.get("budgets", {})
-    differ = study.disagreements(shipped, proposals, TASKS)
-    now = "sets no learner budgets" if not shipped else ("agrees with the study" if not differ else "differs: " + "; ".join(differ))
-    if protocol.tier in DEFAULT_PROTOCOLS and protocol.path == BASELINES_DIR / f"{protocol.tier}.toml":
-        how = f"budgets= and budget_notes= of DEFAULT_PROTOCOLS[{protocol.tier!r}] in mabcq_bench/runs/protocol.py, then `mabcq-bench baselines --write`"
-    else:
-        how = f"paste the tables into {protocol.path}"
-    click.echo(f"\nnothing written. {protocol.path} {now}. To set them: {how}.")

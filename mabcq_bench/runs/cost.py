@@ -21,7 +21,7 @@ makes (:func:`evaluation_points`), its episodes × s per episode at that update.
 price it:
 
 - those of its own setting, task and algorithm, made as a sweep makes CPU runs (one torch thread,
-  agents not stacked, no CUDA graphs) and without ``--set`` overrides, on any board (a study
+  agents or seeds not stacked, no CUDA graphs) and without ``--set`` overrides, on any board (a study
   board measures the same learner on the same data); several: the mean ms per update and the mean
   of their s per episode. Those with CPU times where any has them, else those with wall times,
   and the table says which (``cpu`` or ``wall`` in the priced-from column);
@@ -97,10 +97,13 @@ def _setting(rec: Mapping) -> str:
 
 
 def _sweep_made(rec: Mapping) -> bool:
-    """Made as a sweep makes a CPU run of the algorithm itself: one thread, unstacked, no graphs, no overrides."""
+    """Made as a sweep makes a CPU run of the algorithm itself: on the CPU, one thread, unstacked (agents
+    and seeds), no graphs, no overrides."""
     return (
         rec.get("protocol", {}).get("threads") == 1
+        and rec.get("device", "cpu") == "cpu"
         and not rec.get("stacked_agents")
+        and rec.get("stacked_seeds", 1) == 1
         and not rec.get("cuda_graph")
         and not rec.get("overrides")
         and rec.get("variant", rec.get("algo")) == rec.get("algo")

@@ -56,6 +56,9 @@ class TrainResult:
         learners: the trained learners, agent order.
         threads: torch CPU threads used (results are bitwise reproducible for a given count).
         stacked: whether the agents' updates were stacked into one batched update.
+        stacked_seeds: how many seeds' runs trained as one batched update with this one (their
+            agents' learners in one stack, :func:`~mabcq_bench.runs.learn.train_seeds`); 1: alone.
+            The times below are then this run's even share of the group's.
         cuda_graph: whether the updates were replayed from CUDA graphs.
         wall_s: seconds spent in this call (not in earlier, interrupted ones).
         total_wall_s: seconds spent training this run, summed over this call and the interrupted
@@ -78,6 +81,7 @@ class TrainResult:
     learners: list[Learner] = field(repr=False)
     threads: int = 1
     stacked: bool = False
+    stacked_seeds: int = 1
     cuda_graph: bool = False
     wall_s: float = 0.0
     total_wall_s: float = 0.0

@@ -15,7 +15,8 @@ looks finished. While a run trains, its state is checkpointed next to where the 
 configuration (algorithm config, protocol, dataset checksums): a results folder holding a run of
 another configuration under the same name is an error, never silently mixed or overwritten.
 
-:func:`run_one` is what every executor calls (a process pool here, Ray tasks on a cluster).
+:func:`run_unit` is what every executor calls (a process pool here, Ray tasks on a cluster), with one
+run or several seeds of one (task, algorithm) that train together (:func:`~mabcq_bench.runs.plan.work_units`).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -72,20 +74,36 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int, bool], Non
     a second process given the same run, such as two sweeps over one store, fails it with one
     line instead of training it twice.
     """
-    done = existing_record(run, results)
-    if done is not None:  # a retry of a run whose worker died after writing its record
-        return done
-    lock = run.spec.lock_path(results)
-    with exclusive_lock(lock, f"run {run.spec.tier}/{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"):
-        try:
+    return execute_group([run], results, progress)[0]
+
+
+def execute_group(runs: Sequence[PreparedRun], results: Path, progress: Callable[[int, bool], None] | None = None) -> list[dict]:
+    """:func:`execute` for runs that differ only in their seed (a unit of
+    :func:`~mabcq_bench.runs.plan.work_units`), trained together
+    (:func:`~mabcq_bench.runs.learn.train_seeds`: one stack of all their agents where they stack
+    seeds); one record per run, in order. Each run keeps its own lock, checkpoint and record."""
+    records: dict[str, dict] = {}
+    with ExitStack() as held:
+        todo = []
+        for run in runs:
+            done = existing_record(run, results)
+            if done is not None:  # a retry of a run whose worker died after writing its record
+                records[run.spec.key] = done
+                continue
+            lock = run.spec.lock_path(results)
+            held.enter_context(exclusive_lock(lock, f"run {run.spec.tier}/{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"))
+            held.callback(lock.unlink, missing_ok=True)  # a failed run leaves its checkpoint (a rerun resumes it), not its lock
             ckpt = run.spec.checkpoint_path(results)
             for debris in ckpt.parent.glob(f".{ckpt.name}*"):  # temp files of a writer that was killed
                 debris.unlink(missing_ok=True)
             done = existing_record(run, results)  # finished by another process while we waited to start
-            record = done if done is not None else _train_and_record(run, results, progress)
-        finally:  # a failed run leaves its checkpoint (a rerun resumes it), not its lock
-            lock.unlink(missing_ok=True)
-    return record
+            if done is not None:
+                records[run.spec.key] = done
+            else:
+                todo.append(run)
+        if todo:
+            records.update(zip((r.spec.key for r in todo), _train_and_record(todo, results, progress)))
+    return [records[run.spec.key] for run in runs]
 
 
 def _progress_reporter(progress: Callable[[int, bool], None] | None, updates: int) -> Callable[[int, object], None]:
@@ -108,45 +126,59 @@ def _progress_reporter(progress: Callable[[int, bool], None] | None, updates: in
     return on_update
 
 
-def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int, bool], None] | None) -> dict:
-    import numpy as np
-
-    from mabcq_bench.runs.learn import train_agents
+def _train_and_record(runs: Sequence[PreparedRun], results: Path, progress: Callable[[int, bool], None] | None) -> list[dict]:
+    from mabcq_bench.runs.learn import train_seeds
     from mabcq_bench.data.tasks import get_task
 
-    spec, proto = run.spec, run.protocol
+    first = runs[0]
+    spec, proto = first.spec, first.protocol
     task = get_task(spec.task).in_setting(spec.setting)  # centralized: one agent owning every joint
     started = time.time()
-    ckpt = spec.checkpoint_path(results)
-    marker = ckpt.with_suffix(".ckpt.json")
-    if ckpt.exists():
-        saved = json.loads(marker.read_text()) if marker.exists() else {}
-        if saved.get("config_fingerprint") != run.fingerprint:
-            raise UserError(f"checkpoint {ckpt} belongs to another configuration; use another --results folder")
-    # the marker names the process working on the run (for a person, or a test, looking in)
-    write_json(marker, {"config_fingerprint": run.fingerprint, "pid": os.getpid(), "host": os.uname().nodename})
-    datasets = [_agent_data(dataset_id, checksum) for dataset_id, checksum in run.datasets]
-    values = {k: v for k, v in run.config.items()}
-    result = train_agents(
+    for run in runs:
+        ckpt = run.spec.checkpoint_path(results)
+        marker = ckpt.with_suffix(".ckpt.json")
+        if ckpt.exists():
+            saved = json.loads(marker.read_text()) if marker.exists() else {}
+            if saved.get("config_fingerprint") != run.fingerprint:
+                raise UserError(f"checkpoint {ckpt} belongs to another configuration; use another --results folder")
+        # the marker names the process working on the run (for a person, or a test, looking in)
+        write_json(marker, {"config_fingerprint": run.fingerprint, "pid": os.getpid(), "host": os.uname().nodename})
+    datasets = [_agent_data(dataset_id, checksum) for dataset_id, checksum in first.datasets]
+    trained = train_seeds(
         task,
         datasets,
         spec.algo,
         updates=proto["updates"],
-        seed=spec.seed,
+        seeds=[run.spec.seed for run in runs],
         eval_every=proto["eval_every"],
         eval_episodes=proto["eval_episodes"],
         final_eval_episodes=proto["final_eval_episodes"],
         final_checkpoints=proto.get("final_checkpoints", 1),
         diag_states=proto["diag_states"],
-        checkpoint=ckpt,
+        checkpoints=[run.spec.checkpoint_path(results) for run in runs],
         checkpoint_every=proto["checkpoint_every"],
         threads=proto["threads"],
-        device=run.device,
-        overrides=values,
-        on_update=_progress_reporter(progress, proto["updates"]),
-        stack_agents=run.stack_agents,
-        cuda_graph=run.cuda_graph,
+        device=first.device,
+        overrides=dict(first.config),
+        on_update=[_progress_reporter(progress, proto["updates"]) for _ in runs],
+        stack_agents=first.stack_agents,
+        stack_seeds=first.stack_seeds,
+        cuda_graph=first.cuda_graph,
     )
+    out = []
+    for run, result in zip(runs, trained):
+        record = _record(run, result, time.time() - started)
+        write_json(run.spec.record_path(results), record)
+        ckpt = run.spec.checkpoint_path(results)
+        ckpt.unlink(missing_ok=True)
+        ckpt.with_suffix(".ckpt.json").unlink(missing_ok=True)
+        out.append(record)
+    return out
+
+
+def _record(run: PreparedRun, result, wall_s: float) -> dict:
+    """The record of a finished run (``wall_s``: this call's seconds, loading to scoring)."""
+    spec, proto = run.spec, run.protocol
 
     def score(returns) -> float:
         return float(normalized_score(float(np.mean(returns)), run.ref_min, run.ref_max))
@@ -166,7 +198,7 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int, 
         for e in result.evaluations
     ]
     last = curve[-int(proto["score_window"]) :]
-    record = {
+    return {
         "schema": RECORD_SCHEMA,
         "status": "finished",
         "tier": spec.tier,
@@ -204,17 +236,16 @@ def _train_and_record(run: PreparedRun, results: Path, progress: Callable[[int, 
         "curve": curve,
         "metrics": result.metrics,
         "updates": result.updates,
-        "stacked_agents": result.stacked,  # how it computed (one batched update of all agents), not part of the fingerprint
-        "cuda_graph": result.cuda_graph,  # likewise: updates replayed from CUDA graphs
-        "wall_s": round(time.time() - started, 1),  # this call: loading, training, scoring
-        "train_wall_s": round(result.total_wall_s, 1),  # training over every call of this run
+        # how it computed, none of it part of the fingerprint (a device other than the CPU is, in it)
+        "device": run.device,
+        "stacked_agents": result.stacked,  # one batched update of all agents
+        "stacked_seeds": result.stacked_seeds,  # and of this many seeds' agents (1: the run alone)
+        "cuda_graph": result.cuda_graph,  # updates replayed from CUDA graphs
+        "wall_s": round(wall_s, 1),  # this call: loading, training, scoring (of the whole group, where seeds stacked)
+        "train_wall_s": round(result.total_wall_s, 1),  # training over every call of this run (its share of a stacked group's)
         # its CPU time; left out when the run resumed a checkpoint that did not keep it
         **({"train_cpu_s": round(result.total_cpu_s, 1)} if result.total_cpu_s is not None else {}),
     }
-    write_json(spec.record_path(results), record)
-    ckpt.unlink(missing_ok=True)
-    marker.unlink(missing_ok=True)
-    return record
 
 
 def _cpu(seconds: float | None) -> dict[str, float]:
@@ -239,10 +270,16 @@ def _agent_data(dataset_id: str, checksum: str):
 
 def run_one(run: PreparedRun, results: Path, progress: Callable[[int, bool], None] | None = None) -> Outcome:
     """:func:`execute`, reporting instead of raising: (key, record, None) or (key, None, error line)."""
-    key = run.spec.key
+    return run_unit([run], results, progress)[0]
+
+
+def run_unit(runs: Sequence[PreparedRun], results: Path, progress: Callable[[int, bool], None] | None = None) -> list[Outcome]:
+    """:func:`execute_group`, reporting instead of raising: an :data:`Outcome` per run. What
+    fails a group fails each of its runs, with the same line."""
     try:
-        return key, execute(run, Path(results), progress=progress), None
+        records = execute_group(runs, Path(results), progress=progress)
     except UserError as exc:
-        return key, None, str(exc)
-    except Exception as exc:  # a crash: the run has no record and will be retried on rerun
-        return key, None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return [(run.spec.key, None, str(exc)) for run in runs]
+    except Exception as exc:  # a crash: the runs have no record and will be retried on rerun
+        return [(run.spec.key, None, f"{type(exc).__name__}: {exc}".splitlines()[0]) for run in runs]
+    return [(run.spec.key, record, None) for run, record in zip(runs, records)]

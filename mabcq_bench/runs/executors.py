@@ -1,9 +1,11 @@
 """Executors: how a sweep's pending runs are carried out. One interface, several engines.
 
 An executor is a function ``(pending, results, workers, on_progress, address) -> iterator of
-Outcome``: it runs every :class:`~mabcq_bench.runs.plan.PreparedRun` through
-:func:`~mabcq_bench.runs.execute.run_one` wherever it likes, calls ``on_progress(n, resumed)`` as updates
-are done (``resumed``: the ``n`` updates a run's checkpoint already had, which its progress skips), and yields each run's outcome as it finishes. ``local`` is a pool of spawned processes
+Outcome``: it runs every unit of ``pending`` (a tuple of
+:class:`~mabcq_bench.runs.plan.PreparedRun`: one run, or the seeds of one (task, algorithm) that
+train as one stack, :func:`~mabcq_bench.runs.plan.work_units`) through
+:func:`~mabcq_bench.runs.execute.run_unit` wherever it likes, calls ``on_progress(n, resumed)`` as updates
+are done (``resumed``: the ``n`` updates a run's checkpoint already had, which its progress skips), and yields each run's outcome as its unit finishes. ``local`` is a pool of spawned processes
 on this machine; ``ray`` one Ray task per run (:mod:`mabcq_bench.runs.ray`, an optional extra).
 """
 
@@ -17,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from mabcq_bench.runs.execute import Outcome, run_one
+from mabcq_bench.runs.execute import Outcome, run_unit
 from mabcq_bench.runs.plan import PreparedRun
 
 _EVENTS = None  # a pool worker's end of the progress queue (set by _init_worker)
@@ -52,13 +54,15 @@ def _terminate_as_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _pool_task(run: PreparedRun, results: str) -> Outcome:
+def _pool_task(unit: tuple[PreparedRun, ...], results: str) -> list[Outcome]:
     events = _EVENTS
-    return run_one(run, Path(results), progress=(lambda n, resumed: events.put((n, resumed))) if events is not None else None)
+    return run_unit(unit, Path(results), progress=(lambda n, resumed: events.put((n, resumed))) if events is not None else None)
 
 
-def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_progress: Callable[[int, bool], None], address: str | None = None) -> Iterator[Outcome]:
-    """Run ``pending`` on a pool of ``workers`` spawned processes on this machine."""
+def local_pool(
+    pending: Sequence[tuple[PreparedRun, ...]], results: Path, workers: int, on_progress: Callable[[int, bool], None], address: str | None = None
+) -> Iterator[Outcome]:
+    """Run the units of ``pending`` on a pool of ``workers`` spawned processes on this machine."""
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     stop = threading.Event()
@@ -78,9 +82,9 @@ def local_pool(pending: Sequence[PreparedRun], results: Path, workers: int, on_p
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt) if main else None
     try:
-        futures = [pool.submit(_pool_task, run, str(results)) for run in pending]
+        futures = [pool.submit(_pool_task, unit, str(results)) for unit in pending]
         for future in cf.as_completed(futures):
-            yield future.result()
+            yield from future.result()
         pool.shutdown()
     except BaseException:
         # Ctrl-C (or the consumer stopping): stop now. Killing a worker mid-run is safe:

@@ -93,15 +93,22 @@ class PreparedRun:
     cuda_graph: bool | None = None  # replay updates from CUDA graphs where the algorithm captures; None: on a GPU
     budget: str = "protocol.updates"  # where protocol["updates"] comes from (Protocol.for_run), e.g. protocol.budgets.td3bc.hopper
     plateaued: bool = True  # False: the budget is the longest the study measured, the learner still moving there (Protocol.plateaued)
+    stack_seeds: bool | None = None  # train with the other seeds of its (task, algorithm) as one stack where it stacks; None: on a GPU only
 
 
 def prepare(
-    specs: Iterable[RunSpec], protocol: Protocol, dataset_tier: str, device: str = "cpu", stack_agents: bool | None = None, cuda_graph: bool | None = None
+    specs: Iterable[RunSpec],
+    protocol: Protocol,
+    dataset_tier: str,
+    device: str = "cpu",
+    stack_agents: bool | None = None,
+    cuda_graph: bool | None = None,
+    stack_seeds: bool | None = None,
 ) -> list[PreparedRun]:
     """Resolve configs and check datasets for every run, before any work starts.
 
-    ``stack_agents`` and ``cuda_graph`` are how the runs compute, not what: they are not part of
-    a run's fingerprint (see :func:`mabcq_bench.runs.learn.train_agents`)."""
+    ``stack_agents``, ``stack_seeds`` and ``cuda_graph`` are how the runs compute, not what: they
+    are not part of a run's fingerprint (see :func:`mabcq_bench.runs.learn.train_seeds`)."""
     from mabcq_bench.algos import get_algo
     from mabcq_bench.data.tasks import get_task
 
@@ -131,8 +138,26 @@ def prepare(
         if device != "cpu":  # other devices give other numbers: never mixed with CPU runs
             identity["device"] = device
         fp = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device, stack_agents, cuda_graph, budget, protocol.plateaued(spec.task, spec.algo, spec.setting)))
+        out.append(PreparedRun(spec, cfg, proto, ids, ref_min, ref_max, cfg.get("epsilon") if cfg.get("use_vd", False) else None, fp, device, stack_agents, cuda_graph, budget, protocol.plateaued(spec.task, spec.algo, spec.setting), stack_seeds))
     return out
+
+
+def work_units(runs: Sequence[PreparedRun]) -> list[tuple[PreparedRun, ...]]:
+    """What an executor hands one worker: each run alone, except runs that stack seeds
+    (:func:`mabcq_bench.runs.learn.will_stack_seeds`), which go together with the runs that
+    differ from them only in their seed (same board, task, setting, learner, overrides and
+    fingerprint), in the order the runs came."""
+    from mabcq_bench.data.tasks import get_task
+    from mabcq_bench.runs.learn import will_stack_seeds
+
+    units: dict[Any, list[PreparedRun]] = {}
+    for run in runs:
+        s = run.spec
+        task = get_task(s.task).in_setting(s.setting)
+        together = will_stack_seeds(task, s.algo, run.device, run.stack_seeds, run.stack_agents)
+        key = (s.tier, s.task, s.setting, s.algo, s.overrides, run.fingerprint) if together else ("alone", s.key)
+        units.setdefault(key, []).append(run)
+    return [tuple(unit) for unit in units.values()]
 
 
 @dataclass(frozen=True)

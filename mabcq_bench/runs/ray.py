@@ -60,37 +60,38 @@ def _environment() -> dict[str, str]:
     return {k: str(Path(os.environ[k]).resolve()) for k in _ENV if k in os.environ}
 
 
-def _run_task(run, results: str, env: dict[str, str]):
+def _run_task(unit, results: str, env: dict[str, str]):
     os.environ.update(env)
-    from mabcq_bench.runs.execute import run_one
+    from mabcq_bench.runs.execute import run_unit
 
-    return run_one(run, Path(results))
+    return run_unit(unit, Path(results))
 
 
 def ray_pool(
     pending: Sequence, results: Path, workers: int, on_progress: Callable[[int, bool], None], address: str | None = None
 ) -> Iterator[tuple[str, dict | None, str | None]]:
-    """Run every pending run as a Ray task; yields (key, record, error) as they finish."""
+    """Run every pending unit (one run, or seeds that stack: :func:`~mabcq_bench.runs.plan.work_units`)
+    as a Ray task; yields (key, record, error) per run as the units finish."""
     ray = _ray()
     started = _connect(address, workers)
     remote = ray.remote(_run_task)
     env = _environment()
     refs = {}
-    for run in pending:
-        gpus = 1 if run.device.startswith("cuda") else 0
-        ref = remote.options(num_cpus=run.protocol["threads"], num_gpus=gpus, max_retries=MAX_RETRIES).remote(run, str(Path(results).resolve()), env)
-        refs[ref] = run
+    for unit in pending:
+        gpus = 1 if unit[0].device.startswith("cuda") else 0
+        ref = remote.options(num_cpus=unit[0].protocol["threads"], num_gpus=gpus, max_retries=MAX_RETRIES).remote(unit, str(Path(results).resolve()), env)
+        refs[ref] = unit
     try:
         while refs:
             (ref,), _ = ray.wait(list(refs), num_returns=1)
-            run = refs.pop(ref)
-            key = run.spec.key
+            unit = refs.pop(ref)
             try:
-                outcome = ray.get(ref)
+                outcomes = ray.get(ref)
             except ray.exceptions.RayError as exc:  # retries used up, or the task could not run
-                outcome = (key, None, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-            on_progress(run.protocol["updates"], False)
-            yield outcome
+                line = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                outcomes = [(run.spec.key, None, line) for run in unit]
+            on_progress(sum(run.protocol["updates"] for run in unit), False)
+            yield from outcomes
     except BaseException:
         for ref in refs:
             ray.cancel(ref, force=True)

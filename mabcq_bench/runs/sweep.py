@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 from mabcq_bench.errors import UserError
 from mabcq_bench.runs.executors import EXECUTORS
-from mabcq_bench.runs.plan import PreparedRun, describe_plan, existing_record
+from mabcq_bench.runs.plan import PreparedRun, describe_plan, existing_record, work_units
 from mabcq_bench.util import bars_fit, duration, ensure_writable, lock_holder
 
 #: Seconds between two plain progress lines (no terminal, a 0-column one, or --no-progress).
@@ -93,7 +93,7 @@ def run_sweep(
             ticker.updated(n, resumed)
 
     new_records = []
-    outcomes = EXECUTORS[executor](pending, results, workers, on_progress, address)
+    outcomes = EXECUTORS[executor](work_units(pending), results, workers, on_progress, address)
     try:
         for key, record, error in outcomes:
             if error is not None:
