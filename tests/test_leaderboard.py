@@ -127,6 +127,27 @@ def test_a_cell_at_a_budget_where_its_learner_had_not_plateaued_is_marked_and_ex
     assert "†" not in format_markdown(unmarked) and "†" not in render_block(unmarked, "leaderboard/lite.md")[-1]
 
 
+def test_a_cell_trained_on_a_gpu_is_marked_and_explained():
+    """A (task, algorithm) whose seeds a GPU session trained (run --device cuda) says so (‡) on the
+    page and in the README block; CPU cells, and records from before a record said its device, do not."""
+    from mabcq_bench.report.readme import render_block
+
+    records = fake_records(with_eps_sweep=False)
+    for rec in records:
+        if rec["algo"] == "mabcq" and rec["task"] == "hopper":
+            rec["device"] = "cuda"
+        elif rec["algo"] == "bcq":
+            rec["device"] = "cpu"
+    board = build_tables(records, "lite", reps=300)
+    texts = {r.variant: r.texts() for r in board.rows}
+    assert texts["mabcq"][1:3] == ["80.0 ± 10.0 (3)", "50.0 ± 10.0 (3) ‡"]  # walker on the CPU, hopper on the GPU
+    assert "‡" not in "".join(texts["bcq"] + texts["behavior"])
+    note = "`‡`: its runs trained on a GPU (`run --device cuda`)"
+    assert note in format_markdown(board) and note in render_block(board, "leaderboard/lite.md")[-1]
+    cpu_only = build_tables(fake_records(with_eps_sweep=False), "lite", reps=300)
+    assert "‡" not in format_markdown(cpu_only) and "‡" not in render_block(cpu_only, "leaderboard/lite.md")[-1]
+
+
 def test_write_leaderboard_files(tmp_path):
     store = write_store(tmp_path / "results", fake_records())
     out = tmp_path / "leaderboard"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mabcq_bench.errors import UserError
-from mabcq_bench.report.tables import AGGREGATE_HEADER, GAP_HEADER, NOT_PLATEAUED_NOTE, Leaderboard, all_plateaued, build_tables, markdown_table
+from mabcq_bench.report.tables import AGGREGATE_HEADER, GAP_HEADER, GPU_NOTE, NOT_PLATEAUED_NOTE, Leaderboard, all_plateaued, any_gpu, build_tables, markdown_table
 from mabcq_bench.util import atomic_path
 
 #: The name of the README's table markers, ``<!-- leaderboard:<board> -->``.
@@ -119,6 +119,8 @@ def render_block(board: Leaderboard, page: str) -> list[str]:
         note += " `*`: an aggregate over fewer tasks than the table has."
     if not all_plateaued(board):
         note += f" {NOT_PLATEAUED_NOTE}"
+    if any_gpu(board):
+        note += f" {GPU_NOTE}"
     return [*markdown_table(board), "", note]
 
 

@@ -44,6 +44,16 @@ NOT_PLATEAUED_NOTE = (
 )
 
 
+#: After a cell whose runs trained on a GPU (their records' ``device``; a cell's runs share one).
+GPU_MARK = "‡"
+
+#: What that mark means.
+GPU_NOTE = (
+    f"`{GPU_MARK}`: its runs trained on a GPU (`run --device cuda`), the same maths in other rounding; every run of a "
+    "cell trains on one device (a run's device is part of its fingerprint)."
+)
+
+
 AGGREGATE_HEADER = "IQM [low, high]"
 
 
@@ -62,13 +72,15 @@ class Cell:
     fingerprint: str
     windows: np.ndarray | None = None  # (n,) each run's mean of its last score_window curve scores; None before protocol 2
     plateaued: bool = True  # False: its runs' budget is the longest measured, the learner still moving there
+    device: str = "cpu"  # where its runs trained (records from before they said: the CPU, as every such run did)
 
     @property
     def n(self) -> int:
         return int(self.scores.size)
 
     def __str__(self) -> str:
-        return f"{self.mean:.1f} ± {self.std:.1f} ({self.n})" + ("" if self.plateaued else f" {NOT_PLATEAUED_MARK}")
+        marks = ("" if self.plateaued else NOT_PLATEAUED_MARK) + ("" if self.device == "cpu" else GPU_MARK)
+        return f"{self.mean:.1f} ± {self.std:.1f} ({self.n})" + (f" {marks}" if marks else "")
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,7 @@ def _cell(recs: list[dict]) -> Cell:
         fingerprint=recs[0]["config_fingerprint"],
         windows=np.array([r["window"]["normalized_score"] for r in recs], dtype=np.float64) if has_window else None,
         plateaued=all(r.get("budget", {}).get("plateaued", True) for r in recs),
+        device=str(recs[0].get("device", "cpu")),
     )
 
 
@@ -225,6 +238,8 @@ def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
         lines.append(f"- `*`: an aggregate (IQM or coord. gap) over fewer tasks than the table has (no runs where the cell shows {DASH}); not comparable with the other rows.")
     if not all_plateaued(board):
         lines.append(f"- {NOT_PLATEAUED_NOTE}")
+    if any_gpu(board):
+        lines.append(f"- {GPU_NOTE}")
     lines += ["", *markdown_table(board)]
     lines += _window_table(board)
     if plots:
@@ -235,6 +250,11 @@ def format_markdown(board: Leaderboard, plots: Sequence[Path] = ()) -> str:
 def all_plateaued(board: Leaderboard) -> bool:
     """Whether every cell's runs trained a budget where the study saw their learner plateau."""
     return all(c.plateaued for r in board.rows for c in r.cells.values() if c is not None)
+
+
+def any_gpu(board: Leaderboard) -> bool:
+    """Whether some cell's runs trained on a GPU."""
+    return any(c.device != "cpu" for r in board.rows for c in r.cells.values() if c is not None)
 
 
 def _window_table(board: Leaderboard) -> list[str]:
