@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of `--device cuda`, as one call on a lent GPU machine (bare, no PyPI):
 #   the stacking and CUDA-graph tests on cuda, `mabcq-bench bench --device cuda`, and a short
-#   hopper run on made-up data, graphed and eager (tools/cuda_check.py).
+#   hopper run on made-up data, graphed and eager, and 5 of its seeds as one graphed stack (tools/cuda_check.py).
 # Needs .devsite/site.tar.xz (tools/make-devsite.sh builds it): the packages that machine lacks (gymnasium,
 # gymnasium-robotics without its unused robot assets, mujoco, pettingzoo, minari, glfw).
 # Writes logs under $OUT (or ./cuda-check-out); prints a short summary last.
@@ -22,5 +22,6 @@ except Exception as e:
     sys.exit(f"no bench result: {e}")
 print("bench:", {k: r[k] for k in ("bcq_ms", "mabcq_ms", "ratio", "graphed_ms", "gflops", "peak_gflops", "device")})
 for task, row in r["joint"].items():
-    print(task, "joint", {a: row[a] for a in ("mabcq", "bcq", "td3bc")}, "stacked", r["joint_stacked"].get(task), "graphed", r["joint_graphed"].get(task))
+    print(task, "joint", {a: row[a] for a in ("mabcq", "bcq", "td3bc")}, "stacked", r["joint_stacked"].get(task), "graphed", r["joint_graphed"].get(task),
+          "5 seeds graphed, per seed", r.get("seeds_graphed", {}).get(task))
 PY
