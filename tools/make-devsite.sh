@@ -7,7 +7,7 @@
 set -euo pipefail
 versions() { .venv/bin/pip show "$1" | awk '/^Version/{print $2}'; }
 tmp=$(mktemp -d)
-for pkg in gymnasium farama-notifications mujoco mujoco-core gymnasium-robotics pettingzoo minari glfw; do
+for pkg in gymnasium farama-notifications mujoco mujoco-core gymnasium-robotics pettingzoo minari glfw stable-baselines3; do
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
         --platform manylinux2014_x86_64 --platform any -d "$tmp/wheels" "$pkg==$(versions "$pkg")"
