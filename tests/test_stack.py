@@ -349,6 +349,8 @@ def test_seeds_resumed_at_other_updates_catch_up_then_train_together(tmp_path):
             on_update=[lambda n, _m: seen[0].append(n), lambda n, _m: seen[1].append(n)],
         )  # fmt: skip
     assert seen == {0: [5, 6], 1: [1, 2, 3, 4, 5, 6]}  # seed 1 from scratch, seed 0 from its checkpoint
+    # each seed's time is its own: seed 1 made four updates and an evaluation more in this call
+    assert together[1].cpu_s > together[0].cpu_s > 0 and together[1].wall_s > together[0].wall_s
     for result in together:
         assert result.updates == TINY_PROTOCOL["updates"]
         same_run(run(seed=result.seed), result)
@@ -387,3 +389,25 @@ def test_cli_run_stacks_seeds_into_one_unit_and_each_seed_keeps_its_record(store
         assert stacked["final"]["normalized_score"] == pytest.approx(alone["final"]["normalized_score"], rel=1e-5)
     bad = CliRunner().invoke(main, [*args, "--results", str(results), "--stack-seeds", "--no-stack-agents"])
     assert bad.exit_code == 2 and "--stack-seeds puts every agent of every seed in one stack" in bad.output
+
+
+def test_a_run_s_time_covers_its_evaluations_and_its_final_one():
+    (result,) = seeds_run(seeds=(0,))
+    spent = sum(e.cpu_s for e in result.evaluations) + result.final.cpu_s
+    assert result.total_cpu_s >= spent and result.total_wall_s >= sum(e.wall_s for e in result.evaluations) + result.final.wall_s
+
+
+def test_a_seed_another_process_holds_does_not_stop_the_others(store):
+    from mabcq_bench.util import exclusive_lock
+
+    protocol = load_protocol("tiny")
+    runs = plan.prepare([plan.RunSpec("tiny", "hopper", "mabcq", s) for s in (0, 1)], protocol, "tiny", stack_seeds=True)
+    (unit,) = plan.work_units(runs)
+    results = store["results"]
+    with exclusive_lock(runs[1].spec.lock_path(results), "a run"):  # as another sweep over the same store holds it
+        first, second = execute.run_unit(unit, results)
+    assert first[1]["seed"] == 0 and first[2] is None
+    assert second[1] is None and "another mabcq-bench process is working on run" in second[2]
+    assert not runs[1].spec.record_path(results).exists()
+    again = execute.run_unit(unit, results)  # the held seed trains now; the finished one is kept
+    assert again[0][1] == first[1] and again[1][1]["seed"] == 1 and again[1][2] is None

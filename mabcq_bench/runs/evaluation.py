@@ -58,7 +58,8 @@ class TrainResult:
         stacked: whether the agents' updates were stacked into one batched update.
         stacked_seeds: how many seeds' runs trained as one batched update with this one (their
             agents' learners in one stack, :func:`~mabcq_bench.runs.learn.train_seeds`); 1: alone.
-            The times below are then this run's even share of the group's.
+            The times below are then this run's evaluations and an even share of the updates it
+            made together with the others.
         cuda_graph: whether the updates were replayed from CUDA graphs.
         wall_s: seconds spent in this call (not in earlier, interrupted ones).
         total_wall_s: seconds spent training this run, summed over this call and the interrupted

@@ -74,36 +74,59 @@ def execute(run: PreparedRun, results: Path, progress: Callable[[int, bool], Non
     a second process given the same run, such as two sweeps over one store, fails it with one
     line instead of training it twice.
     """
-    return execute_group([run], results, progress)[0]
+    (outcome,) = execute_group([run], results, progress)
+    if isinstance(outcome, UserError):
+        raise outcome
+    return outcome
 
 
-def execute_group(runs: Sequence[PreparedRun], results: Path, progress: Callable[[int, bool], None] | None = None) -> list[dict]:
+def execute_group(runs: Sequence[PreparedRun], results: Path, progress: Callable[[int, bool], None] | None = None) -> list[dict | UserError]:
     """:func:`execute` for runs that differ only in their seed (a unit of
     :func:`~mabcq_bench.runs.plan.work_units`), trained together
     (:func:`~mabcq_bench.runs.learn.train_seeds`: one stack of all their agents where they stack
-    seeds); one record per run, in order. Each run keeps its own lock, checkpoint and record."""
-    records: dict[str, dict] = {}
+    seeds). Per run, in order: its record, or the one-line error that kept it from training (its
+    lock held by another process, a checkpoint of another configuration), which does not stop
+    the others. Each run keeps its own lock, checkpoint and record."""
+    outcomes: dict[str, dict | UserError] = {}
     with ExitStack() as held:
         todo = []
         for run in runs:
-            done = existing_record(run, results)
-            if done is not None:  # a retry of a run whose worker died after writing its record
-                records[run.spec.key] = done
+            try:
+                done = existing_record(run, results)  # a retry of a run whose worker died after writing its record
+                if done is None:
+                    done = _claim(run, results, held)
+            except UserError as exc:
+                outcomes[run.spec.key] = exc
                 continue
-            lock = run.spec.lock_path(results)
-            held.enter_context(exclusive_lock(lock, f"run {run.spec.tier}/{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"))
-            held.callback(lock.unlink, missing_ok=True)  # a failed run leaves its checkpoint (a rerun resumes it), not its lock
-            ckpt = run.spec.checkpoint_path(results)
-            for debris in ckpt.parent.glob(f".{ckpt.name}*"):  # temp files of a writer that was killed
-                debris.unlink(missing_ok=True)
-            done = existing_record(run, results)  # finished by another process while we waited to start
             if done is not None:
-                records[run.spec.key] = done
+                outcomes[run.spec.key] = done
             else:
                 todo.append(run)
         if todo:
-            records.update(zip((r.spec.key for r in todo), _train_and_record(todo, results, progress)))
-    return [records[run.spec.key] for run in runs]
+            outcomes.update(zip((r.spec.key for r in todo), _train_and_record(todo, results, progress)))
+    return [outcomes[run.spec.key] for run in runs]
+
+
+def _claim(run: PreparedRun, results: Path, held: ExitStack) -> dict | None:
+    """Lock ``run`` for this process (held until ``held`` closes) and check its checkpoint;
+    its record if another process finished it meanwhile, else None (it is this process's to train).
+
+    Raises:
+        UserError: the lock is held by a live process, or the checkpoint is of another configuration.
+    """
+    lock = run.spec.lock_path(results)
+    held.enter_context(exclusive_lock(lock, f"run {run.spec.tier}/{run.spec.task}/{run.spec.variant}/seed{run.spec.seed}"))
+    held.callback(lock.unlink, missing_ok=True)  # a failed run leaves its checkpoint (a rerun resumes it), not its lock
+    ckpt = run.spec.checkpoint_path(results)
+    for debris in ckpt.parent.glob(f".{ckpt.name}*"):  # temp files of a writer that was killed
+        debris.unlink(missing_ok=True)
+    done = existing_record(run, results)  # finished by another process while we waited to start
+    if done is None and ckpt.exists():
+        marker = ckpt.with_suffix(".ckpt.json")
+        saved = json.loads(marker.read_text()) if marker.exists() else {}
+        if saved.get("config_fingerprint") != run.fingerprint:
+            raise UserError(f"checkpoint {ckpt} belongs to another configuration; use another --results folder")
+    return done
 
 
 def _progress_reporter(progress: Callable[[int, bool], None] | None, updates: int) -> Callable[[int, object], None]:
@@ -134,14 +157,8 @@ def _train_and_record(runs: Sequence[PreparedRun], results: Path, progress: Call
     spec, proto = first.spec, first.protocol
     task = get_task(spec.task).in_setting(spec.setting)  # centralized: one agent owning every joint
     started = time.time()
-    for run in runs:
-        ckpt = run.spec.checkpoint_path(results)
-        marker = ckpt.with_suffix(".ckpt.json")
-        if ckpt.exists():
-            saved = json.loads(marker.read_text()) if marker.exists() else {}
-            if saved.get("config_fingerprint") != run.fingerprint:
-                raise UserError(f"checkpoint {ckpt} belongs to another configuration; use another --results folder")
-        # the marker names the process working on the run (for a person, or a test, looking in)
+    for run in runs:  # the marker names the process working on the run (for a person, or a test, looking in)
+        marker = run.spec.checkpoint_path(results).with_suffix(".ckpt.json")
         write_json(marker, {"config_fingerprint": run.fingerprint, "pid": os.getpid(), "host": os.uname().nodename})
     datasets = [_agent_data(dataset_id, checksum) for dataset_id, checksum in first.datasets]
     trained = train_seeds(
@@ -242,7 +259,8 @@ def _record(run: PreparedRun, result, wall_s: float) -> dict:
         "stacked_seeds": result.stacked_seeds,  # and of this many seeds' agents (1: the run alone)
         "cuda_graph": result.cuda_graph,  # updates replayed from CUDA graphs
         "wall_s": round(wall_s, 1),  # this call: loading, training, scoring (of the whole group, where seeds stacked)
-        "train_wall_s": round(result.total_wall_s, 1),  # training over every call of this run (its share of a stacked group's)
+        # training over every call of this run (stacked seeds: its evaluations and an even share of the updates it made with the others)
+        "train_wall_s": round(result.total_wall_s, 1),
         # its CPU time; left out when the run resumed a checkpoint that did not keep it
         **({"train_cpu_s": round(result.total_cpu_s, 1)} if result.total_cpu_s is not None else {}),
     }
@@ -275,11 +293,11 @@ def run_one(run: PreparedRun, results: Path, progress: Callable[[int, bool], Non
 
 def run_unit(runs: Sequence[PreparedRun], results: Path, progress: Callable[[int, bool], None] | None = None) -> list[Outcome]:
     """:func:`execute_group`, reporting instead of raising: an :data:`Outcome` per run. What
-    fails a group fails each of its runs, with the same line."""
+    fails the group's training fails each of its runs, with the same line."""
     try:
-        records = execute_group(runs, Path(results), progress=progress)
+        outcomes = execute_group(runs, Path(results), progress=progress)
     except UserError as exc:
         return [(run.spec.key, None, str(exc)) for run in runs]
     except Exception as exc:  # a crash: the runs have no record and will be retried on rerun
         return [(run.spec.key, None, f"{type(exc).__name__}: {exc}".splitlines()[0]) for run in runs]
-    return [(run.spec.key, record, None) for run, record in zip(runs, records)]
+    return [(run.spec.key, None, str(o)) if isinstance(o, UserError) else (run.spec.key, o, None) for run, o in zip(runs, outcomes)]

@@ -148,8 +148,8 @@ def train_seeds(
     leave the device mostly idle. Each seed's numbers are still its own (a group sees only its
     own batch, parameters, optimizer state and random streams), to float rounding. Checkpoints
     stay per seed; seeds resumed from checkpoints at different updates first bring the ones
-    behind up to the others, then go on together. A seed's times in its result are an even share
-    of the group's.
+    behind up to the others, then go on together. A seed's times in its result are its own
+    evaluations and an even share of each update step it took part in.
     """
     _check_datasets(task, datasets)
     if updates < 1:
@@ -200,7 +200,7 @@ def _train(
     stack_seeds: bool | None,
     cuda_graph: bool | None,
 ) -> list[TrainResult]:
-    started, cpu_started = time.perf_counter(), time.process_time()
+    clock = _Clock()
     spec = get_algo(algo)
     seeds_stacked = len(seeds) > 1 and will_stack_seeds(task, algo, device, stack_seeds, stack_agents)
     stacked = (seeds_stacked and task.n_agents > 1) or will_stack(task, algo, device, stack_agents)
@@ -210,14 +210,18 @@ def _train(
     batch_size = int(config.batch_size)
     data = [Batch.from_agent_data(d, device) for d in datasets]
     group = len(seeds) if seeds_stacked else 1
-    runs = [SeedRun(task, spec, config, datasets, data, seed, schedule, ckpt, device, graphed, stacked, group, cb) for seed, ckpt, cb in zip(seeds, checkpoints, callbacks)]
-
-    def elapsed() -> tuple[float, float]:  # a run's share of this call's time (the seeds train together)
-        return (time.perf_counter() - started) / len(runs), (time.process_time() - cpu_started) / len(runs)
+    runs: list[SeedRun] = []
+    for seed, ckpt, cb in zip(seeds, checkpoints, callbacks):
+        runs.append(SeedRun(task, spec, config, datasets, data, seed, schedule, ckpt, device, graphed, stacked, group, cb))
+        runs[-1].charge(*clock.lap())  # its learners and its checkpoint's loading
+    shared = clock.lap()  # the data put on the device, for all: an even share each
+    for r in runs:
+        r.charge(shared[0] / len(runs), shared[1] / len(runs))
 
     # Stacks start from the learners as built or loaded and write their values back into them
     # before they are evaluated or saved. The seeds that are behind (resumed from an older
     # checkpoint) step first, so the runs that step together are always at one update count.
+    # Each run's time is its own evaluations and saves, and an even share of the steps it took part in.
     stacks: list[Any] = []
     members: list[SeedRun] = []
     while True:
@@ -251,10 +255,27 @@ def _train(
         if due:
             for s in stacks:
                 s.unstack()
-            for r in due:
-                r.checkpoint_work(elapsed())
-    wall_s, cpu_s = elapsed()
-    return [r.result(algo, graphed, wall_s, cpu_s) for r in runs]
+        step = clock.lap()
+        for r in active:
+            r.charge(step[0] / len(active), step[1] / len(active))
+        for r in due:
+            r.checkpoint_work(clock)
+    for r in runs:
+        r.finish(clock)  # protocol 2's final evaluation after the last update
+    return [r.result(algo, graphed) for r in runs]
+
+
+class _Clock:
+    """Wall and CPU seconds since the last :meth:`lap`."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> tuple[float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = (wall - self.wall, cpu - self.cpu)
+        self.wall, self.cpu = wall, cpu
+        return out
 
 
 def _check_datasets(task: Task, datasets: Sequence[AgentData]) -> None:

@@ -146,7 +146,8 @@ def work_units(runs: Sequence[PreparedRun]) -> list[tuple[PreparedRun, ...]]:
     """What an executor hands one worker: each run alone, except runs that stack seeds
     (:func:`mabcq_bench.runs.learn.will_stack_seeds`), which go together with the runs that
     differ from them only in their seed (same board, task, setting, learner, overrides and
-    fingerprint), in the order the runs came."""
+    fingerprint, and asked to compute the same way: device, stacking, CUDA graphs), in the order
+    the runs came."""
     from mabcq_bench.data.tasks import get_task
     from mabcq_bench.runs.learn import will_stack_seeds
 
@@ -155,7 +156,8 @@ def work_units(runs: Sequence[PreparedRun]) -> list[tuple[PreparedRun, ...]]:
         s = run.spec
         task = get_task(s.task).in_setting(s.setting)
         together = will_stack_seeds(task, s.algo, run.device, run.stack_seeds, run.stack_agents)
-        key = (s.tier, s.task, s.setting, s.algo, s.overrides, run.fingerprint) if together else ("alone", s.key)
+        how = (run.device, run.stack_agents, run.stack_seeds, run.cuda_graph)
+        key = (s.tier, s.task, s.setting, s.algo, s.overrides, run.fingerprint, how) if together else ("alone", s.key)
         units.setdefault(key, []).append(run)
     return [tuple(unit) for unit in units.values()]
 

@@ -91,6 +91,8 @@ class SeedRun:
         self.pending_count = 0
         self.earlier_s = 0.0  # training time of interrupted calls, from the checkpoint
         self.earlier_cpu_s: float | None = 0.0  # their CPU time; None: a checkpoint from before it was kept, so it is unknown
+        self.wall_s = self.cpu_s = 0.0  # this call's time of this run (:meth:`charge`)
+        self.final: Evaluation | None = None
         self.path = Path(checkpoint) if checkpoint is not None else None
         if self.path is not None and self.path.exists():
             self._resume(_load(self.path))
@@ -145,10 +147,15 @@ class SeedRun:
         if self.on_update is not None:
             self.on_update(self.done, step_metrics)
 
-    def checkpoint_work(self, elapsed: tuple[float, float]) -> None:
+    def charge(self, wall_s: float, cpu_s: float) -> None:
+        """Count ``wall_s`` and ``cpu_s`` seconds of this call as this run's."""
+        self.wall_s += wall_s
+        self.cpu_s += cpu_s
+
+    def checkpoint_work(self, clock: Any) -> None:
         """After an update: the evaluations, final share and checkpoint due now (the learners
-        hold the current values: a stack has been unstacked). ``elapsed``: this run's share of
-        the wall and CPU seconds of this call so far."""
+        hold the current values: a stack has been unstacked), their time this run's
+        (``clock.lap()``: the seconds since the trainer last took its time)."""
         evaluate_now, save_now, final_now = self.schedule.due(self.done)
         done, seed = self.done, self.seed
         if final_now:
@@ -159,10 +166,12 @@ class SeedRun:
             self.evaluations.append(evaluate(self.task, self.learners, self.schedule.eval_episodes, self.eval_seed, self.diag, done, derive_seed(seed, "acting", done)))
             self.metrics_log.append({"update": float(done), **{k: v / self.pending_count for k, v in self.pending.items()}})
             self.pending, self.pending_count = {}, 0
+        self.charge(*clock.lap())
         if save_now:
-            self.save(*elapsed)
+            self.save()
+            self.charge(*clock.lap())
 
-    def save(self, wall_s: float, cpu_s: float) -> None:
+    def save(self) -> None:
         if self.path is None:
             return
         state = {
@@ -179,25 +188,30 @@ class SeedRun:
             "metrics": self.metrics_log,
             "pending": self.pending,
             "pending_count": self.pending_count,
-            "elapsed_s": self.earlier_s + wall_s,
+            "elapsed_s": self.earlier_s + self.wall_s,
         }
         if self.earlier_cpu_s is not None:  # left out once unknown, so that a later resume still knows it is partial
-            state["elapsed_cpu_s"] = self.earlier_cpu_s + cpu_s
+            state["elapsed_cpu_s"] = self.earlier_cpu_s + self.cpu_s
         with atomic_path(self.path) as tmp:
             torch.save(state, tmp)
 
-    def result(self, algo: str, graphed: bool, wall_s: float, cpu_s: float) -> TrainResult:
-        final = None
+    def finish(self, clock: Any) -> None:
+        """The final evaluation (protocol 3: its shares, made at their checkpoints; protocol 2:
+        after the last update, which a resumed run redoes alone), its time this run's."""
         if self.schedule.final_at:  # one evaluation of the shares, last checkpoint's first (seed blocks 0, 1, ...)
             finals = sorted(self.finals, key=lambda e: -e.update)
             gaps = [e.coordination_gap for e in finals if e.coordination_gap is not None]
             cpu = [e.cpu_s for e in finals if e.cpu_s is not None]  # a share from an old checkpoint has none: then the sum is unknown
-            final = Evaluation(
+            self.final = Evaluation(
                 self.done, [r for e in finals for r in e.returns], float(np.mean(gaps)) if gaps else None, sum(e.wall_s for e in finals),
                 [e.update for e in finals], cpu_s=sum(cpu) if len(cpu) == len(finals) else None,
             )  # fmt: skip
-        elif self.schedule.final_eval_episodes:  # after the last checkpoint: a resumed run redoes only this
-            final = evaluate(self.task, self.learners, self.schedule.final_eval_episodes, self.final_seed, self.diag, self.done, derive_seed(self.seed, "final acting"))
+        elif self.schedule.final_eval_episodes:
+            self.final = evaluate(self.task, self.learners, self.schedule.final_eval_episodes, self.final_seed, self.diag, self.done, derive_seed(self.seed, "final acting"))
+        self.charge(*clock.lap())
+
+    def result(self, algo: str, graphed: bool) -> TrainResult:
+        """What the run made, after :meth:`finish`."""
         return TrainResult(
             task=self.task.name,
             algo=algo,
@@ -211,11 +225,11 @@ class SeedRun:
             stacked=self.stacked,
             stacked_seeds=self.stacked_seeds,
             cuda_graph=graphed,
-            wall_s=wall_s,
-            total_wall_s=self.earlier_s + wall_s,
-            cpu_s=cpu_s,
-            total_cpu_s=None if self.earlier_cpu_s is None else self.earlier_cpu_s + cpu_s,
-            final=final,
+            wall_s=self.wall_s,
+            total_wall_s=self.earlier_s + self.wall_s,
+            cpu_s=self.cpu_s,
+            total_cpu_s=None if self.earlier_cpu_s is None else self.earlier_cpu_s + self.cpu_s,
+            final=self.final,
         )
 
 
