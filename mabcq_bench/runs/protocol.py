@@ -179,7 +179,7 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
         budget_notes={
             "mabcq": "budget study: hopper from plateau200-v1-p2 (1 run)",
             "mabcq-no-tn": "budget study: hopper from plateau60-v1-p2 (1 run)",
-            "mabcq-no-vd": "budget study: hopper from plateau60-v1-p2 (1 run; not within 60,000, the longest measured; its 200k run is in tools/queues/plateau200.txt)",
+            "mabcq-no-vd": "budget study: hopper from plateau60-v1-p2 (2 runs; not within 60,000, the longest measured; its 200k run is in tools/queues/plateau200.txt)",
             "bcq": "budget study: hopper from plateau200-v1-p2 (1 run)",
             "ddpg": "budget study: hopper from plateau200-v1-p2 (1 run; not within 200,000, the longest measured)",
             "td3bc": "budget study: hopper from plateau200-v1-p2 (2 runs)",
