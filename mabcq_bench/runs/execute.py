@@ -286,11 +286,6 @@ def _agent_data(dataset_id: str, checksum: str):
     return _DATA_CACHE[key]
 
 
-def run_one(run: PreparedRun, results: Path, progress: Callable[[int, bool], None] | None = None) -> Outcome:
-    """:func:`execute`, reporting instead of raising: (key, record, None) or (key, None, error line)."""
-    return run_unit([run], results, progress)[0]
-
-
 def run_unit(runs: Sequence[PreparedRun], results: Path, progress: Callable[[int, bool], None] | None = None) -> list[Outcome]:
     """:func:`execute_group`, reporting instead of raising: an :data:`Outcome` per run. What
     fails the group's training fails each of its runs, with the same line."""
