@@ -1,5 +1,5 @@
 """Learners' own budgets from the budget study (report/study.py, `baselines --budgets-from`): the
-longest study board decides, budgets fall on the target's evaluation grid, a learner that has not
+longest study board decides unless seeds it lacks settle later, budgets fall on the target's evaluation grid, a learner that has not
 plateaued gets the longest measured budget and is flagged, what is not budgeted is not, ablations
 follow MABCQ where not studied, the printed tables load as a protocol file; and lite's own
 budgets are held to the committed study's records."""
@@ -85,6 +85,32 @@ def test_a_learner_that_has_not_plateaued_gets_the_longest_measured_budget_and_i
     assert notes["ddpg"] == (
         "budget study: walker from long (1 run; not within 200,000, the longest measured); hopper from long (1 run; not within 200,000, the longest measured)"
     )
+
+
+def test_a_seed_the_longest_board_lacks_counts_where_it_settles_later():
+    def seed(records: list[dict], n: int) -> list[dict]:
+        for rec in records:
+            rec["seed"] = n
+        return records
+
+    flat_long = _cell("long", "hopper", "bcq", _flat, LONG)  # seed 0 settles at once on the 200k board
+    alone = _propose(flat_long)[("hopper", "bcq")]
+    late = seed(_cell("short", "hopper", "bcq", lambda u: 50.0 * min(1.0, u / 30_000), GRID), 1)  # seed 1 climbs to 30k
+    got = _propose([*flat_long, *_cell("short", "hopper", "bcq", _flat, GRID), *late])[("hopper", "bcq")]
+    assert (got.seed, got.board, got.runs, got.measured) == (1, "short", 1, 60_000)
+    assert got.plateaued and got.both_from > alone.both_from and got.both_from >= 30_000
+    assert got.budget == max(25_000, -(-got.both_from // 5000) * 5000)
+    assert "hopper from short (its seed 1 alone, which the longest board lacks)" in study.budget_tables([got])[1]["bcq"]
+    assert "short, seed 1 alone (the longest board lacks it)" in study.format_proposals([got])
+    # a second seed still moving at the end of its run: that run's length, flagged
+    climbing = seed(_cell("short", "hopper", "bcq", lambda u: u / 1000, GRID), 1)
+    got = _propose([*flat_long, *climbing])[("hopper", "bcq")]
+    assert (got.seed, got.budget, got.plateaued) == (1, 60_000, False)
+    assert "not within 60,000, the end of its run" in study.budget_tables([got])[1]["bcq"]
+    # a second seed that settles before the longest board's: the longest board decides, as alone
+    rise_long = _cell("long", "hopper", "bcq", _rise, LONG)
+    got = _propose([*rise_long, *seed(_cell("short", "hopper", "bcq", _flat, GRID), 1)])[("hopper", "bcq")]
+    assert got == _propose(rise_long)[("hopper", "bcq")] and (got.seed, got.board, got.budget) == (None, "long", 45_000)
 
 
 def test_set_variants_reference_rows_and_other_boards_are_not_budgeted():
@@ -201,10 +227,10 @@ def test_lites_learner_budgets_are_what_the_committed_study_proposes():
 
 def test_the_hold_fails_a_lite_budget_that_disagrees_with_the_study(monkeypatch):
     proposals = _hold_lite_to_the_study()
-    p = next(p for p in proposals if p.learner == "bcq" and p.task == "hopper")
+    p = next(p for p in proposals if p.learner == "mabcq" and p.task == "hopper")
     lite = DEFAULT_PROTOCOLS["lite"].protocol
-    monkeypatch.setitem(lite, "budgets", {"bcq": {"hopper": p.budget}})
+    monkeypatch.setitem(lite, "budgets", {"mabcq": {"hopper": p.budget}})
     _hold_lite_to_the_study()
-    monkeypatch.setitem(lite, "budgets", {"bcq": {"hopper": p.budget + 2000}})
-    with pytest.raises(AssertionError, match=f"protocol.budgets.bcq.hopper = {p.budget + 2000} on hopper: the study proposes {p.budget}"):
+    monkeypatch.setitem(lite, "budgets", {"mabcq": {"hopper": p.budget + 2000}})
+    with pytest.raises(AssertionError, match=f"protocol.budgets.mabcq.hopper = {p.budget + 2000} on hopper: the study proposes {p.budget}"):
         _hold_lite_to_the_study()

@@ -3,8 +3,13 @@
 The budget study (docs/protocol.md, "The budget study") runs every learner far longer than its
 tier on the tier's datasets, on boards of different lengths (:data:`STUDIES`). For each (task,
 learner) this module takes the :class:`~mabcq_bench.report.budget.Plateau` of the longest study
-board that has the cell (most updates; ties: more runs, then the first in the study's order) and
-proposes as its budget:
+board that has the cell (most updates; ties: more runs, then the first in the study's order). Every
+seed measured counts too: a seed that only shorter boards ran is judged alone, on its own longest
+run, and where it needs a later budget than the longest board's (or has not stopped moving by the
+end of its run), it decides; a late climb on a second seed outweighs a first seed that settled
+early. (Pooling it with the longest board's runs cut to its length would not do: a cut run leaves
+too little of its plateau to be seen.)
+It proposes as its budget:
 
 - the first budget from which both the score and Q̂ have stopped moving (``Plateau.budget``),
   rounded up to the target tier's evaluation grid (its ``eval_every``), so that the evaluations
@@ -40,13 +45,14 @@ class Proposal:
     task: str
     learner: str
     budget: int  # the proposed updates: on the target's evaluation grid, at least its last evaluations
-    board: str  # the study board it comes from (the longest that has the cell)
-    runs: int  # the runs of that cell
+    board: str  # the study board it comes from (the longest that has the cell, or the board of the seed that decides)
+    runs: int  # the runs it is judged on
     measured: int  # the cell's last evaluation point: the longest budget measured
     score_from: int | None  # where the score stops moving (None: not within ``measured``)
     q_from: int | None  # where Q̂ stops moving (None: not within ``measured``, or no Q̂)
     has_q: bool  # whether the learner has a Q̂ (without one the score alone decides)
     follows: str = ""  # the algorithm whose cell this is, for an ablation the study did not run
+    seed: int | None = None  # the seed that decides, judged alone, where one the longest board lacks settles later
 
     @property
     def both_from(self) -> int | None:
@@ -86,32 +92,53 @@ def propose(
         the study has no cell of (nor, for an ablation, of what it ablates) has none.
     """
     records = list(records)
-    longest: dict[tuple[str, str], tuple[tuple[int, int], str, Plateau]] = {}
+    cells: dict[tuple[str, str], list[tuple[str, list[dict]]]] = {}
     for board in boards:
         for (task, variant), recs in group_runs(records, board).items():
             if variant != recs[0]["algo"] or variant not in learners or task not in eval_every:
                 continue  # a --set variant, a learner not budgeted, a task of no interest
-            p = plateau(recs, task, variant)
-            if p is None:
-                continue
-            key = (p.last, p.runs)
-            if (task, variant) not in longest or key > longest[(task, variant)][0]:
-                longest[(task, variant)] = (key, board, p)
+            cells.setdefault((task, variant), []).append((board, recs))
+    decided = {cell: found for cell, runs in cells.items() if (found := _decide(runs)) is not None}
     out = []
     for task in ordered_tasks(eval_every):
         every = max(1, eval_every[task])
         for learner in learners:
             follows = ""
-            if (task, learner) not in longest and (ablations or {}).get(learner) in learners:
+            if (task, learner) not in decided and (ablations or {}).get(learner) in learners:
                 follows = ablations[learner]
-            found = longest.get((task, follows or learner))
+            found = decided.get((task, follows or learner))
             if found is None:
                 continue
-            _, board, p = found
-            both = p.budget
-            budget = max(_on_grid(p.last if both is None else both, every), last_points * every)
-            out.append(Proposal(task, learner, budget, board, p.runs, p.last, p.score_from, p.q_from, p.q_move is not None, follows))
+            board, p, seed = found
+            budget = max(_on_grid(_needed(p), every), last_points * every)
+            out.append(Proposal(task, learner, budget, board, p.runs, p.last, p.score_from, p.q_from, p.q_move is not None, follows, seed))
     return out
+
+
+def _needed(p: Plateau) -> int:
+    """What one judgement asks for: where score and Q̂ stop moving, else all it measured."""
+    return p.last if p.budget is None else p.budget
+
+
+def _decide(runs: Sequence[tuple[str, list[dict]]]) -> tuple[str, Plateau, int | None] | None:
+    """One cell's judgement from its runs on each study board: (board, plateau, the seed that
+    decides alone or None); None when no board has curves enough to judge."""
+    judged = [(board, p, recs) for board, recs in runs if (p := plateau(recs, recs[0]["task"], recs[0]["algo"])) is not None]
+    if not judged:
+        return None
+    board, best, recs = max(judged, key=lambda j: (j[1].last, j[1].runs))  # max keeps the first of equals: the study's order
+    decided: tuple[str, Plateau, int | None] = (board, best, None)
+    have = {rec["seed"] for rec in recs}
+    lone: dict[int, tuple[str, dict]] = {}  # each seed the longest board lacks: its longest run
+    for name, cell in runs:
+        for rec in cell:
+            if rec["seed"] not in have and (rec["seed"] not in lone or rec["updates"] > lone[rec["seed"]][1]["updates"]):
+                lone[rec["seed"]] = (name, rec)
+    for seed, (name, rec) in sorted(lone.items()):
+        p = plateau([rec], rec["task"], rec["algo"])
+        if p is not None and _needed(p) > _needed(decided[1]):
+            decided = (name, p, seed)
+    return decided
 
 
 def unstudied(proposals: Sequence[Proposal], tasks: Iterable[str], learners: Sequence[str]) -> dict[str, list[str]]:
@@ -123,8 +150,9 @@ def unstudied(proposals: Sequence[Proposal], tasks: Iterable[str], learners: Seq
 
 def _source(p: Proposal, follows: bool = True) -> str:
     """Where one proposal comes from, in a few words (with ``follows``: whose cell it is)."""
-    runs = f"{p.runs} run{'' if p.runs == 1 else 's'}"
-    limit = "" if p.plateaued else f"; not within {p.measured:,}, the longest measured"
+    runs = f"{p.runs} run{'' if p.runs == 1 else 's'}" if p.seed is None else f"its seed {p.seed} alone, which the longest board lacks"
+    longest = "the longest measured" if p.seed is None else "the end of its run"
+    limit = "" if p.plateaued else f"; not within {p.measured:,}, {longest}"
     whose = f"as {p.follows} (not studied itself) " if p.follows and follows else ""
     return f"{p.task} {whose}from {p.board} ({runs}{limit})"
 
@@ -181,10 +209,11 @@ def format_proposals(proposals: Sequence[Proposal], missing: Mapping[str, Sequen
 
     rows = [("task", "learner", "budget", "from board", "runs", "score from", "Q̂ from", "plateaued")]
     for p in proposals:
-        state = "yes" if p.plateaued else f"not within {p.measured:,} (longest measured)"
+        state = "yes" if p.plateaued else f"not within {p.measured:,} ({'longest measured' if p.seed is None else 'the end of its run'})"
+        board = p.board if p.seed is None else f"{p.board}, seed {p.seed} alone (the longest board lacks it)"
         rows.append(
             (
-                p.task, p.learner, f"{p.budget:,}", p.board, str(p.runs), at(p.score_from, p.measured),
+                p.task, p.learner, f"{p.budget:,}", board, str(p.runs), at(p.score_from, p.measured),
                 at(p.q_from, p.measured) if p.has_q else "– (no Q̂)", state + (f"; as {p.follows}, not studied itself" if p.follows else ""),
             )
         )  # fmt: skip
