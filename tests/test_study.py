@@ -101,7 +101,7 @@ def test_a_seed_the_longest_board_lacks_counts_where_it_settles_later():
     assert got.plateaued and got.both_from > alone.both_from and got.both_from >= 30_000
     assert got.budget == max(25_000, -(-got.both_from // 5000) * 5000)
     assert "hopper from short (its seed 1 alone, which the longest board lacks)" in study.budget_tables([got])[1]["bcq"]
-    assert "short, seed 1 alone (the longest board lacks it)" in study.format_proposals([got])
+    assert "yes; its seed 1 alone, which the longest board lacks" in study.format_proposals([got])
     # a second seed still moving at the end of its run: that run's length, flagged
     climbing = seed(_cell("short", "hopper", "bcq", lambda u: u / 1000, GRID), 1)
     got = _propose([*flat_long, *climbing])[("hopper", "bcq")]

@@ -210,10 +210,11 @@ def format_proposals(proposals: Sequence[Proposal], missing: Mapping[str, Sequen
     rows = [("task", "learner", "budget", "from board", "runs", "score from", "Q̂ from", "plateaued")]
     for p in proposals:
         state = "yes" if p.plateaued else f"not within {p.measured:,} ({'longest measured' if p.seed is None else 'the end of its run'})"
-        board = p.board if p.seed is None else f"{p.board}, seed {p.seed} alone (the longest board lacks it)"
+        if p.seed is not None:
+            state += f"; its seed {p.seed} alone, which the longest board lacks"
         rows.append(
             (
-                p.task, p.learner, f"{p.budget:,}", board, str(p.runs), at(p.score_from, p.measured),
+                p.task, p.learner, f"{p.budget:,}", p.board, str(p.runs), at(p.score_from, p.measured),
                 at(p.q_from, p.measured) if p.has_q else "– (no Q̂)", state + (f"; as {p.follows}, not studied itself" if p.follows else ""),
             )
         )  # fmt: skip
