@@ -170,7 +170,7 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
             60000, 2000, 10, 50, 5, 2000, final_checkpoints=5, hopper={"updates": 40000}, halfcheetah={"updates": 120000},
             budgets={
                 "mabcq": {"hopper": 44000, "walker": 48000}, "mabcq-no-tn": {"hopper": 42000, "walker": 60000, "not_plateaued": ["walker"]},
-                "mabcq-no-vd": {"hopper": 56000, "walker": 60000, "not_plateaued": ["walker"]},
+                "mabcq-no-vd": {"hopper": 56000, "walker": 120000, "not_plateaued": ["walker"]},
                 "bcq": {"hopper": 60000, "walker": 46000, "not_plateaued": ["hopper"]},
                 "ddpg": {"hopper": 200000, "walker": 200000, "not_plateaued": ["hopper", "walker"]}, "td3bc": {"hopper": 60000, "walker": 64000},
                 "iql": {"hopper": 44000, "walker": 48000}, "cql": {"hopper": 66000, "walker": 74000},
@@ -183,7 +183,7 @@ DEFAULT_PROTOCOLS: dict[str, TierProtocol] = {
         budget_notes={
             "mabcq": "budget study: walker from plateau120-v1-p2 (1 run); hopper from plateau200-v1-p2 (1 run)",
             "mabcq-no-tn": "budget study: walker from plateau60-v1-p2 (1 run; not within 60,000, the longest measured); hopper from plateau60-v1-p2 (1 run)",
-            "mabcq-no-vd": "budget study: walker from plateau60-v1-p2 (1 run; not within 60,000, the longest measured); hopper from plateau200-v1-p2 (2 runs)",
+            "mabcq-no-vd": "budget study: walker from plateau120-v1-p2 (1 run; not within 120,000, the longest measured); hopper from plateau200-v1-p2 (2 runs)",
             "bcq": "budget study: walker from plateau120-v1-p2 (2 runs); hopper from plateau60-v1-p2 (its seed 1 alone, which the longest board lacks; not within 60,000, the end of its run)",
             "ddpg": "budget study: walker from plateau200-v1-p2 (1 run; not within 200,000, the longest measured); hopper from plateau200-v1-p2 (1 run; not within 200,000, the longest measured)",
             "td3bc": "budget study: walker from plateau200-v1-p2 (1 run); hopper from plateau200-v1-p2 (2 runs)",
